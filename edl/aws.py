@@ -1,0 +1,177 @@
+"""The one place that builds boto3 sessions and clients.
+
+Identity follows AWS habits: `--profile NAME` or `AWS_PROFILE` pick it, else the usual AWS
+environment variables. For the local instance, profile names resolve in the local cloud's own
+credentials file (`~/.edl/local/credentials`, written by `edl local start`), and with no profile
+at all the local instance acts as its platform admin.
+
+Deploying uses a second identity: the instance's privileged CloudFormation role, assumed through
+STS with credentials that refresh themselves, so an hour-long stack wait never expires mid-way.
+"""
+
+from __future__ import annotations
+
+import configparser
+import json
+import os
+import threading
+from dataclasses import dataclass
+
+import boto3
+from botocore.config import Config
+from botocore.credentials import RefreshableCredentials
+from botocore.exceptions import ClientError
+from botocore.session import get_session
+
+from edl.config import Instance
+from edl.errors import AwsAccessError, LocalCloudError
+from edl.paths import local_credentials_file, local_state_file
+
+LOCAL_ADMIN_PROFILE = "admin"
+_ROLE_SESSION_SECONDS = 3600
+
+
+def local_endpoint(instance: Instance) -> str:
+    """The local cloud's URL: the running one's (its port may differ) or the configured one."""
+    try:
+        state = json.loads(local_state_file().read_text())
+        return state["endpoint_url"]
+    except (OSError, ValueError, KeyError):
+        return instance.endpoint_url
+
+
+def read_local_profile(profile: str) -> tuple[str, str]:
+    """Access key and secret of a local-cloud user, from the local credentials file."""
+    path = local_credentials_file()
+    parser = configparser.ConfigParser()
+    if not parser.read(path):
+        raise LocalCloudError(
+            f"no local credentials at {path}",
+            hint="start the local cloud first: edl local start",
+        )
+    if profile not in parser:
+        known = ", ".join(parser.sections())
+        raise AwsAccessError(
+            f"unknown local profile {profile!r}", hint=f"the local cloud's users are: {known}"
+        )
+    section = parser[profile]
+    return section["aws_access_key_id"], section["aws_secret_access_key"]
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who the caller is: a named profile, or whatever the environment says."""
+
+    profile: str | None = None
+
+    @classmethod
+    def from_environment(cls, profile: str | None = None) -> "Identity":
+        return cls(profile or os.environ.get("AWS_PROFILE") or None)
+
+
+class AwsSessions:
+    """Sessions and clients for one instance, as the caller and as the CloudFormation role."""
+
+    def __init__(self, instance: Instance, identity: Identity | None = None) -> None:
+        self.instance = instance
+        self.identity = identity or Identity.from_environment()
+        self.endpoint_url = local_endpoint(instance) if instance.is_local else None
+        self._lock = threading.RLock()  # deploy_session() calls user_session()
+        self._user_session: boto3.Session | None = None
+        self._deploy_session: boto3.Session | None = None
+        # Standard retry mode backs off exponentially on throttling and transient errors.
+        self.client_config = Config(
+            retries={"mode": "standard", "max_attempts": 8},
+            connect_timeout=2 if instance.is_local else 10,
+            read_timeout=60,
+            max_pool_connections=32,
+        )
+
+    # -- the caller ---------------------------------------------------------------------------
+
+    def user_session(self) -> boto3.Session:
+        with self._lock:
+            if self._user_session is None:
+                self._user_session = self._make_user_session()
+            return self._user_session
+
+    def _make_user_session(self) -> boto3.Session:
+        region = self.instance.default_region
+        if not self.instance.is_local:
+            return boto3.Session(profile_name=self.identity.profile, region_name=region)
+        profile = self.identity.profile
+        if profile is None and os.environ.get("AWS_ACCESS_KEY_ID"):
+            return boto3.Session(
+                aws_access_key_id=os.environ["AWS_ACCESS_KEY_ID"],
+                aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY", ""),
+                aws_session_token=os.environ.get("AWS_SESSION_TOKEN"),
+                region_name=region,
+            )
+        key, secret = read_local_profile(profile or LOCAL_ADMIN_PROFILE)
+        return boto3.Session(aws_access_key_id=key, aws_secret_access_key=secret, region_name=region)
+
+    def client(self, service: str, region: str | None = None):
+        return self.user_session().client(
+            service, region_name=region or self.instance.default_region,
+            endpoint_url=self.endpoint_url, config=self.client_config,
+        )
+
+    # -- the privileged CloudFormation role ----------------------------------------------------
+
+    def deploy_session(self) -> boto3.Session:
+        with self._lock:
+            if self._deploy_session is None:
+                self._deploy_session = self._assume_cfn_role()
+            return self._deploy_session
+
+    def deploy_client(self, service: str, region: str | None = None):
+        return self.deploy_session().client(
+            service, region_name=region or self.instance.default_region,
+            endpoint_url=self.endpoint_url, config=self.client_config,
+        )
+
+    def deploy_resource(self, service: str, region: str | None = None):
+        return self.deploy_session().resource(
+            service, region_name=region or self.instance.default_region,
+            endpoint_url=self.endpoint_url, config=self.client_config,
+        )
+
+    def _assume_cfn_role(self) -> boto3.Session:
+        sts = self.user_session().client(
+            "sts", region_name=self.instance.default_region,
+            endpoint_url=self.endpoint_url, config=self.client_config,
+        )
+        role_arn = self.instance.cfn_role_arn
+
+        def fetch() -> dict:
+            try:
+                creds = sts.assume_role(
+                    RoleArn=role_arn, RoleSessionName="edl-deploy",
+                    DurationSeconds=_ROLE_SESSION_SECONDS,
+                )["Credentials"]
+            except ClientError as exc:
+                code = exc.response["Error"]["Code"]
+                if code in ("AccessDenied", "AccessDeniedException", "InvalidClientTokenId"):
+                    raise AwsAccessError(
+                        f"you may not assume the CloudFormation role {role_arn} ({code})",
+                        hint="only platform deployers can deploy; use their profile "
+                        "(for the local cloud: --profile admin)",
+                    ) from None
+                raise
+            return {
+                "access_key": creds["AccessKeyId"],
+                "secret_key": creds["SecretAccessKey"],
+                "token": creds["SessionToken"],
+                "expiry_time": creds["Expiration"].isoformat(),
+            }
+
+        credentials = RefreshableCredentials.create_from_metadata(
+            metadata=fetch(), refresh_using=fetch, method="sts-assume-role"
+        )
+        botocore_session = get_session()
+        botocore_session._credentials = credentials  # the documented way to hand in refreshable creds
+        return boto3.Session(botocore_session=botocore_session,
+                             region_name=self.instance.default_region)
+
+    def caller_arn(self) -> str:
+        return self.client("sts").get_caller_identity()["Arn"]

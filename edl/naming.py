@@ -1,0 +1,104 @@
+"""Every name EDL gives to things in AWS, in one place.
+
+The names are contracts (DESIGN §1): users, policies and other tools find buckets, roles and
+tables by them, so they are computed here and nowhere else. Names that AWS limits in length
+(IAM roles: 64 characters) are shortened with a stable hash rather than refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+from edl.errors import NamingError
+
+TIERS = ("internal", "restricted", "sensitive")
+ACCESS_LEVELS = ("read", "write")
+METADATA_TABLES = ("datasets", "updates", "grants", "audit", "jobs")
+
+_DATASET_RE = re.compile(r"^[a-z][a-z0-9_]{2,62}$")
+_INSTANCE_RE = re.compile(r"^[a-z][a-z0-9]{1,15}$")
+_ROLE_NAME_MAX = 64
+
+
+def validate_dataset_name(name: str) -> str:
+    if not _DATASET_RE.match(name or ""):
+        raise NamingError(
+            f"invalid dataset name {name!r}",
+            hint="use 3-63 lowercase letters, digits and '_', starting with a letter "
+            "(for example clinical_trials)",
+        )
+    return name
+
+
+def validate_tier(tier: str) -> str:
+    if tier not in TIERS:
+        raise NamingError(f"unknown tier {tier!r}", hint=f"choose one of: {', '.join(TIERS)}")
+    return tier
+
+
+def validate_instance_name(name: str) -> str:
+    if not _INSTANCE_RE.match(name or ""):
+        raise NamingError(
+            f"invalid instance name {name!r}",
+            hint="use 2-16 lowercase letters and digits, starting with a letter",
+        )
+    return name
+
+
+def data_bucket(prefix: str, instance: str, tier: str, region: str) -> str:
+    return f"{prefix}-{instance}-{tier}-{region}"
+
+
+def drop_bucket(prefix: str, instance: str, tier: str, region: str) -> str:
+    return f"{prefix}-drop-{instance}-{tier}-{region}"
+
+
+def artifacts_bucket(prefix: str, instance: str, region: str) -> str:
+    return f"{prefix}-artifacts-{instance}-{region}"
+
+
+def logs_bucket(prefix: str, instance: str, region: str) -> str:
+    """Where the data and drop buckets of a region write their S3 access logs."""
+    return f"{prefix}-logs-{instance}-{region}"
+
+
+def kms_alias(instance: str, tier: str) -> str:
+    return f"alias/edl-{instance}-{tier}"
+
+
+def table_name(instance: str, table: str) -> str:
+    if table not in METADATA_TABLES:
+        raise ValueError(f"unknown metadata table {table!r}")
+    return f"edl-{instance}-{table}"
+
+
+def glue_database(instance: str, tier: str) -> str:
+    return f"edl_{instance}_{tier}"
+
+
+def stack_name(instance: str, component: str, *qualifiers: str) -> str:
+    """`edl-<instance>-<component>[-<qualifier>…]`; CloudFormation allows no '_' in names."""
+    parts = ["edl", instance, component, *qualifiers]
+    return "-".join(p.replace("_", "-") for p in parts)
+
+
+def default_reader_role(instance: str) -> str:
+    """The role that reads every internal-tier dataset (default_acls.yaml)."""
+    return f"edl-{instance}-internal-reader"
+
+
+def dataset_role(instance: str, dataset: str, level: str) -> str:
+    """`edl-<instance>-<dataset>-<level>`, shortened with a hash when IAM's 64 characters are
+    not enough (a long dataset name on a long instance name)."""
+    name = f"edl-{instance}-{dataset}-{level}"
+    if len(name) <= _ROLE_NAME_MAX:
+        return name
+    digest = hashlib.sha256(dataset.encode()).hexdigest()[:8]
+    keep = _ROLE_NAME_MAX - len(f"edl-{instance}--{digest}-{level}")
+    return f"edl-{instance}-{dataset[:keep]}-{digest}-{level}"
+
+
+def dataset_prefixes(dataset: str) -> tuple[str, str]:
+    """The key prefixes a dataset owns inside its tier's data bucket."""
+    return f"{dataset}/raw/", f"{dataset}/data/"

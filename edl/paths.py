@@ -1,0 +1,36 @@
+"""Where EDL keeps its files on the user's machine.
+
+Everything lives under the EDL home (`$EDL_HOME`, default `~/.edl`): the local cloud's state,
+pid, log and credentials, and caches. Tests point `EDL_HOME` at a temporary folder.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+CONFIG_DIR = PACKAGE_DIR / "core_resources" / "config"
+TEMPLATES_DIR = PACKAGE_DIR / "cloudformation" / "templates"
+
+
+def edl_home() -> Path:
+    return Path(os.environ.get("EDL_HOME") or Path.home() / ".edl")
+
+
+def local_dir() -> Path:
+    """The local cloud's folder: state file, pid, log and the credentials file."""
+    return edl_home() / "local"
+
+
+def local_credentials_file() -> Path:
+    """The local cloud's users, in the AWS shared-credentials format."""
+    return local_dir() / "credentials"
+
+
+def local_state_file() -> Path:
+    return local_dir() / "state.json"
+
+
+def cache_dir() -> Path:
+    return edl_home() / "cache"
