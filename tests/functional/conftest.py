@@ -1,0 +1,1 @@
+"""Functional tests: AWS faked in-process with moto, commands run in-process."""
