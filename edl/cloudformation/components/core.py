@@ -1,0 +1,70 @@
+"""The core of an instance (`edl deploy-core`).
+
+Per region: the artifacts and access-log buckets, then one stack per tier with its KMS key, data
+bucket and drop bucket. In the default region: the metadata tables, and the role that reads every
+internal-tier dataset (it needs the internal keys of all regions, so it comes last).
+"""
+
+from __future__ import annotations
+
+from edl import naming
+from edl.cloudformation.stack_manager import OutputRef, StackSpec
+from edl.config import Instance, LakeConfig
+
+
+def artifacts_stack(instance: Instance, region: str) -> str:
+    return naming.stack_name(instance.name, "artifacts", region)
+
+
+def buckets_stack(instance: Instance, tier: str, region: str) -> str:
+    return naming.stack_name(instance.name, "buckets", tier, region)
+
+
+def key_arn(instance: Instance, tier: str, region: str) -> OutputRef:
+    """The tier's KMS key ARN in a region, from its buckets stack."""
+    return OutputRef(buckets_stack(instance, tier, region), "KeyId",
+                     f"arn:aws:kms:{region}:{instance.account_id}:key/{{}}")
+
+
+def core_stacks(config: LakeConfig, instance: Instance) -> list[StackSpec]:
+    prefix = config.bucket_prefix
+    name = instance.name
+    specs: list[StackSpec] = []
+    for region in instance.regions:
+        specs.append(StackSpec(
+            name=artifacts_stack(instance, region), region=region, template="artifacts.yaml",
+            parameters=(
+                ("ArtifactsBucketName", naming.artifacts_bucket(prefix, name, region)),
+                ("LogsBucketName", naming.logs_bucket(prefix, name, region)),
+            ),
+        ))
+        for tier in naming.TIERS:
+            specs.append(StackSpec(
+                name=buckets_stack(instance, tier, region), region=region, template="buckets.yaml",
+                parameters=(
+                    ("Tier", tier),
+                    ("DataBucketName", naming.data_bucket(prefix, name, tier, region)),
+                    ("DropBucketName", naming.drop_bucket(prefix, name, tier, region)),
+                    ("LogsBucketName", naming.logs_bucket(prefix, name, region)),
+                    ("KeyAliasName", naming.kms_alias(name, tier)),
+                ),
+                depends_on=(artifacts_stack(instance, region),),
+            ))
+    specs.append(StackSpec(
+        name=naming.stack_name(name, "metadata"), region=instance.default_region,
+        template="metadata.yaml", parameters=(("TablePrefix", f"edl-{name}"),),
+    ))
+    internal_buckets = [naming.data_bucket(prefix, name, "internal", r) for r in instance.regions]
+    specs.append(StackSpec(
+        name=naming.stack_name(name, "default-acls"), region=instance.default_region,
+        template="default_acls.yaml",
+        parameters=(
+            ("RoleName", naming.default_reader_role(name)),
+            ("TrustedPrincipalArns", (instance.platform_admin_arn,)),
+            ("BucketArns", tuple(f"arn:aws:s3:::{b}" for b in internal_buckets)),
+            ("ObjectArns", tuple(f"arn:aws:s3:::{b}/*" for b in internal_buckets)),
+            ("KeyArns", tuple(key_arn(instance, "internal", r) for r in instance.regions)),
+        ),
+        depends_on=tuple(buckets_stack(instance, "internal", r) for r in instance.regions),
+    ))
+    return specs

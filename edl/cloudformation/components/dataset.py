@@ -1,0 +1,39 @@
+"""One dataset (`edl deploy-dataset`): its roles, one per access level, each allowed exactly the
+dataset's prefixes in its tier's data bucket of every region and the tier's KMS keys.
+
+The roles are IAM, so global: the stack lives in the instance's default region. The dataset's
+record (tier, owner, delta convention) is written to the metadata table once the stack is done.
+"""
+
+from __future__ import annotations
+
+from edl import naming
+from edl.cloudformation.components.core import buckets_stack, key_arn
+from edl.cloudformation.stack_manager import StackSpec
+from edl.config import Instance, LakeConfig
+
+
+def dataset_stack(instance: Instance, dataset: str) -> str:
+    return naming.stack_name(instance.name, "dataset", dataset)
+
+
+def dataset_stacks(config: LakeConfig, instance: Instance, dataset: str,
+                   tier: str) -> list[StackSpec]:
+    naming.validate_dataset_name(dataset)
+    naming.validate_tier(tier)
+    buckets = [naming.data_bucket(config.bucket_prefix, instance.name, tier, r)
+               for r in instance.regions]
+    return [StackSpec(
+        name=dataset_stack(instance, dataset), region=instance.default_region,
+        template="folder_acls.yaml",
+        parameters=(
+            ("Dataset", dataset),
+            ("ReadRoleName", naming.dataset_role(instance.name, dataset, "read")),
+            ("WriteRoleName", naming.dataset_role(instance.name, dataset, "write")),
+            ("TrustedPrincipalArns", (instance.platform_admin_arn,)),
+            ("BucketArns", tuple(f"arn:aws:s3:::{b}" for b in buckets)),
+            ("ObjectArns", tuple(f"arn:aws:s3:::{b}/{dataset}/*" for b in buckets)),
+            ("KeyArns", tuple(key_arn(instance, tier, r) for r in instance.regions)),
+        ),
+        depends_on=tuple(buckets_stack(instance, tier, r) for r in instance.regions),
+    )]

@@ -1,0 +1,75 @@
+"""Template commands: render and validate. Neither needs AWS."""
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from edl.cloudformation.components.core import core_stacks
+from edl.cloudformation.components.dataset import dataset_stacks
+from edl.cloudformation.render import lint_templates, render_template, template_names
+from edl.config import get_config
+from edl.installed_scripts.commands.options import CommonOptions
+from edl.ui import UI
+
+# A dataset to render folder_acls.yaml with when none is named.
+_SAMPLE_DATASET = ("example_dataset", "internal")
+
+
+@dataclass
+class RenderOptions(CommonOptions):
+    out: Optional[str] = field(default=None, metadata={
+        "help": "write one <stack>.yaml and <stack>.parameters.json per stack into this folder "
+                "(default: print each template once to stdout)"})
+    dataset: Optional[str] = field(default=None, metadata={
+        "help": "also render this dataset's stack (with --tier)"})
+    tier: str = field(default="internal", metadata={"help": "the dataset's tier"})
+
+
+@dataclass
+class ValidateOptions(CommonOptions):
+    all_instances: bool = field(default=False, metadata={
+        "help": "validate for every instance in account_config.yaml, not just --instance"})
+
+
+def render(options: RenderOptions, ui: UI) -> int:
+    config = get_config()
+    instance = config.instance(options.instance)
+    context = {"instance": instance, "bucket_prefix": config.bucket_prefix}
+    dataset, tier = (options.dataset, options.tier) if options.dataset else _SAMPLE_DATASET
+    specs = core_stacks(config, instance) + dataset_stacks(config, instance, dataset, tier)
+    rendered = {name: render_template(name, context) for name in {s.template for s in specs}}
+    if options.out is None:
+        for name in sorted(rendered):
+            ui.result(f"# ---- {name} (instance {instance.name}) ----\n{rendered[name].body}")
+        return 0
+    out = Path(options.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for spec in specs:
+        (out / f"{spec.name}.yaml").write_text(rendered[spec.template].body, encoding="utf-8")
+        parameters = {key: ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+                      for key, value in spec.parameters}
+        (out / f"{spec.name}.parameters.json").write_text(
+            json.dumps({"Region": spec.region, "Parameters": parameters}, indent=2) + "\n")
+    ui.success(f"wrote {len(specs)} stacks' templates and parameters to {out}/ "
+               "(values shown as <stack.Output> come from other stacks at deploy time)")
+    return 0
+
+
+def validate(options: ValidateOptions, ui: UI) -> int:
+    config = get_config()
+    instances = list(config.instances.values()) if options.all_instances \
+        else [config.instance(options.instance)]
+    started = time.monotonic()
+    templates = []
+    for instance in instances:
+        context = {"instance": instance, "bucket_prefix": config.bucket_prefix}
+        for name in template_names():
+            templates.append(render_template(name, context))
+    regions = sorted({r for i in instances for r in i.regions})
+    lint_templates(templates, regions)
+    distinct = len({t.sha256 for t in templates})
+    ui.success(f"{len(templates)} templates rendered for {', '.join(i.name for i in instances)}; "
+               f"{distinct} distinct, all pass cfn-lint ({time.monotonic() - started:.1f}s)")
+    return 0

@@ -1,0 +1,121 @@
+"""The lake's metadata tables (DynamoDB, deployed by `deploy-core` from metadata.yaml).
+
+Tables and keys (`edl-<instance>-<table>`):
+
+- datasets: HASH `dataset`. One item a dataset: tier, owner, description, home region, the delta
+  convention, and `update_seq`, the counter update ids are allocated from.
+- updates:  HASH `dataset`, RANGE `update_id` (zero-padded, so ids sort lexically in numeric order).
+- grants:   HASH `dataset`, RANGE `grant_id`; index `by-principal` (HASH `principal`, RANGE `dataset`).
+- audit:    HASH `subject`, RANGE `event_id` (ISO time + random suffix); append-only.
+- jobs:     HASH `job_id`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from edl import naming
+from edl.errors import EdlError
+
+
+class UnknownDatasetError(EdlError):
+    exit_code = 3
+
+
+@dataclass(frozen=True)
+class DeltaConvention:
+    """How a delta update encodes changes: key columns, and the column that marks deletes."""
+
+    key_columns: tuple[str, ...]
+    op_column: str | None = None
+    delete_marker: str | None = None
+
+
+@dataclass(frozen=True)
+class DatasetRecord:
+    dataset: str
+    tier: str
+    owner: str
+    home_region: str
+    description: str = ""
+    delta: DeltaConvention | None = None
+    created_at: float = field(default_factory=time.time)
+
+    def to_item(self) -> dict[str, Any]:
+        item = asdict(self)
+        item["created_at"] = str(self.created_at)
+        if self.delta is None:
+            item.pop("delta")
+        else:
+            item["delta"] = {k: v for k, v in asdict(self.delta).items() if v is not None}
+            item["delta"]["key_columns"] = list(self.delta.key_columns)
+        return {k: v for k, v in item.items() if v not in (None, "")}
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> "DatasetRecord":
+        delta = item.get("delta")
+        return cls(
+            dataset=item["dataset"],
+            tier=item["tier"],
+            owner=item["owner"],
+            home_region=item["home_region"],
+            description=item.get("description", ""),
+            delta=DeltaConvention(
+                key_columns=tuple(delta["key_columns"]),
+                op_column=delta.get("op_column"),
+                delete_marker=delta.get("delete_marker"),
+            ) if delta else None,
+            created_at=float(item.get("created_at", 0)),
+        )
+
+
+class MetadataStore:
+    """Reads and writes the metadata tables of one instance through a boto3 DynamoDB resource."""
+
+    def __init__(self, dynamodb, instance: str) -> None:
+        self.instance = instance
+        self._dynamodb = dynamodb
+
+    def table(self, name: str):
+        return self._dynamodb.Table(naming.table_name(self.instance, name))
+
+    def put_dataset(self, record: DatasetRecord) -> None:
+        """Create or update a dataset's record, keeping its update counter untouched."""
+        item = record.to_item()
+        names = {f"#{k}": k for k in item if k != "dataset"}
+        values = {f":{k}": v for k, v in item.items() if k != "dataset"}
+        sets = ", ".join(f"#{k} = :{k}" for k in item if k != "dataset")
+        remove = "" if record.delta is not None else " REMOVE #delta"
+        if record.delta is None:
+            names["#delta"] = "delta"
+        self.table("datasets").update_item(
+            Key={"dataset": record.dataset},
+            UpdateExpression=f"SET {sets}{remove}",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
+
+    def get_dataset(self, dataset: str) -> DatasetRecord:
+        item = self.table("datasets").get_item(Key={"dataset": dataset}).get("Item")
+        if item is None:
+            raise UnknownDatasetError(
+                f"dataset {dataset!r} does not exist in instance {self.instance!r}",
+                hint=f"deploy it first: edl deploy-dataset {dataset} --instance {self.instance} ...",
+            )
+        return DatasetRecord.from_item(item)
+
+    def delete_dataset(self, dataset: str) -> None:
+        self.table("datasets").delete_item(Key={"dataset": dataset})
+
+    def list_datasets(self) -> list[DatasetRecord]:
+        table = self.table("datasets")
+        items, kwargs = [], {}
+        while True:
+            page = table.scan(**kwargs)
+            items.extend(page["Items"])
+            if "LastEvaluatedKey" not in page:
+                break
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return sorted((DatasetRecord.from_item(i) for i in items), key=lambda r: r.dataset)
