@@ -1,0 +1,68 @@
+"""The local cloud, started for real: one for the whole session, always stopped at teardown.
+
+Its EDL home is the session's, not the per-test home of `tests/conftest.py`: a test that uses
+`local_cloud` runs with `EDL_HOME` pointing at it, so the commands and `edl.aws` find the running
+cloud exactly as they would on a user's machine.
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from edl.config import Instance, get_config
+from edl.local import control
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class LocalCloud:
+    home: Path
+    port: int
+    instance: Instance
+    status: control.LocalStatus
+
+
+@pytest.fixture(scope="session")
+def local_instance() -> Instance:
+    return get_config().instance("local")
+
+
+@pytest.fixture(scope="session")
+def _session_local_cloud(tmp_path_factory, local_instance):
+    home = tmp_path_factory.mktemp("edl-local-home")
+    no_aws = tmp_path_factory.mktemp("no-aws")
+    port = free_port()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("EDL_HOME", str(home))
+        mp.setenv("AWS_CONFIG_FILE", str(no_aws / "config"))
+        mp.setenv("AWS_SHARED_CREDENTIALS_FILE", str(no_aws / "credentials"))
+        try:
+            status = control.start(local_instance, port=port)
+            yield LocalCloud(home, port, local_instance, status)
+        finally:
+            mp.setenv("EDL_HOME", str(home))  # tests' monkeypatching is undone by now; be sure
+            control.stop()
+
+
+@pytest.fixture
+def local_cloud(_session_local_cloud, edl_home, monkeypatch) -> LocalCloud:
+    """The session's running local cloud, with this test's `EDL_HOME` pointing at it."""
+    monkeypatch.setenv("EDL_HOME", str(_session_local_cloud.home))
+    return _session_local_cloud
+
+
+@pytest.fixture
+def stop_local_cloud(edl_home):
+    """For a test that starts its own local cloud (in its own EDL home): stopped at teardown."""
+    yield
+    control.stop(timeout=5)
