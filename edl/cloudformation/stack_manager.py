@@ -153,6 +153,13 @@ class StackManager:
         templates = [self.render(spec.template) for spec in specs]
         lint_templates(templates, self.instance.regions)
         live = self.live_stacks()
+        missing = sorted({r.stack for s in specs for r in s.refs()}
+                         - {s.name for s in specs} - set(live))
+        if missing:
+            raise DeployError(
+                f"{title} needs stack(s) that do not exist: {', '.join(missing)}",
+                hint=f"deploy core first: edl deploy-core --instance {self.instance.name}",
+            )
         planned: dict[str, PlannedStack] = {}
         for spec in _in_dependency_order(specs):
             planned[spec.name] = self._plan_one(spec, live, planned)

@@ -2,7 +2,7 @@
 
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import List, Optional
 
 from edl import naming
@@ -119,6 +119,7 @@ def deploy_core(options: DeployCoreOptions, ui: UI) -> int:
 def deploy_dataset(options: DeployDatasetOptions, ui: UI) -> int:
     factory = Factory(options.instance, options.profile, ui)
     record = _dataset_record(options, factory)
+    plan = _dataset_plan(options, factory)  # fails first, naming what is missing, if core is not there
     store = factory.metadata()
     try:
         existing = store.get_dataset(record.dataset)
@@ -129,9 +130,9 @@ def deploy_dataset(options: DeployDatasetOptions, ui: UI) -> int:
             f"dataset {record.dataset} is in tier {existing.tier}, not {record.tier}",
             hint="a dataset cannot change tier: create a new dataset and copy the data over",
         )
-    _execute(ui, factory, _dataset_plan(options, factory))
+    _execute(ui, factory, plan)
     if existing:
-        record = DatasetRecord(**{**record.__dict__, "created_at": existing.created_at})
+        record = replace(record, created_at=existing.created_at)
     store.put_dataset(record)
     ui.success(f"dataset {record.dataset} recorded (tier {record.tier}, owner {record.owner})")
     return 0

@@ -1,0 +1,2 @@
+"""`edl-api`, the client of the lake's REST API. It speaks HTTP to the API and imports no server
+code (DESIGN §9)."""
