@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 import jinja2
+import yaml
 
 from edl.errors import TemplateError
 from edl.paths import TEMPLATES_DIR, cache_dir
@@ -114,14 +115,38 @@ def _where(exc: BaseException, name: str) -> str:
     return f"{os.path.basename(frames[-1].filename)} line {frames[-1].lineno}"
 
 
+class _CfnLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+    """YAML with CloudFormation's short tags: `!Ref X` reads as {"Ref": X}, `!Sub s` as
+    {"Fn::Sub": s}, `!GetAtt A.B` as {"Fn::GetAtt": ["A", "B"]}."""
+
+
+def _short_tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict:
+    if isinstance(node, yaml.ScalarNode):
+        value: Any = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    if suffix == "Ref":
+        return {"Ref": value}
+    if suffix == "GetAtt" and isinstance(value, str):
+        value = value.split(".", 1)
+    return {f"Fn::{suffix}": value}
+
+
+_CfnLoader.add_multi_constructor("!", _short_tag)
+
+
 def parse_template(body: str, name: str = "template") -> dict:
     """A rendered body as a dict, short tags (`!Ref`, `!Sub` …) decoded the way CloudFormation
-    reads them (`{"Ref": …}`, `{"Fn::Sub": …}`)."""
-    from cfnlint.decode.decode import decode_str
-
-    template, matches = decode_str(body)
-    if matches:
-        raise TemplateError("\n".join(_describe(name, m) for m in matches))
+    reads them (`{"Ref": …}`, `{"Fn::Sub": …}`). Cheap: no cfn-lint, so reading a deployed
+    stack's outputs costs no linter start-up."""
+    try:
+        template = yaml.load(body, Loader=_CfnLoader)  # noqa: S506 (a safe loader plus tags)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise TemplateError(f"{name}{where}: not valid YAML ({exc.__class__.__name__})") from None
     if not isinstance(template, dict):
         raise TemplateError(f"{name}: not a CloudFormation template (expected a mapping)")
     return template

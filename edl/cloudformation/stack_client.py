@@ -86,12 +86,13 @@ def _error_detail(exc: Exception) -> str:
 class StackClient:
     """CloudFormation in one region. Collaborators (clients, sleep, clock) come in from outside."""
 
-    def __init__(self, cloudformation, region: str, *, s3=None, artifacts_bucket: str | None = None,
+    def __init__(self, cloudformation, region: str, *, s3: Callable[[], Any] | None = None,
+                 artifacts_bucket: str | None = None,
                  on_event: EventSink | None = None, sleep: Callable[[float], None] = time.sleep,
                  clock: Callable[[], float] = time.monotonic, max_wait: float = 3600.0) -> None:
         self.cfn = cloudformation
         self.region = region
-        self.s3 = s3
+        self.s3 = s3  # a factory: the S3 client is needed only for templates over the limit
         self.artifacts_bucket = artifacts_bucket
         self.on_event = on_event
         self.sleep = sleep
@@ -188,7 +189,7 @@ class StackClient:
                 hint="deploy core first (it creates the artifacts bucket)",
             )
         key = f"templates/{name}/{hashlib.sha256(body.encode()).hexdigest()[:16]}.yaml"
-        self._call(name, "PutObject", self.s3.put_object, Bucket=self.artifacts_bucket, Key=key,
+        self._call(name, "PutObject", self.s3().put_object, Bucket=self.artifacts_bucket, Key=key,
                    Body=body.encode("utf-8"))
         url = f"https://{self.artifacts_bucket}.s3.{self.region}.amazonaws.com/{key}"
         return {"TemplateURL": url}

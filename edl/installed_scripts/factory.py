@@ -42,7 +42,7 @@ class Factory:
         return StackClient(
             self.sessions.deploy_client("cloudformation", region),
             region,
-            s3=self.sessions.deploy_client("s3", region),
+            s3=lambda: self.sessions.deploy_client("s3", region),
             artifacts_bucket=naming.artifacts_bucket(self.config.bucket_prefix,
                                                      self.instance.name, region),
             on_event=self.ui.stack_event,
