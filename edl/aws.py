@@ -25,7 +25,7 @@ from botocore.session import get_session
 
 from edl.config import Instance
 from edl.errors import AwsAccessError, LocalCloudError
-from edl.paths import local_credentials_file, local_state_file
+from edl.paths import local_config_file, local_credentials_file, local_state_file
 
 LOCAL_ADMIN_PROFILE = "admin"
 _ROLE_SESSION_SECONDS = 3600
@@ -107,8 +107,16 @@ class AwsSessions:
                 aws_session_token=os.environ.get("AWS_SESSION_TOKEN"),
                 region_name=region,
             )
-        key, secret = read_local_profile(profile or LOCAL_ADMIN_PROFILE)
-        return boto3.Session(aws_access_key_id=key, aws_secret_access_key=secret, region_name=region)
+        name = profile or LOCAL_ADMIN_PROFILE
+        key, secret = read_local_profile(name)
+        # Profile names of the local instance resolve in the local cloud's own files, so
+        # AWS_PROFILE=alice works without touching the user's ~/.aws.
+        botocore_session = get_session()
+        botocore_session.set_config_variable("config_file", str(local_config_file()))
+        botocore_session.set_config_variable("credentials_file", str(local_credentials_file()))
+        botocore_session.set_config_variable("profile", name)
+        return boto3.Session(botocore_session=botocore_session, aws_access_key_id=key,
+                             aws_secret_access_key=secret, region_name=region)
 
     def client(self, service: str, region: str | None = None):
         return self.user_session().client(

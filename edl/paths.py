@@ -28,6 +28,11 @@ def local_credentials_file() -> Path:
     return local_dir() / "credentials"
 
 
+def local_config_file() -> Path:
+    """The local cloud's AWS config file: a `[profile NAME]` section per user."""
+    return local_dir() / "config"
+
+
 def local_state_file() -> Path:
     return local_dir() / "state.json"
 

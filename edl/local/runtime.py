@@ -54,7 +54,7 @@ class LocalFiles:
             ready=folder / "runtime.json",
             state=paths.local_state_file(),
             credentials=paths.local_credentials_file(),
-            aws_config=folder / "config",
+            aws_config=paths.local_config_file(),
         )
 
     @property

@@ -1,0 +1,125 @@
+"""A user deploys the lake on the local cloud, step by step, with the `edl` command.
+
+The local cloud is started for real (`tests/e2e/conftest.py`); every command runs as a separate
+process, as typed in a terminal, and what it made is checked with boto3.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from edl.aws import read_local_profile
+
+EDL = str(Path(sys.executable).with_name("edl"))
+PREFIX = "sanofi-datalake"
+
+
+def edl(*args: str, profile: str | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    env.pop("AWS_PROFILE", None)
+    if profile:
+        env["AWS_PROFILE"] = profile
+    return subprocess.run([EDL, *args], capture_output=True, text=True, env=env, timeout=120)
+
+
+def client(cloud, service: str, region: str = "us-east-1", user: str = "admin", role: bool = True):
+    key, secret = read_local_profile(user)
+    kwargs = dict(endpoint_url=cloud.status.endpoint_url, region_name=region)
+    if not role:
+        return boto3.client(service, aws_access_key_id=key, aws_secret_access_key=secret, **kwargs)
+    creds = boto3.client("sts", aws_access_key_id=key, aws_secret_access_key=secret, **kwargs) \
+        .assume_role(RoleArn=cloud.instance.cfn_role_arn, RoleSessionName="e2e")["Credentials"]
+    return boto3.client(service, aws_access_key_id=creds["AccessKeyId"],
+                        aws_secret_access_key=creds["SecretAccessKey"],
+                        aws_session_token=creds["SessionToken"], **kwargs)
+
+
+def _policy_statements(iam, role: str) -> list[dict]:
+    statements = []
+    for name in iam.list_role_policies(RoleName=role)["PolicyNames"]:
+        document = iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"]
+        document = json.loads(document) if isinstance(document, str) else document
+        statements.extend(document["Statement"])
+    return statements
+
+
+def test_deploy_the_lake_step_by_step(local_cloud):
+    validate = edl("validate")
+    assert validate.returncode == 0, validate.stderr
+    assert "all pass cfn-lint" in validate.stderr
+
+    plan = edl("plan", "deploy-core", "--instance", "local")
+    assert plan.returncode == 0, plan.stderr
+    assert "edl-local-metadata" in plan.stdout and "create" in plan.stdout
+
+    deploy = edl("deploy-core", "--instance", "local")
+    assert deploy.returncode == 0, deploy.stderr
+    again = edl("deploy-core", "--instance", "local")
+    assert again.returncode == 0 and "10 stacks unchanged" in again.stderr
+
+    for region in local_cloud.instance.regions:
+        s3 = client(local_cloud, "s3", region)
+        names = {b["Name"] for b in s3.list_buckets()["Buckets"]}
+        for tier in ("internal", "restricted", "sensitive"):
+            for bucket in (f"{PREFIX}-local-{tier}-{region}", f"{PREFIX}-drop-local-{tier}-{region}"):
+                assert bucket in names
+                encryption = s3.get_bucket_encryption(Bucket=bucket)[
+                    "ServerSideEncryptionConfiguration"]["Rules"][0]
+                assert encryption["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms"
+
+    dataset = edl("deploy-dataset", "clinical_trials", "--tier", "sensitive", "--owner", "alice",
+                  "--instance", "local")
+    assert dataset.returncode == 0, dataset.stderr
+    iam = client(local_cloud, "iam")
+    for level in ("read", "write"):
+        statements = _policy_statements(iam, f"edl-local-clinical_trials-{level}")
+        object_arns = {r for s in statements for r in s["Resource"]
+                       if isinstance(s["Resource"], list) and r.startswith("arn:aws:s3:::")
+                       and "/" in r}
+        assert object_arns == {f"arn:aws:s3:::{PREFIX}-local-sensitive-{r}/clinical_trials/*"
+                               for r in local_cloud.instance.regions}
+
+    status = edl("status", "--instance", "local")
+    assert status.returncode == 0
+    assert "edl-local-dataset-clinical-trials" in status.stdout
+    assert "ReadRole=edl-local-clinical_trials-read" in status.stdout
+
+    render = edl("render", "--instance", "dev01", "--out", str(local_cloud.home / "rendered"))
+    assert render.returncode == 0
+    assert (local_cloud.home / "rendered" / "edl-dev01-metadata.yaml").exists()
+
+    destroy = edl("destroy", "--instance", "local", "--yes")
+    assert destroy.returncode == 0, destroy.stderr
+    cfn = client(local_cloud, "cloudformation")
+    assert [s["StackName"] for s in cfn.describe_stacks()["Stacks"]] == []
+
+
+def test_unprivileged_user_cannot_deploy(local_cloud):
+    as_bob = edl("deploy-core", "--instance", "local", profile="bob")
+    assert as_bob.returncode == 1
+    assert "may not assume the CloudFormation role" in as_bob.stderr
+    assert "Traceback" not in as_bob.stderr
+
+    with pytest.raises(ClientError) as denied:
+        client(local_cloud, "cloudformation", user="bob", role=False).create_stack(
+            StackName="bobs-stack", TemplateBody="{}")
+    assert denied.value.response["Error"]["Code"] == "AccessDenied"
+
+
+@pytest.mark.parametrize("args, message", [
+    (("deploy-dataset", "Clinical-Trials", "--tier", "internal", "--owner", "a"),
+     "invalid dataset name"),
+    (("deploy-core", "--instance", "staging"), "unknown instance 'staging'"),
+])
+def test_bad_input_is_one_clear_line(local_cloud, args, message):
+    result = edl(*args)
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
