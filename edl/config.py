@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import yaml
 
@@ -131,26 +132,29 @@ def _load_instance(r: _Reader, name: str, raw: Any) -> Instance:
     except UsageError as exc:
         raise r.fail(where, exc.message) from None
     account = str(r.get(raw, "account_id", where, (str, int)))
-    r.check(bool(_ACCOUNT_RE.match(account)), f"{where}.account_id", "must be 12 digits")
+    r.check(bool(_ACCOUNT_RE.fullmatch(account)), f"{where}.account_id", "must be 12 digits")
     regions = r.get(raw, "regions", where, list)
     r.check(bool(regions), f"{where}.regions", "must list at least one region")
     for region in regions:
-        r.check(isinstance(region, str) and bool(_REGION_RE.match(region)), f"{where}.regions",
+        r.check(isinstance(region, str) and bool(_REGION_RE.fullmatch(region)), f"{where}.regions",
                 f"has an invalid region {region!r}")
     default_region = r.get(raw, "default_region", where, str)
     r.check(default_region in regions, f"{where}.default_region",
             f"({default_region}) must be one of the instance's regions")
     role = r.get(raw, "cfn_role_arn", where, str)
-    r.check(bool(_ROLE_ARN_RE.match(role)), f"{where}.cfn_role_arn", "must be an IAM role ARN")
+    r.check(bool(_ROLE_ARN_RE.fullmatch(role)), f"{where}.cfn_role_arn", "must be an IAM role ARN")
     r.check(role.split(":")[4] == account, f"{where}.cfn_role_arn",
             "must be a role in the instance's own account")
     admin = r.get(raw, "platform_admin_arn", where, str)
-    r.check(bool(re.match(r"^arn:aws[a-z-]*:iam::\d{12}:(user|role)/[\w+=,.@/-]+$", admin)),
+    r.check(bool(re.fullmatch(r"arn:aws[a-z-]*:iam::\d{12}:(user|role)/[\w+=,.@/-]+", admin)),
             f"{where}.platform_admin_arn", "must be an IAM user or role ARN")
     endpoint = r.get(raw, "endpoint_url", where, str, required=False)
     if endpoint is not None:
-        r.check(endpoint.startswith("http://127.0.0.1:") or endpoint.startswith("http://localhost:"),
-                f"{where}.endpoint_url", "must be on 127.0.0.1 (the local cloud listens nowhere else)")
+        url = urlparse(endpoint)
+        r.check(url.scheme == "http" and url.hostname in ("127.0.0.1", "localhost")
+                and url.username is None and url.password is None and _has_port(url),
+                f"{where}.endpoint_url",
+                "must be http://127.0.0.1:PORT (the local cloud listens nowhere else)")
     return Instance(
         name=name,
         description=r.get(raw, "description", where, str, required=False, default=""),
@@ -161,6 +165,25 @@ def _load_instance(r: _Reader, name: str, raw: Any) -> Instance:
         platform_admin_arn=admin,
         endpoint_url=endpoint,
     )
+
+
+def _has_port(url) -> bool:
+    try:
+        return url.port is not None
+    except ValueError:
+        return False
+
+
+def _check_bucket_names(r: _Reader, prefix: str, instance: Instance) -> None:
+    """S3 allows 63 characters: refuse at load what CloudFormation would refuse mid-deploy."""
+    for region in instance.regions:
+        longest = max((naming.drop_bucket(prefix, instance.name, tier, region) for tier in naming.TIERS),
+                      key=len)
+        for name in (longest, naming.artifacts_bucket(prefix, instance.name, region),
+                     naming.logs_bucket(prefix, instance.name, region)):
+            r.check(len(name) <= 63, f"instances.{instance.name}",
+                    f"makes bucket name {name} ({len(name)} characters), over S3's 63: "
+                    "shorten the instance name or bucket_prefix")
 
 
 def _load_tier(r: _Reader, name: str, raw: Any) -> TierPolicy:
@@ -192,10 +215,12 @@ def load_config(config_dir: Path | None = None) -> LakeConfig:
     accounts = _Reader(config_dir / "account_config.yaml")
     prefix = accounts.get(accounts.data, "bucket_prefix", "", str, required=False,
                           default="sanofi-datalake")
-    accounts.check(bool(re.match(r"^[a-z0-9][a-z0-9-]{2,30}$", prefix)), "bucket_prefix",
+    accounts.check(bool(re.fullmatch(r"[a-z0-9][a-z0-9-]{2,30}", prefix)), "bucket_prefix",
                    "must be 3-31 lowercase letters, digits and '-'")
     raw_instances = accounts.get(accounts.data, "instances", "", dict)
     instances = {name: _load_instance(accounts, name, raw) for name, raw in raw_instances.items()}
+    for instance in instances.values():
+        _check_bucket_names(accounts, prefix, instance)
 
     tiers_file = _Reader(config_dir / "tiers.yaml")
     raw_tiers = tiers_file.get(tiers_file.data, "tiers", "", dict)

@@ -16,13 +16,13 @@ TIERS = ("internal", "restricted", "sensitive")
 ACCESS_LEVELS = ("read", "write")
 METADATA_TABLES = ("datasets", "updates", "grants", "audit", "jobs")
 
-_DATASET_RE = re.compile(r"^[a-z][a-z0-9_]{2,62}$")
-_INSTANCE_RE = re.compile(r"^[a-z][a-z0-9]{1,15}$")
+_DATASET_RE = re.compile(r"[a-z][a-z0-9_]{2,62}")
+_INSTANCE_RE = re.compile(r"[a-z][a-z0-9]{1,15}")
 _ROLE_NAME_MAX = 64
 
 
 def validate_dataset_name(name: str) -> str:
-    if not _DATASET_RE.match(name or ""):
+    if not _DATASET_RE.fullmatch(name or ""):
         raise NamingError(
             f"invalid dataset name {name!r}",
             hint="use 3-63 lowercase letters, digits and '_', starting with a letter "
@@ -38,7 +38,7 @@ def validate_tier(tier: str) -> str:
 
 
 def validate_instance_name(name: str) -> str:
-    if not _INSTANCE_RE.match(name or ""):
+    if not _INSTANCE_RE.fullmatch(name or ""):
         raise NamingError(
             f"invalid instance name {name!r}",
             hint="use 2-16 lowercase letters and digits, starting with a letter",

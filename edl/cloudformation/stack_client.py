@@ -26,6 +26,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError, WaiterError
 
+from edl.cloudformation.render import parse_template
 from edl.errors import DeployError
 
 log = logging.getLogger(__name__)
@@ -132,6 +133,11 @@ class StackClient:
                         for p in stack.get("Parameters", [])},
             updated=stack.get("LastUpdatedTime") or stack.get("CreationTime"),
         )
+
+    def template(self, name: str) -> dict[str, Any]:
+        """The stack's deployed template, parsed."""
+        body = self._call(name, "GetTemplate", self.cfn.get_template, StackName=name)["TemplateBody"]
+        return body if isinstance(body, dict) else parse_template(body, name)
 
     def outputs(self, name: str, template: dict[str, Any]) -> dict[str, str]:
         """The stack's outputs, evaluated from its template against its resources (see module doc)."""

@@ -26,8 +26,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Union
 
-from edl.cloudformation.render import (RenderedTemplate, lint_templates, parse_template,
-                                       render_template)
+from edl.cloudformation.render import RenderedTemplate, lint_templates, render_template
 from edl.cloudformation.stack_client import (FINGERPRINT_PARAMETER, RECREATE, STABLE_OK,
                                              DeployResult, StackClient, StackState)
 from edl.config import Instance, LakeConfig
@@ -210,9 +209,8 @@ class StackManager:
                     f"stack {ref.stack} does not exist, and {ref.output} is needed from it",
                     hint=f"deploy core first: edl deploy-core --instance {self.instance.name}",
                 )
-            body = self.client(state.region).cfn.get_template(StackName=ref.stack)["TemplateBody"]
-            template = body if isinstance(body, dict) else parse_template(body)
-            self._outputs[ref.stack] = self.client(state.region).outputs(ref.stack, template)
+            client = self.client(state.region)
+            self._outputs[ref.stack] = client.outputs(ref.stack, client.template(ref.stack))
         try:
             return self._outputs[ref.stack][ref.output]
         except KeyError:
@@ -232,9 +230,13 @@ class StackManager:
         with ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix="edl-deploy") as pool:
             while todo or running:
                 if not failures:
+                    # Submit no more than the pool runs at once, so that after a failure
+                    # nothing queued starts.
                     pending = set(todo) | set(running.values())
                     for name in [n for n, s in todo.items()
                                  if not pending.intersection(s.spec.depends_on)]:
+                        if len(running) >= self.max_workers:
+                            break
                         planned = todo.pop(name)
                         running[pool.submit(self._deploy_one, planned, live)] = name
                 if not running:
@@ -248,12 +250,12 @@ class StackManager:
                         failures.append(exc)
         if failures:
             skipped = sorted(todo)
-            message = str(failures[0])
+            message = failures[0].message
             if len(failures) > 1:
                 message += f" (and {len(failures) - 1} more stack(s) failed)"
             if skipped:
                 message += f"; not attempted: {', '.join(skipped)}"
-            raise DeployError(message)
+            raise DeployError(message, hint=failures[0].hint)
         return results
 
     def _deploy_one(self, planned: PlannedStack, live: dict[str, StackState]) -> DeployResult:
@@ -277,9 +279,7 @@ class StackManager:
 
     def outputs(self, state: StackState) -> dict[str, str]:
         client = self.client(state.region)
-        body = client.cfn.get_template(StackName=state.name)["TemplateBody"]
-        template = body if isinstance(body, dict) else parse_template(body)
-        outputs = client.outputs(state.name, template)
+        outputs = client.outputs(state.name, client.template(state.name))
         outputs.pop("Fingerprint", None)
         return outputs
 

@@ -66,7 +66,7 @@ def moto_server():
 
 
 @pytest.fixture
-def cloud(moto_server, edl_home, monkeypatch) -> Cloud:
+def cloud(moto_server, edl_home, monkeypatch):
     """A freshly reset and bootstrapped local cloud, with this test's EDL home pointing at it."""
     _post(f"{moto_server}/moto-api/reset-auth", b"inf", "text/plain")  # auth off to reset
     _post(f"{moto_server}/moto-api/reset", b"", "application/json")
@@ -79,8 +79,10 @@ def cloud(moto_server, edl_home, monkeypatch) -> Cloud:
     local_credentials_file().write_text("".join(
         f"[{u.profile}]\naws_access_key_id = {u.access_key_id}\n"
         f"aws_secret_access_key = {u.secret_access_key}\n\n" for u in result.users))
-    return Cloud(moto_server, instance,
-                 {u.profile: (u.access_key_id, u.secret_access_key) for u in result.users})
+    yield Cloud(moto_server, instance,
+                {u.profile: (u.access_key_id, u.secret_access_key) for u in result.users})
+    # moto's auth switch is process-wide: leave it off for the other in-process moto tests.
+    _post(f"{moto_server}/moto-api/reset-auth", b"inf", "text/plain")
 
 
 def edl(*args: str) -> int:

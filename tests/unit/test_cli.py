@@ -1,0 +1,165 @@
+"""The `edl` command in-process: exit codes, what goes to stdout and stderr, and that bad input is
+refused before any AWS call (no endpoint runs in unit tests; a call would be a bug)."""
+
+from __future__ import annotations
+
+import json
+
+import botocore.client
+import pytest
+
+from edl.cloudformation.render import render_template
+from edl.config import load_config
+from edl.installed_scripts.dl import main
+
+CONFIG = load_config()
+COMMAND_NAMES = ("deploy-core", "deploy-dataset", "plan", "diff", "status", "destroy", "render",
+                 "validate", "local")
+TEMPLATES = ("artifacts.yaml", "buckets.yaml", "default_acls.yaml", "folder_acls.yaml",
+             "metadata.yaml")
+
+
+@pytest.fixture(autouse=True)
+def aws_calls(monkeypatch):
+    """Every AWS API call botocore would make, recorded instead of sent."""
+    calls = []
+
+    def record(client, operation, params):
+        calls.append(operation)
+        raise AssertionError(f"unexpected AWS call {operation}")
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", record)
+    monkeypatch.delenv("EDL_INSTANCE", raising=False)
+    return calls
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    """`edl ARGV` as a shell would see it: the exit code, stdout and stderr."""
+    try:
+        code = main(list(argv))
+    except SystemExit as exc:  # argparse exits for --help and usage errors
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+# -- help and usage --------------------------------------------------------------------------------
+
+def test_help_lists_every_command(capsys):
+    code, out, _ = run(capsys, "--help")
+    assert code == 0
+    for name in COMMAND_NAMES:
+        assert f"\n  {name} " in out, name
+    assert "edl COMMAND --help" in out
+
+
+def test_no_command_prints_usage_and_exits_2(capsys):
+    code, out, _ = run(capsys)
+    assert code == 2 and "commands:" in out
+
+
+@pytest.mark.parametrize("command", ["deploy-core", "deploy-dataset", "status", "destroy",
+                                     "render", "validate"])
+def test_each_command_has_its_own_help(capsys, command):
+    code, out, _ = run(capsys, command, "--help")
+    assert code == 0
+    assert f"usage: edl {command}" in out and "--instance" in out
+
+
+def test_unknown_command_is_one_error_and_exit_2(capsys):
+    code, out, err = run(capsys, "deploy-everything")
+    assert code == 2
+    assert err.count("Error:") == 1 and "deploy-everything" in err
+    assert out == ""
+
+
+def test_plan_without_a_target_exits_2(capsys, aws_calls):
+    code, _, err = run(capsys, "plan")
+    assert code == 2
+    assert err.count("Error:") == 1 and "deploy-core, deploy-dataset" in err
+    code, _, err = run(capsys, "plan", "deploy-everything")
+    assert code == 2 and "Error:" in err
+    assert aws_calls == []
+
+
+# -- bad input refused before AWS ------------------------------------------------------------------
+
+@pytest.mark.parametrize("command", [("deploy-dataset",), ("plan", "deploy-dataset")])
+def test_a_bad_dataset_name_is_refused_before_any_aws_call(capsys, aws_calls, command):
+    code, _, err = run(capsys, *command, "Bad-Name", "--tier", "internal", "--owner", "a")
+    assert code == 2
+    assert err.count("Error:") == 1 and "invalid dataset name 'Bad-Name'" in err
+    assert "3-63 lowercase letters, digits and '_', starting with a letter" in err
+    assert "Traceback" not in err
+    assert aws_calls == []
+
+
+@pytest.mark.parametrize("command", [("render",), ("validate",), ("deploy-core",), ("status",)])
+def test_an_unknown_instance_names_the_choices(capsys, aws_calls, command):
+    code, _, err = run(capsys, *command, "--instance", "staging")
+    assert code == 2
+    assert err.count("Error:") == 1 and "unknown instance 'staging'" in err
+    assert "local, dev01, uat, prod" in err
+    assert aws_calls == []
+
+
+def test_an_unknown_tier_is_a_usage_error(capsys, aws_calls):
+    code, _, err = run(capsys, "deploy-dataset", "clinical_trials", "--tier", "secret",
+                       "--owner", "a")
+    assert code == 2
+    assert "--tier" in err and "'secret'" in err
+    assert "internal" in err and "sensitive" in err
+    assert aws_calls == []
+
+
+def test_a_missing_required_option_is_a_usage_error(capsys, aws_calls):
+    code, _, err = run(capsys, "deploy-dataset", "clinical_trials", "--tier", "internal")
+    assert code == 2 and "--owner" in err
+    assert aws_calls == []
+
+
+# -- commands that need no AWS ---------------------------------------------------------------------
+
+def test_validate_lints_everything_and_says_all_pass(capsys, aws_calls):
+    code, _, err = run(capsys, "validate")
+    assert code == 0
+    assert f"{len(TEMPLATES)} templates rendered for local" in err
+    assert "all pass cfn-lint" in err
+    assert aws_calls == []
+
+
+def test_render_to_a_folder_writes_template_and_parameters_per_stack(capsys, tmp_path, aws_calls):
+    out = tmp_path / "rendered"
+    code, _, err = run(capsys, "render", "--instance", "dev01", "--out", str(out))
+    assert code == 0 and "wrote 7 stacks" in err
+    stacks = ["edl-dev01-artifacts-us-east-1", "edl-dev01-metadata", "edl-dev01-default-acls",
+              "edl-dev01-dataset-example-dataset",
+              *(f"edl-dev01-buckets-{t}-us-east-1"
+                for t in ("internal", "restricted", "sensitive"))]
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [f"{s}.yaml" for s in stacks] + [f"{s}.parameters.json" for s in stacks])
+
+    context = {"instance": CONFIG.instance("dev01"), "bucket_prefix": CONFIG.bucket_prefix}
+    assert (out / "edl-dev01-buckets-sensitive-us-east-1.yaml").read_text() == \
+        render_template("buckets.yaml", context).body
+    buckets = json.loads(
+        (out / "edl-dev01-buckets-sensitive-us-east-1.parameters.json").read_text())
+    assert buckets["Region"] == "us-east-1"
+    assert buckets["Parameters"]["DataBucketName"] == "sanofi-datalake-dev01-sensitive-us-east-1"
+    assert buckets["Parameters"]["DropBucketName"] == \
+        "sanofi-datalake-drop-dev01-sensitive-us-east-1"
+    acls = json.loads((out / "edl-dev01-default-acls.parameters.json").read_text())["Parameters"]
+    assert acls["KeyArns"] == \
+        "arn:aws:kms:us-east-1:111111111111:key/<edl-dev01-buckets-internal-us-east-1.KeyId>"
+    assert acls["BucketArns"] == "arn:aws:s3:::sanofi-datalake-dev01-internal-us-east-1"
+    assert aws_calls == []
+
+
+def test_render_prints_each_template_once_to_stdout(capsys, aws_calls):
+    code, out, _ = run(capsys, "render", "--instance", "prod")
+    assert code == 0
+    context = {"instance": CONFIG.instance("prod"), "bucket_prefix": CONFIG.bucket_prefix}
+    for name in TEMPLATES:
+        assert out.count(f"# ---- {name} (instance prod) ----") == 1
+        assert render_template(name, context).body in out
+    assert aws_calls == []

@@ -1,0 +1,584 @@
+"""StackClient against a hand-written fake CloudFormation: change sets, "no changes" as success,
+ROLLBACK_COMPLETE recovery, large templates, errors that name the stack and the first failure,
+the live event view and outputs (DESIGN §2, §8). An injected clock and sleep: nothing waits.
+
+`FakeCloudFormation` is also used by `test_stack_manager.py`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from botocore.exceptions import ClientError
+
+from edl.cloudformation.render import parse_template
+from edl.cloudformation.stack_client import TEMPLATE_BODY_LIMIT, StackClient
+from edl.errors import DeployError
+
+ACCOUNT = "123456789012"
+STACK_TYPE = "AWS::CloudFormation::Stack"
+
+
+def client_error(operation: str, message: str = "", code: str = "ValidationError",
+                 status: int = 400) -> ClientError:
+    error = {k: v for k, v in (("Code", code), ("Message", message)) if v}
+    return ClientError({"Error": error, "ResponseMetadata": {"HTTPStatusCode": status}}, operation)
+
+
+def physical_id(stack: str, logical: str) -> str:
+    """The physical id the fake gives a resource (tests compute expected outputs with it)."""
+    return f"{stack}-{logical}".lower()
+
+
+def _resources(body: str) -> dict[str, str]:
+    resources = parse_template(body).get("Resources") or {}
+    return {logical: spec.get("Type", "") for logical, spec in resources.items()}
+
+
+@dataclass
+class FakeStack:
+    name: str
+    region: str
+    status: str
+    parameters: dict[str, str] = field(default_factory=dict)
+    template: str = ""
+    resources: dict[str, str] = field(default_factory=dict)  # logical id -> resource type
+    events: list[dict] = field(default_factory=list)  # newest first, as CloudFormation answers
+    frames: list[tuple] = field(default_factory=list)  # (status, events) revealed one per describe
+
+    @property
+    def stack_id(self) -> str:
+        return f"arn:aws:cloudformation:{self.region}:{ACCOUNT}:stack/{self.name}/0001"
+
+
+class FakeCloudFormation:
+    """CloudFormation in one region, as much of it as StackClient uses, behaving like the real
+    service: a CREATE change set makes a REVIEW_IN_PROGRESS stack, an executed change set moves
+    the stack through `frames` (one per describe_stacks call) while events appear, a deleted stack
+    no longer describes. `fail[operation]` makes the next call of that operation raise."""
+
+    def __init__(self, region: str = "us-east-1") -> None:
+        self.region = region
+        self.stacks: dict[str, FakeStack] = {}
+        self.calls: list[tuple[str, dict]] = []
+        self.fail: dict[str, Exception] = {}
+        self.change_set_statuses = ["CREATE_PENDING", "CREATE_IN_PROGRESS", "CREATE_COMPLETE"]
+        self.change_set_reason = ""
+        self.outcomes: dict[str, list[tuple]] = {}  # stack -> frames after execute (a failure)
+        self._change_sets: dict[str, dict] = {}
+        self._ids = itertools.count(1)
+        self._lock = threading.RLock()
+
+    # -- test helpers ----------------------------------------------------------------------------
+
+    def add_stack(self, name: str, status: str, parameters: dict | None = None,
+                  template: str = "") -> FakeStack:
+        stack = FakeStack(name, self.region, status, dict(parameters or {}), template,
+                          _resources(template) if template else {})
+        self.stacks[name] = stack
+        return stack
+
+    def add_event(self, stack: FakeStack, logical: str, rtype: str, status: str,
+                  reason: str | None = None, when: datetime | None = None) -> None:
+        event = {"EventId": f"event-{next(self._ids)}", "StackName": stack.name,
+                 "LogicalResourceId": logical, "ResourceType": rtype, "ResourceStatus": status,
+                 "Timestamp": when or datetime.now(timezone.utc)}
+        if reason:
+            event["ResourceStatusReason"] = reason
+        stack.events.insert(0, event)
+
+    def operations(self, name: str | None = None) -> list[str]:
+        return [op for op, kwargs in self.calls
+                if name is None or kwargs.get("StackName") in (None, name)]
+
+    def called(self, operation: str) -> list[dict]:
+        return [kwargs for op, kwargs in self.calls if op == operation]
+
+    # -- the API -----------------------------------------------------------------------------------
+
+    def _enter(self, operation: str, kwargs: dict) -> None:
+        self.calls.append((operation, dict(kwargs)))
+        if operation in self.fail:
+            raise self.fail.pop(operation)
+
+    def _stack(self, name: str, operation: str) -> FakeStack:
+        if name not in self.stacks:
+            raise client_error(operation, f"Stack with id {name} does not exist")
+        return self.stacks[name]
+
+    def describe_stacks(self, **kwargs):
+        with self._lock:
+            self._enter("describe_stacks", kwargs)
+            stack = self._stack(kwargs["StackName"], "DescribeStacks")
+            if stack.frames:
+                status, events = stack.frames.pop(0)
+                for logical, rtype, event_status, reason in events:
+                    self.add_event(stack, logical, rtype, event_status, reason)
+                if status is None:  # deleted: by name it no longer exists
+                    del self.stacks[stack.name]
+                    return self.describe_stacks(**kwargs)
+                stack.status = status
+            return {"Stacks": [self._describe(stack)]}
+
+    def _describe(self, stack: FakeStack) -> dict:
+        return {"StackName": stack.name, "StackId": stack.stack_id, "StackStatus": stack.status,
+                "CreationTime": datetime(2024, 1, 1, tzinfo=timezone.utc),
+                "Parameters": [{"ParameterKey": k, "ParameterValue": v}
+                               for k, v in stack.parameters.items()]}
+
+    def get_paginator(self, operation: str):
+        assert operation == "describe_stacks"
+        fake = self
+
+        class Paginator:
+            def paginate(self):
+                with fake._lock:
+                    fake.calls.append(("describe_stacks", {}))
+                    stacks = [fake._describe(s) for s in fake.stacks.values()]
+                for start in range(0, max(len(stacks), 1), 3):  # three a page: paging matters
+                    yield {"Stacks": stacks[start:start + 3]}
+
+        return Paginator()
+
+    def create_change_set(self, **kwargs):
+        with self._lock:
+            self._enter("create_change_set", kwargs)
+            name, kind = kwargs["StackName"], kwargs.get("ChangeSetType")
+            if kind not in ("CREATE", "UPDATE"):  # moto needs it; EDL always gives it
+                raise client_error("CreateChangeSet", "ChangeSetType must be given")
+            if kind == "CREATE":
+                if name in self.stacks and self.stacks[name].status != "REVIEW_IN_PROGRESS":
+                    raise client_error("CreateChangeSet", f"Stack [{name}] already exists",
+                                       code="AlreadyExistsException")
+                self.stacks.setdefault(name, FakeStack(name, self.region, "REVIEW_IN_PROGRESS"))
+            else:
+                self._stack(name, "CreateChangeSet")
+            change_set_id = (f"arn:aws:cloudformation:{self.region}:{ACCOUNT}:changeSet/"
+                             f"{kwargs['ChangeSetName']}/{next(self._ids)}")
+            self._change_sets[change_set_id] = {**kwargs,
+                                                "statuses": list(self.change_set_statuses)}
+            return {"Id": change_set_id, "StackId": self.stacks[name].stack_id}
+
+    def describe_change_set(self, **kwargs):
+        with self._lock:
+            self._enter("describe_change_set", kwargs)
+            change_set = self._change_sets[kwargs["ChangeSetName"]]
+            statuses = change_set["statuses"]
+            status = statuses.pop(0) if len(statuses) > 1 else statuses[0]
+            answer = {"Status": status, "StackName": change_set["StackName"]}
+            if status == "FAILED":
+                answer["StatusReason"] = self.change_set_reason
+            return answer
+
+    def delete_change_set(self, **kwargs):
+        with self._lock:
+            self._enter("delete_change_set", kwargs)
+            self._change_sets.pop(kwargs["ChangeSetName"])
+            return {}
+
+    def execute_change_set(self, **kwargs):
+        with self._lock:
+            self._enter("execute_change_set", kwargs)
+            change_set = self._change_sets.pop(kwargs["ChangeSetName"])
+            stack = self.stacks[change_set["StackName"]]
+            kind = change_set["ChangeSetType"]
+            stack.status = f"{kind}_IN_PROGRESS"
+            outcome = self.outcomes.pop(stack.name, None)
+            if outcome is not None:
+                stack.frames = list(outcome)
+                return {}
+            # Success: the stack takes the change set's template, parameters and resources.
+            stack.parameters = {p["ParameterKey"]: p["ParameterValue"]
+                                for p in change_set["Parameters"]}
+            stack.template = change_set.get("TemplateBody") or change_set.get("TemplateURL", "")
+            if "TemplateBody" in change_set:
+                stack.resources = _resources(change_set["TemplateBody"])
+            stack.frames = [
+                (f"{kind}_IN_PROGRESS", [(stack.name, STACK_TYPE, f"{kind}_IN_PROGRESS",
+                                          "User Initiated")]),
+                (f"{kind}_IN_PROGRESS", [(r, t or "AWS::Resource", f"{kind}_IN_PROGRESS", None)
+                                         for r, t in stack.resources.items()]),
+                (f"{kind}_COMPLETE", [(r, t or "AWS::Resource", f"{kind}_COMPLETE", None)
+                                      for r, t in stack.resources.items()]
+                 + [(stack.name, STACK_TYPE, f"{kind}_COMPLETE", None)]),
+            ]
+            return {}
+
+    def delete_stack(self, **kwargs):
+        with self._lock:
+            self._enter("delete_stack", kwargs)
+            stack = self._stack(kwargs["StackName"], "DeleteStack")
+            stack.frames = [("DELETE_IN_PROGRESS", [(stack.name, STACK_TYPE, "DELETE_IN_PROGRESS",
+                                                     "User Initiated")]),
+                            (None, [])]
+            return {}
+
+    def describe_stack_events(self, **kwargs):
+        with self._lock:
+            self._enter("describe_stack_events", kwargs)
+            return {"StackEvents": list(self._stack(kwargs["StackName"], "DescribeStackEvents")
+                                        .events)}
+
+    def describe_stack_resources(self, **kwargs):
+        with self._lock:
+            self._enter("describe_stack_resources", kwargs)
+            stack = self._stack(kwargs["StackName"], "DescribeStackResources")
+            return {"StackResources": [
+                {"StackName": stack.name, "LogicalResourceId": logical,
+                 "PhysicalResourceId": physical_id(stack.name, logical), "ResourceType": rtype,
+                 "ResourceStatus": "CREATE_COMPLETE"}
+                for logical, rtype in stack.resources.items()]}
+
+    def get_template(self, **kwargs):
+        with self._lock:
+            self._enter("get_template", kwargs)
+            return {"TemplateBody": self._stack(kwargs["StackName"], "GetTemplate").template}
+
+
+class FakeS3:
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str], bytes] = {}
+
+    def put_object(self, Bucket, Key, Body):  # noqa: N803 - boto3's argument names
+        self.objects[(Bucket, Key)] = Body
+        return {}
+
+
+class FakeClock:
+    """A monotonic clock that only moves when the code under test sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+# -- fixtures --------------------------------------------------------------------------------------
+
+NAME = "edl-test-buckets-internal-us-east-1"
+BODY = """\
+AWSTemplateFormatVersion: "2010-09-09"
+Parameters:
+  Tier:
+    Type: String
+Resources:
+  DataBucket:
+    Type: AWS::S3::Bucket
+  Key:
+    Type: AWS::KMS::Key
+Outputs:
+  Data:
+    Value: !Ref DataBucket
+"""
+
+
+@pytest.fixture
+def cfn():
+    return FakeCloudFormation()
+
+
+@pytest.fixture
+def clock():
+    return FakeClock()
+
+
+@pytest.fixture
+def events():
+    return []
+
+
+@pytest.fixture
+def s3():
+    return FakeS3()
+
+
+@pytest.fixture
+def client(cfn, s3, clock, events):
+    # s3 is a factory: the client is made only when a template needs the artifacts bucket.
+    return StackClient(cfn, "us-east-1", s3=lambda: s3, artifacts_bucket="edl-artifacts",
+                       on_event=lambda *event: events.append(event), sleep=clock.sleep,
+                       clock=clock, max_wait=600)
+
+
+def deploy(client, parameters=None, body=BODY, name=NAME):
+    return client.deploy(name, body, parameters or {"Tier": "internal"},
+                         current=client.describe(name))
+
+
+# -- create, update, no changes --------------------------------------------------------------------
+
+def test_a_new_stack_is_created_through_a_create_change_set(client, cfn, clock):
+    result = deploy(client)
+    assert result.changed and result.status == "CREATE_COMPLETE" and result.name == NAME
+    [created] = cfn.called("create_change_set")
+    assert created["ChangeSetType"] == "CREATE"
+    assert created["TemplateBody"] == BODY and "TemplateURL" not in created
+    assert created["Parameters"] == [{"ParameterKey": "Tier", "ParameterValue": "internal"}]
+    assert "CAPABILITY_NAMED_IAM" in created["Capabilities"]
+    [executed] = cfn.called("execute_change_set")
+    assert executed["ChangeSetName"].split("/")[1] == created["ChangeSetName"]
+    assert cfn.stacks[NAME].status == "CREATE_COMPLETE"
+    assert cfn.stacks[NAME].parameters == {"Tier": "internal"}
+    assert clock.sleeps and max(clock.sleeps) <= 5.0  # it polled, on the fake clock only
+
+
+def test_an_existing_stack_is_updated_through_an_update_change_set(client, cfn):
+    cfn.add_stack(NAME, "CREATE_COMPLETE", {"Tier": "internal"}, BODY)
+    result = deploy(client, {"Tier": "restricted"})
+    assert result.changed and result.status == "UPDATE_COMPLETE"
+    assert [c["ChangeSetType"] for c in cfn.called("create_change_set")] == ["UPDATE"]
+    assert cfn.stacks[NAME].parameters == {"Tier": "restricted"}
+
+
+def test_a_stack_left_in_review_is_created(client, cfn):
+    """A CREATE change set that was never executed leaves REVIEW_IN_PROGRESS: still a create."""
+    cfn.add_stack(NAME, "REVIEW_IN_PROGRESS")
+    assert deploy(client).status == "CREATE_COMPLETE"
+    assert [c["ChangeSetType"] for c in cfn.called("create_change_set")] == ["CREATE"]
+
+
+@pytest.mark.parametrize("status", ["CREATE_COMPLETE", "UPDATE_COMPLETE",
+                                    "UPDATE_ROLLBACK_COMPLETE", None])
+def test_change_set_type_is_always_given(client, cfn, status):
+    if status:
+        cfn.add_stack(NAME, status, {"Tier": "internal"}, BODY)
+    deploy(client, {"Tier": "sensitive"})
+    [created] = cfn.called("create_change_set")
+    assert created["ChangeSetType"] == ("CREATE" if status is None else "UPDATE")
+
+
+def test_no_updates_from_create_change_set_is_success(client, cfn):
+    cfn.add_stack(NAME, "UPDATE_COMPLETE", {"Tier": "internal"}, BODY)
+    cfn.fail["create_change_set"] = client_error("CreateChangeSet",
+                                                 "No updates are to be performed.")
+    result = deploy(client)
+    assert not result.changed and result.status == "UPDATE_COMPLETE"
+    assert not cfn.called("execute_change_set")
+    assert cfn.stacks[NAME].status == "UPDATE_COMPLETE"
+
+
+def test_a_change_set_that_found_no_changes_is_success_and_is_removed(client, cfn):
+    cfn.add_stack(NAME, "CREATE_COMPLETE", {"Tier": "internal"}, BODY)
+    cfn.change_set_statuses = ["CREATE_PENDING", "FAILED"]
+    cfn.change_set_reason = ("The submitted information didn't contain changes. "
+                             "Submit different information to create a change set.")
+    result = deploy(client)
+    assert not result.changed and result.status == "CREATE_COMPLETE"
+    assert not cfn.called("execute_change_set")
+    assert len(cfn.called("delete_change_set")) == 1
+
+
+def test_a_change_set_that_fails_otherwise_names_the_stack_and_reason(client, cfn):
+    cfn.add_stack(NAME, "CREATE_COMPLETE", {"Tier": "internal"}, BODY)
+    cfn.change_set_statuses = ["FAILED"]
+    cfn.change_set_reason = "Parameters: [Tier] must have values"
+    with pytest.raises(DeployError) as caught:
+        deploy(client)
+    assert NAME in caught.value.message and "[Tier] must have values" in caught.value.message
+    assert not cfn.called("execute_change_set")
+
+
+# -- recovery and refusal --------------------------------------------------------------------------
+
+def test_rollback_complete_is_deleted_then_created(client, cfn):
+    cfn.add_stack(NAME, "ROLLBACK_COMPLETE", {"Tier": "internal"}, BODY)
+    result = deploy(client)
+    assert result.changed and result.status == "CREATE_COMPLETE"
+    ops = [op for op in cfn.operations() if op in ("delete_stack", "create_change_set",
+                                                   "execute_change_set")]
+    assert ops == ["delete_stack", "create_change_set", "execute_change_set"]
+    assert cfn.called("create_change_set")[0]["ChangeSetType"] == "CREATE"
+    assert cfn.stacks[NAME].status == "CREATE_COMPLETE"
+
+
+@pytest.mark.parametrize("status", ["UPDATE_IN_PROGRESS", "CREATE_IN_PROGRESS",
+                                    "UPDATE_ROLLBACK_IN_PROGRESS", "DELETE_IN_PROGRESS"])
+def test_a_busy_stack_is_refused_by_name(client, cfn, status):
+    cfn.add_stack(NAME, status, {"Tier": "internal"}, BODY)
+    with pytest.raises(DeployError) as caught:
+        deploy(client)
+    assert NAME in caught.value.message and status in caught.value.message
+    assert not cfn.called("create_change_set") and not cfn.called("delete_stack")
+
+
+# -- failures --------------------------------------------------------------------------------------
+
+def failing(kind: str, final: str) -> list[tuple]:
+    return [
+        (f"{kind}_IN_PROGRESS", [(NAME, STACK_TYPE, f"{kind}_IN_PROGRESS", "User Initiated"),
+                                 ("DataBucket", "AWS::S3::Bucket", f"{kind}_IN_PROGRESS", None)]),
+        (final.replace("COMPLETE", "IN_PROGRESS"), [
+            ("DataBucket", "AWS::S3::Bucket", f"{kind}_FAILED",
+             "sanofi-datalake-test-internal-us-east-1 already exists"),
+            ("Key", "AWS::KMS::Key", f"{kind}_FAILED", "Resource creation cancelled"),
+            (NAME, STACK_TYPE, final.replace("COMPLETE", "IN_PROGRESS"),
+             "The following resource(s) failed: [DataBucket, Key]")]),
+        (final, [(NAME, STACK_TYPE, final, None)]),
+    ]
+
+
+@pytest.mark.parametrize("existing, kind, final", [
+    (None, "CREATE", "ROLLBACK_COMPLETE"),
+    ("CREATE_COMPLETE", "UPDATE", "UPDATE_ROLLBACK_COMPLETE"),
+])
+def test_a_failed_deploy_names_the_stack_and_the_first_failure(client, cfn, existing, kind, final):
+    if existing:
+        stack = cfn.add_stack(NAME, existing, {"Tier": "internal"}, BODY)
+        # A failure of an earlier deploy is not this deploy's reason.
+        cfn.add_event(stack, "DataBucket", "AWS::S3::Bucket", "UPDATE_FAILED", "an old failure",
+                      when=datetime.now(timezone.utc) - timedelta(hours=1))
+    cfn.outcomes[NAME] = failing(kind, final)
+    with pytest.raises(DeployError) as caught:
+        deploy(client)
+    message = caught.value.message
+    assert NAME in message and final in message
+    assert "DataBucket: sanofi-datalake-test-internal-us-east-1 already exists" in message
+    assert "an old failure" not in message and "cancelled" not in message
+
+
+def test_a_stack_that_never_settles_is_given_up_on_the_clock(client, cfn, clock):
+    cfn.outcomes[NAME] = [("CREATE_IN_PROGRESS", [])]
+    with pytest.raises(DeployError) as caught:
+        deploy(client)
+    assert NAME in caught.value.message and "still CREATE_IN_PROGRESS" in caught.value.message
+    assert clock.now - 1000.0 >= 600
+
+
+@pytest.mark.parametrize("code", ["", "InternalFailure"])
+@pytest.mark.parametrize("operation, api", [("ExecuteChangeSet", "execute_change_set"),
+                                            ("CreateChangeSet", "create_change_set")])
+def test_http_500_from_the_endpoint_is_a_deploy_error_naming_the_stack(client, cfn, code,
+                                                                       operation, api):
+    cfn.fail[api] = client_error(operation, "", code=code, status=500)
+    with pytest.raises(DeployError) as caught:
+        deploy(client)
+    assert not isinstance(caught.value, ClientError)
+    message = caught.value.message
+    assert NAME in message and "HTTP 500" in message and operation in message
+    if api == "create_change_set":
+        assert not cfn.called("execute_change_set")
+
+
+def test_a_client_error_names_the_stack_and_the_code(client, cfn):
+    cfn.fail["create_change_set"] = client_error("CreateChangeSet", "User is not authorized",
+                                                 code="AccessDenied", status=403)
+    with pytest.raises(DeployError) as caught:
+        deploy(client)
+    assert NAME in caught.value.message
+    assert "AccessDenied: User is not authorized" in caught.value.message
+
+
+# -- large templates -------------------------------------------------------------------------------
+
+def padded(size: int, filler: str = "#") -> str:
+    """BODY padded with a comment line to exactly `size` bytes."""
+    missing = size - len(BODY.encode()) - 1
+    return BODY + filler * (missing // len(filler.encode())) + "\n"
+
+
+def test_a_template_over_51200_bytes_goes_through_the_artifacts_bucket(client, cfn, s3):
+    body = padded(TEMPLATE_BODY_LIMIT + 1)
+    assert len(body.encode()) == TEMPLATE_BODY_LIMIT + 1
+    deploy(client, body=body)
+    [(bucket, key)] = s3.objects
+    assert bucket == "edl-artifacts" and NAME in key
+    assert s3.objects[(bucket, key)] == body.encode()
+    [created] = cfn.called("create_change_set")
+    assert "TemplateBody" not in created
+    assert created["TemplateURL"] == f"https://edl-artifacts.s3.us-east-1.amazonaws.com/{key}"
+
+
+def test_a_template_of_exactly_51200_bytes_is_sent_inline(client, cfn, s3):
+    body = padded(TEMPLATE_BODY_LIMIT)
+    assert len(body.encode()) == TEMPLATE_BODY_LIMIT
+    deploy(client, body=body)
+    assert not s3.objects
+    assert cfn.called("create_change_set")[0]["TemplateBody"] == body
+
+
+def test_no_s3_client_is_made_for_a_template_under_the_limit(cfn, clock):
+    made = []
+    client = StackClient(cfn, "us-east-1", s3=lambda: made.append(1) or FakeS3(),
+                         artifacts_bucket="edl-artifacts", sleep=clock.sleep, clock=clock)
+    deploy(client)
+    assert not made
+    deploy(client, body=padded(TEMPLATE_BODY_LIMIT + 1), parameters={"Tier": "restricted"})
+    assert made == [1]
+
+
+def test_the_limit_counts_bytes_not_characters(client, cfn, s3):
+    body = padded(TEMPLATE_BODY_LIMIT + 1, filler="é")  # 2 bytes each
+    assert len(body) <= TEMPLATE_BODY_LIMIT < len(body.encode())
+    deploy(client, body=body)
+    assert s3.objects and "TemplateURL" in cfn.called("create_change_set")[0]
+
+
+def test_a_large_template_without_an_artifacts_bucket_is_refused(cfn, clock):
+    client = StackClient(cfn, "us-east-1", sleep=clock.sleep, clock=clock)
+    with pytest.raises(DeployError) as caught:
+        deploy(client, body=padded(TEMPLATE_BODY_LIMIT + 100))
+    assert NAME in caught.value.message and str(TEMPLATE_BODY_LIMIT) in caught.value.message
+    assert not cfn.called("create_change_set")
+
+
+# -- reading ---------------------------------------------------------------------------------------
+
+def test_outputs_resolve_refs_to_resources_and_parameters(client, cfn):
+    cfn.add_stack(NAME, "CREATE_COMPLETE", {"Tier": "internal"}, BODY)
+    template = {"Outputs": {
+        "Data": {"Value": {"Ref": "DataBucket"}},
+        "KeyId": {"Value": {"Ref": "Key"}},
+        "Tier": {"Value": {"Ref": "Tier"}},
+        "Fixed": {"Value": "literal"},
+    }}
+    assert client.outputs(NAME, template) == {
+        "Data": physical_id(NAME, "DataBucket"),
+        "KeyId": physical_id(NAME, "Key"),
+        "Tier": "internal",
+        "Fixed": "literal",
+    }
+
+
+def test_a_template_without_outputs_costs_no_call(client, cfn):
+    cfn.add_stack(NAME, "CREATE_COMPLETE", {"Tier": "internal"}, BODY)
+    assert client.outputs(NAME, {"Resources": {}}) == {}
+    assert not cfn.calls
+
+
+def test_describe_and_list(client, cfn):
+    assert client.describe(NAME) is None
+    for name in ("edl-test-a", "edl-test-b", "edl-other-c", "edl-test-d", "edl-test-e"):
+        cfn.add_stack(name, "CREATE_COMPLETE", {"EdlFingerprint": "f" + name[-1]})
+    listed = client.list_stacks("edl-test-")
+    assert sorted(listed) == ["edl-test-a", "edl-test-b", "edl-test-d", "edl-test-e"]
+    assert listed["edl-test-d"].fingerprint == "fd" and listed["edl-test-d"].region == "us-east-1"
+
+
+# -- the live view ---------------------------------------------------------------------------------
+
+def test_on_event_receives_each_new_event_once(client, cfn, events):
+    stack = cfn.add_stack(NAME, "CREATE_COMPLETE", {"Tier": "internal"}, BODY)
+    cfn.add_event(stack, NAME, STACK_TYPE, "CREATE_COMPLETE",
+                  when=datetime.now(timezone.utc) - timedelta(hours=1))
+    deploy(client, {"Tier": "restricted"})
+    seen = [(stack_name, resource, status) for stack_name, _, resource, _, status, _ in events]
+    assert seen == [
+        (NAME, NAME, "UPDATE_IN_PROGRESS"),
+        (NAME, "DataBucket", "UPDATE_IN_PROGRESS"),
+        (NAME, "Key", "UPDATE_IN_PROGRESS"),
+        (NAME, "DataBucket", "UPDATE_COMPLETE"),
+        (NAME, "Key", "UPDATE_COMPLETE"),
+        (NAME, NAME, "UPDATE_COMPLETE"),
+    ]
+    assert len(cfn.called("describe_stack_events")) >= 3  # polled repeatedly, shown once each
+    assert events[0][5] == "User Initiated" and events[1][3] == "AWS::S3::Bucket"

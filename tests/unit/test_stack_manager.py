@@ -1,0 +1,294 @@
+"""StackManager: the plan (create / update / recreate / unchanged, from one describe per region and
+the EdlFingerprint parameter) and its execution (dependency order, a bounded pool, stop on the
+first failure). Real StackClients over the fake CloudFormation of `test_stack_client`, and the
+real config and templates of the `local` instance (two regions)."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+
+import pytest
+
+from edl.cloudformation import render
+from edl.cloudformation.components.core import core_stacks
+from edl.cloudformation.components.dataset import dataset_stacks
+from edl.cloudformation.stack_client import FINGERPRINT_PARAMETER, StackClient
+from edl.cloudformation.stack_manager import Action, StackManager, fingerprint
+from edl.config import load_config
+from edl.errors import DeployError
+from tests.unit.test_stack_client import STACK_TYPE, FakeCloudFormation, physical_id
+
+CONFIG = load_config()
+LOCAL = CONFIG.instance("local")
+SPECS = core_stacks(CONFIG, LOCAL)
+REGIONS = ("us-east-1", "eu-west-1")
+
+CORE = {
+    *(f"edl-local-artifacts-{r}" for r in REGIONS),
+    *(f"edl-local-buckets-{t}-{r}" for t in ("internal", "restricted", "sensitive")
+      for r in REGIONS),
+    "edl-local-metadata",
+    "edl-local-default-acls",
+}
+
+
+class Recorder:
+    """Counts what runs at once and the order in which stacks start and end."""
+
+    def __init__(self, delay: float = 0.0, delays: dict[str, float] | None = None) -> None:
+        self.delay, self.delays = delay, delays or {}
+        self._lock = threading.Lock()
+        self._seq = itertools.count()
+        self.started: dict[str, int] = {}
+        self.ended: dict[str, int] = {}
+        self.active = 0
+        self.peak = 0
+
+    def run(self, name: str, deploy):
+        with self._lock:
+            self.started[name] = next(self._seq)
+            self.active += 1
+            self.peak = max(self.peak, self.active)
+        try:
+            time.sleep(self.delays.get(name, self.delay))
+            return deploy()
+        finally:
+            with self._lock:
+                self.active -= 1
+                self.ended[name] = next(self._seq)
+
+
+class RecordingClient(StackClient):
+    def __init__(self, cfn, region, recorder: Recorder) -> None:
+        super().__init__(cfn, region, sleep=lambda _: None)
+        self.recorder = recorder
+
+    def deploy(self, name, body, parameters, **kwargs):
+        return self.recorder.run(name, lambda: super(RecordingClient, self).deploy(
+            name, body, parameters, **kwargs))
+
+
+@pytest.fixture(autouse=True)
+def shared_lint_cache(tmp_path_factory, monkeypatch):
+    """Every plan lints the core templates; lint them for real once per module, not per test."""
+    folder = tmp_path_factory.getbasetemp() / "stack-manager-cache"
+    monkeypatch.setattr(render, "cache_dir", lambda: folder)
+
+
+@pytest.fixture
+def cloud() -> dict[str, FakeCloudFormation]:
+    return {region: FakeCloudFormation(region) for region in REGIONS}
+
+
+def manager(cloud, recorder: Recorder | None = None, max_workers: int = 4) -> StackManager:
+    recorder = recorder or Recorder()
+    return StackManager(CONFIG, LOCAL,
+                        lambda region: RecordingClient(cloud[region], region, recorder),
+                        max_workers=max_workers)
+
+
+def change_sets(cloud) -> list[dict]:
+    return [c for cfn in cloud.values() for c in cfn.called("create_change_set")]
+
+
+def deployed_core(cloud, *, status: str = "CREATE_COMPLETE", changed: dict | None = None) -> None:
+    """Put the core in the fake as EDL would have deployed it now: each stack's template,
+    parameters and the EdlFingerprint of both. `changed` overrides a stack's parameters as if
+    an older deploy had used other values (its fingerprint is of those values)."""
+    setup = manager(cloud)  # its own output cache: the manager under test starts cold
+    by_name = {s.name: s for s in SPECS}
+    for spec in SPECS:
+        cloud[spec.region].add_stack(spec.name, status, {}, setup.render(spec.template).body)
+    live = setup.live_stacks()
+    for spec in SPECS:
+        template = setup.render(spec.template)
+        parameters = setup.resolve(by_name[spec.name], live)
+        parameters.update((changed or {}).get(spec.name, {}))
+        parameters[FINGERPRINT_PARAMETER] = fingerprint(template, parameters)
+        cloud[spec.region].stacks[spec.name].parameters = parameters
+    for cfn in cloud.values():
+        cfn.calls.clear()
+
+
+def actions(plan) -> dict[str, Action]:
+    return {s.name: s.action for s in plan.stacks}
+
+
+# -- plan ------------------------------------------------------------------------------------------
+
+def test_core_on_an_empty_account_is_ten_creates(cloud):
+    plan = manager(cloud).plan("core of local", SPECS)
+    assert set(actions(plan)) == CORE and len(plan.stacks) == 10
+    assert set(actions(plan).values()) == {Action.CREATE}
+    assert plan.counts() == {"create": 10, "update": 0, "recreate": 0, "unchanged": 0}
+    # One describe per region, nothing else read.
+    assert {cfn.region: cfn.operations() for cfn in cloud.values()} == \
+        {r: ["describe_stacks"] for r in REGIONS}
+
+
+def test_core_as_deployed_is_all_unchanged_and_deploys_nothing(cloud):
+    deployed_core(cloud)
+    stacks = manager(cloud)
+    plan = stacks.plan("core of local", SPECS)
+    assert set(actions(plan).values()) == {Action.UNCHANGED}, actions(plan)
+    assert stacks.execute(plan) == []
+    assert change_sets(cloud) == []
+
+
+def test_a_changed_parameter_updates_that_stack_only(cloud):
+    deployed_core(cloud, changed={"edl-local-metadata": {"TablePrefix": "edl-old"}})
+    stacks = manager(cloud)
+    plan = stacks.plan("core of local", SPECS)
+    assert {n: a for n, a in actions(plan).items() if a is not Action.UNCHANGED} == \
+        {"edl-local-metadata": Action.UPDATE}
+    [result] = stacks.execute(plan)
+    assert result.name == "edl-local-metadata" and result.status == "UPDATE_COMPLETE"
+    [change_set] = change_sets(cloud)
+    assert change_set["StackName"] == "edl-local-metadata"
+    assert change_set["ChangeSetType"] == "UPDATE"
+    sent = {p["ParameterKey"]: p["ParameterValue"] for p in change_set["Parameters"]}
+    template = stacks.render("metadata.yaml")
+    assert sent == {"TablePrefix": "edl-local",
+                    FINGERPRINT_PARAMETER: fingerprint(template, {"TablePrefix": "edl-local"})}
+
+
+def test_a_changed_bucket_stack_updates_the_stack_that_takes_its_outputs(cloud):
+    bucket = "edl-local-buckets-internal-eu-west-1"
+    deployed_core(cloud, changed={bucket: {"KeyAliasName": "alias/old"}})
+    plan = manager(cloud).plan("core of local", SPECS)
+    assert {n: a for n, a in actions(plan).items() if a is not Action.UNCHANGED} == \
+        {bucket: Action.UPDATE, "edl-local-default-acls": Action.UPDATE}
+
+
+def test_a_stack_whose_first_create_failed_is_recreated(cloud):
+    deployed_core(cloud)
+    cloud["eu-west-1"].stacks["edl-local-artifacts-eu-west-1"].status = "ROLLBACK_COMPLETE"
+    stacks = manager(cloud)
+    plan = stacks.plan("core of local", SPECS)
+    assert [(s.name, s.action) for s in plan.changes] == \
+        [("edl-local-artifacts-eu-west-1", Action.RECREATE)]
+    stacks.execute(plan)
+    eu = cloud["eu-west-1"]
+    assert [op for op in eu.operations() if op in ("delete_stack", "create_change_set")] == \
+        ["delete_stack", "create_change_set"]
+    assert eu.called("create_change_set")[0]["ChangeSetType"] == "CREATE"
+    assert eu.stacks["edl-local-artifacts-eu-west-1"].status == "CREATE_COMPLETE"
+
+
+def test_a_busy_stack_is_planned_and_then_refused_by_name(cloud):
+    deployed_core(cloud)
+    cloud["us-east-1"].stacks["edl-local-metadata"].status = "UPDATE_IN_PROGRESS"
+    stacks = manager(cloud)
+    plan = stacks.plan("core of local", SPECS)
+    [busy] = plan.changes
+    assert busy.name == "edl-local-metadata" and "busy" in busy.reason
+    with pytest.raises(DeployError, match="edl-local-metadata is busy"):
+        stacks.execute(plan)
+    assert change_sets(cloud) == []
+
+
+def test_a_dataset_before_core_names_the_missing_stacks(cloud):
+    specs = dataset_stacks(CONFIG, LOCAL, "clinical_trials", "restricted")
+    with pytest.raises(DeployError) as caught:
+        manager(cloud).plan("dataset clinical_trials", specs)
+    assert "edl-local-buckets-restricted-us-east-1" in caught.value.message
+    assert "edl-local-buckets-restricted-eu-west-1" in caught.value.message
+    assert change_sets(cloud) == []
+
+
+def test_fingerprint_covers_template_and_parameters():
+    stacks = StackManager(CONFIG, LOCAL, lambda region: None)
+    metadata, artifacts = stacks.render("metadata.yaml"), stacks.render("artifacts.yaml")
+    base = fingerprint(metadata, {"A": "1", "B": "2"})
+    assert base == fingerprint(metadata, {"B": "2", "A": "1"})
+    assert base != fingerprint(metadata, {"A": "1", "B": "3"})
+    assert base != fingerprint(artifacts, {"A": "1", "B": "2"})
+
+
+# -- execute ---------------------------------------------------------------------------------------
+
+def test_core_deploys_with_outputs_passed_on_and_then_is_unchanged(cloud):
+    recorder = Recorder(delay=0.01)
+    results = manager(cloud, recorder).execute(manager(cloud).plan("core of local", SPECS))
+    assert {r.name for r in results} == CORE and all(r.changed for r in results)
+    for spec in SPECS:
+        for dependency in spec.depends_on:
+            assert recorder.ended[dependency] < recorder.started[spec.name], (dependency, spec.name)
+    acls = cloud["us-east-1"].stacks["edl-local-default-acls"].parameters
+    assert acls["KeyArns"] == ",".join(
+        f"arn:aws:kms:{r}:123456789012:key/{physical_id(f'edl-local-buckets-internal-{r}', 'Key')}"
+        for r in REGIONS)
+    assert all(FINGERPRINT_PARAMETER in s.parameters
+               for cfn in cloud.values() for s in cfn.stacks.values())
+    # What was deployed is what the next plan would deploy: nothing left to do.
+    for cfn in cloud.values():
+        cfn.calls.clear()
+    stacks = manager(cloud)
+    again = stacks.plan("core of local", SPECS)
+    assert set(actions(again).values()) == {Action.UNCHANGED}, actions(again)
+    assert stacks.execute(again) == [] and change_sets(cloud) == []
+
+
+def failing_create(cloud, name: str, region: str = "us-east-1") -> None:
+    cloud[region].outcomes[name] = [
+        ("CREATE_IN_PROGRESS", [(name, STACK_TYPE, "CREATE_IN_PROGRESS", "User Initiated")]),
+        ("ROLLBACK_COMPLETE", [("ArtifactsBucket", "AWS::S3::Bucket", "CREATE_FAILED",
+                                "sanofi-datalake-artifacts-local-us-east-1 already exists"),
+                               (name, STACK_TYPE, "ROLLBACK_COMPLETE", None)]),
+    ]
+
+
+def test_a_failure_stops_further_submissions_and_names_what_was_not_attempted(cloud):
+    failed = "edl-local-artifacts-us-east-1"
+    failing_create(cloud, failed)
+    # The failure comes at once; the other first-wave stacks are still running when it does.
+    recorder = Recorder(delay=0.15, delays={failed: 0.0})
+    stacks = manager(cloud, recorder)
+    with pytest.raises(DeployError) as caught:
+        stacks.execute(stacks.plan("core of local", SPECS))
+    first_wave = {failed, "edl-local-artifacts-eu-west-1", "edl-local-metadata"}
+    assert set(recorder.started) == first_wave
+    assert set(recorder.ended) == first_wave  # the running ones were let finish
+    message = caught.value.message
+    assert failed in message and "already exists" in message
+    not_attempted = sorted(CORE - first_wave)
+    assert message.endswith("not attempted: " + ", ".join(not_attempted))
+
+
+def test_the_failed_stacks_hint_stays_a_hint(cloud):
+    """The CLI prints `Error: <message>` and then `Hint: <hint>`; the hint of the failed stack
+    must not end up inside the message with the list of stacks not attempted glued to it."""
+    failed = "edl-local-artifacts-us-east-1"
+    failing_create(cloud, failed)
+    stacks = manager(cloud, Recorder(delay=0.15, delays={failed: 0.0}))
+    with pytest.raises(DeployError) as caught:
+        stacks.execute(stacks.plan("core of local", SPECS))
+    assert "Hint:" not in caught.value.message
+    assert "not attempted: " in caught.value.message
+    assert caught.value.hint and "not attempted" not in caught.value.hint
+
+
+def test_no_stack_starts_after_a_failure_even_when_the_pool_is_full(cloud):
+    """With one worker, the first stack fails; nothing else may start after it, and the error
+    lists every other stack as not attempted."""
+    failed = "edl-local-artifacts-us-east-1"
+    failing_create(cloud, failed)
+    recorder = Recorder()
+    stacks = manager(cloud, recorder, max_workers=1)
+    with pytest.raises(DeployError) as caught:
+        stacks.execute(stacks.plan("core of local", SPECS))
+    assert list(recorder.started) == [failed]
+    assert caught.value.message.endswith(
+        "not attempted: " + ", ".join(sorted(CORE - {failed})))
+
+
+@pytest.mark.parametrize("max_workers", [1, 2, 3])
+def test_the_pool_never_runs_more_than_max_workers(cloud, max_workers):
+    recorder = Recorder(delay=0.03)
+    stacks = manager(cloud, recorder, max_workers=max_workers)
+    results = stacks.execute(stacks.plan("core of local", SPECS))
+    assert len(results) == 10
+    assert recorder.peak == max_workers  # bounded, and the bound is used
+
