@@ -1,0 +1,129 @@
+"""Command line of the ingest job (`python -m edl.core_resources.pipelines.ingest --help`).
+
+On Glue the same module is the job script: Glue passes the arguments as `--name value` plus its
+own, which are ignored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from edl.core_resources.pipelines.ingest.archives import GiB, MiB, ArchiveLimits
+from edl.core_resources.pipelines.ingest.formats import FormatOptions
+from edl.core_resources.pipelines.ingest.job import IngestJob, IngestRequest
+from edl.errors import EdlError
+from edl.utils.context import LakeContext
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m edl.core_resources.pipelines.ingest",
+        description="Ingest a source into a new immutable update of a dataset.")
+    parser.add_argument("--instance", default=os.environ.get("EDL_INSTANCE"),
+                        help="EDL instance (default: $EDL_INSTANCE)")
+    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--source", help="s3://bucket/key-or-prefix, https://…, sftp://user@host/path")
+    parser.add_argument("--kind", choices=("snapshot", "delta"), default="snapshot")
+    parser.add_argument("--update", help="a pending update created by the API (default: a new one)")
+    parser.add_argument("--job-id", default="")
+    parser.add_argument("--requested-by", default=os.environ.get("USER", ""))
+    parser.add_argument("--delimiter", help="CSV delimiter (default ',' and tab for .tsv)")
+    parser.add_argument("--quote", default='"', help="CSV quote character")
+    parser.add_argument("--encoding", default="utf-8", help="text encoding (utf-8, latin-1, …)")
+    parser.add_argument("--no-header", action="store_true", help="CSV files have no header line")
+    parser.add_argument("--max-ratio", type=float, default=ArchiveLimits.max_ratio,
+                        help="refuse archives expanding more than this many times")
+    parser.add_argument("--max-total-gib", type=float,
+                        default=ArchiveLimits.max_total_bytes / GiB,
+                        help="refuse sources expanding beyond this many GiB")
+    parser.add_argument("--ratio-grace-mib", type=float,
+                        default=ArchiveLimits.ratio_grace_bytes / MiB,
+                        help="the ratio is checked once an archive produced this many MiB")
+    parser.add_argument("--sftp-key-file", help="private key for sftp:// sources "
+                        "(a password comes from $EDL_SFTP_PASSWORD)")
+    parser.add_argument("--ca-bundle", help="CA certificates to trust for https:// sources")
+    parser.add_argument("--register-update", metavar="UPDATE",
+                        help="only (re-)register a complete update in the Glue catalog")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    args, _glue_extras = parser.parse_known_args(argv)
+    if not args.register_update and not args.source:
+        parser.error("--source is required")
+    return args
+
+
+def build_request(args: argparse.Namespace) -> IngestRequest:
+    limits = ArchiveLimits(max_ratio=args.max_ratio,
+                           max_total_bytes=int(args.max_total_gib * GiB),
+                           ratio_grace_bytes=int(args.ratio_grace_mib * MiB))
+    return IngestRequest(
+        dataset=args.dataset, source=args.source, kind=args.kind, update_id=args.update,
+        job_id=args.job_id, requested_by=args.requested_by, limits=limits,
+        options=FormatOptions(delimiter=args.delimiter, quote=args.quote,
+                              encoding=args.encoding, header=not args.no_header),
+        sftp_password=os.environ.get("EDL_SFTP_PASSWORD"), sftp_key_file=args.sftp_key_file,
+        ca_bundle=args.ca_bundle)
+
+
+def build_spark():
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    from pyspark.sql import SparkSession
+
+    return SparkSession.builder.appName("edl-ingest").getOrCreate()
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever `sys.stderr` is at the time (it is replaced under test runners)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
+def configure_logging(debug: bool) -> None:
+    """Progress of the job (EDL's own loggers) on stderr; other libraries stay quiet."""
+    logger = logging.getLogger("edl")
+    logger.setLevel(logging.DEBUG if debug else logging.INFO)
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        logger.addHandler(handler)
+
+
+def main(argv: list[str] | None = None, spark=None, context: LakeContext | None = None) -> int:
+    args = parse_args(argv)
+    configure_logging(args.debug)
+    try:
+        ctx = context or LakeContext.for_instance(args.instance)
+        job = IngestJob(spark or build_spark(), ctx)
+        if args.register_update:
+            dataset = ctx.metadata.get_dataset(args.dataset)
+            job.register(dataset, ctx.updates.get_update(args.dataset, args.register_update))
+            print(f"registered {args.dataset} update {args.register_update}")
+            return 0
+        record = job.run(build_request(args))
+    except EdlError as exc:
+        if args.debug:
+            raise
+        print(f"Error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except (ClientError, BotoCoreError) as exc:
+        if args.debug:
+            raise
+        print(f"Error: AWS call failed: {exc}", file=sys.stderr)
+        return 1
+    print(f"{record.dataset} update {record.update_id} complete: {record.file_count} file(s), "
+          f"{record.rows} rows, {record.bytes} bytes")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

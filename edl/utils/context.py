@@ -1,0 +1,62 @@
+"""The one factory that gives lake code its AWS collaborators for an instance.
+
+`LakeContext.for_instance("local")` builds them from `edl.aws.AwsSessions` (the local endpoint and
+credentials are handled there); tests build a `LakeContext` directly from moto clients.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Callable
+
+from edl.config import LakeConfig, get_config
+from edl.errors import UsageError
+from edl.naming import data_bucket
+from edl.utils.metadata import DatasetRecord, MetadataStore
+from edl.utils.storage import S3Access
+from edl.utils.updates import UpdateStore
+
+
+def resolve_instance(instance: str | None) -> str:
+    name = instance or os.environ.get("EDL_INSTANCE")
+    if not name:
+        raise UsageError("no instance given",
+                         hint="pass instance=... or set EDL_INSTANCE (e.g. EDL_INSTANCE=local)")
+    return name
+
+
+@dataclass
+class LakeContext:
+    instance: str
+    config: LakeConfig
+    metadata: MetadataStore
+    updates: UpdateStore
+    s3_access: Callable[[str], S3Access]   # region → how tasks reach S3 there
+    glue: Callable[[str], object]          # region → a Glue client
+    is_local: bool = False
+
+    @classmethod
+    def for_instance(cls, instance: str | None = None) -> "LakeContext":
+        from edl.aws import AwsSessions
+
+        config = get_config()
+        inst = config.instance(resolve_instance(instance))
+        sessions = AwsSessions(inst)
+        session = sessions.user_session()
+        dynamodb = session.resource("dynamodb", region_name=inst.default_region,
+                                    endpoint_url=sessions.endpoint_url,
+                                    config=sessions.client_config)
+        return cls(
+            instance=inst.name, config=config,
+            metadata=MetadataStore(dynamodb, inst.name),
+            updates=UpdateStore(dynamodb, inst.name),
+            s3_access=lambda region: S3Access.from_session(
+                session, inst.check_region(region), sessions.endpoint_url),
+            glue=lambda region: sessions.client("glue", inst.check_region(region)),
+            is_local=inst.is_local,
+        )
+
+    def data_bucket(self, dataset: DatasetRecord) -> str:
+        return data_bucket(self.config.bucket_prefix, self.instance, dataset.tier,
+                           dataset.home_region)

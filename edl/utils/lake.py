@@ -1,0 +1,155 @@
+"""Reading the lake: a dataset's updates, and the dataset as of any update.
+
+    from edl.utils import lake
+    lake.list_updates("clinical_trials")                 # UpdateRecords, oldest first
+    df = lake.read(spark, "clinical_trials")             # newest snapshot, later deltas applied
+    df = lake.read(spark, "clinical_trials", as_of="0000000004")   # time travel
+
+Every function takes `instance=` (default: `$EDL_INSTANCE`) and, for tests and callers that
+already hold clients, `context=` (a `LakeContext`).
+
+How a read is made (DESIGN §1): only complete updates count. As of update N, take the newest
+snapshot ≤ N, then every delta after it and ≤ N. The deltas are read *once*, all together, next to
+the snapshot; every row carries its update id and its position in the update; one window per key,
+ordered by (update, position), keeps the last row; rows whose operation column holds the delete
+marker then remove their key. That is one shuffle whatever the number of deltas, so the cost grows
+with rows, not with deltas squared. The operation column is dropped from the result unless the
+snapshot itself has it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from edl.errors import EdlError
+from edl.utils.context import LakeContext
+from edl.utils.metadata import DatasetRecord
+from edl.utils.schemas import (schema_from_text, schema_to_text, spark_schema, sparkable_schema,
+                               unify_schemas)
+from edl.utils.updates import COMPLETE, UnknownUpdateError, UpdateRecord, format_update_id
+
+
+class NoDataError(EdlError):
+    exit_code = 3
+
+
+@dataclass(frozen=True)
+class ReadPlan:
+    """Which updates make the dataset as of `as_of`: a base snapshot (or none) and deltas."""
+
+    as_of: str
+    snapshot: UpdateRecord | None
+    deltas: tuple[UpdateRecord, ...]
+
+
+def plan_read(dataset: str, updates: list[UpdateRecord], as_of: str | None = None) -> ReadPlan:
+    complete = sorted((u for u in updates if u.status == COMPLETE), key=lambda u: u.update_id)
+    if as_of is not None:
+        target = format_update_id(as_of)
+        match = [u for u in updates if u.update_id == target]
+        if not match:
+            raise UnknownUpdateError(f"dataset {dataset!r} has no update {target}",
+                                     hint=f"list its updates: lake.list_updates({dataset!r})")
+        if match[0].status != COMPLETE:
+            raise UnknownUpdateError(
+                f"{dataset} update {target} is {match[0].status}; only complete updates can "
+                "be read", hint="pick a complete update from lake.list_updates(...)")
+    elif complete:
+        target = complete[-1].update_id
+    else:
+        raise NoDataError(f"dataset {dataset!r} has no complete update yet",
+                          hint="ingest one: python -m edl.core_resources.pipelines.ingest ...")
+    eligible = [u for u in complete if u.update_id <= target]
+    snapshots = [u for u in eligible if u.kind == "snapshot"]
+    base = snapshots[-1] if snapshots else None
+    deltas = tuple(u for u in eligible
+                   if u.kind == "delta" and (base is None or u.update_id > base.update_id))
+    return ReadPlan(as_of=target, snapshot=base, deltas=deltas)
+
+
+def list_updates(dataset: str, *, status: str | None = None, instance: str | None = None,
+                 context: LakeContext | None = None) -> list[UpdateRecord]:
+    ctx = context or LakeContext.for_instance(instance)
+    ctx.metadata.get_dataset(dataset)
+    return ctx.updates.list_updates(dataset, status=status)
+
+
+def get_update(dataset: str, update_id: str, *, instance: str | None = None,
+               context: LakeContext | None = None) -> UpdateRecord:
+    ctx = context or LakeContext.for_instance(instance)
+    return ctx.updates.get_update(dataset, update_id)
+
+
+def read(spark, dataset: str, *, as_of: str | None = None, instance: str | None = None,
+         context: LakeContext | None = None):
+    """The dataset as a Spark DataFrame, as of `as_of` (default: the newest complete update)."""
+    ctx = context or LakeContext.for_instance(instance)
+    record = ctx.metadata.get_dataset(dataset)
+    plan = plan_read(dataset, ctx.updates.list_updates(dataset), as_of)
+    reader = _PartsReader(spark, ctx, record)
+    if not plan.deltas:
+        return reader.frame([plan.snapshot], with_meta=False)
+    return _apply_deltas(reader, record, plan)
+
+
+def _apply_deltas(reader: "_PartsReader", record: DatasetRecord, plan: ReadPlan):
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    from edl.utils.lake_source import ROW_COLUMN, UPDATE_COLUMN
+
+    convention = record.delta
+    if convention is None:
+        raise EdlError(f"dataset {record.dataset!r} has delta updates but no delta convention",
+                       hint="set key_columns (and op_column/delete_marker) on the dataset")
+    deltas = reader.frame(list(plan.deltas), with_meta=True)
+    if plan.snapshot is not None:
+        base = reader.frame([plan.snapshot], with_meta=True)
+        snapshot_columns = [c for c in base.columns if c not in (UPDATE_COLUMN, ROW_COLUMN)]
+        rows = base.unionByName(deltas, allowMissingColumns=True)
+    else:
+        snapshot_columns = [c for c in deltas.columns if c not in (UPDATE_COLUMN, ROW_COLUMN)
+                            and c != convention.op_column]
+        rows = deltas
+    newest_first = Window.partitionBy(*convention.key_columns).orderBy(
+        F.col(UPDATE_COLUMN).desc(), F.col(ROW_COLUMN).desc())
+    latest = rows.withColumn("_edl_rank", F.row_number().over(newest_first)).where(
+        F.col("_edl_rank") == 1)
+    op = convention.op_column
+    if op and op in rows.columns and convention.delete_marker is not None:
+        latest = latest.where(F.col(op).isNull()
+                              | (F.col(op).cast("string") != F.lit(convention.delete_marker)))
+    extra = [c for c in rows.columns if c not in snapshot_columns
+             and c not in (UPDATE_COLUMN, ROW_COLUMN, op)]
+    return latest.select(*snapshot_columns, *extra)
+
+
+class _PartsReader:
+    """Turns update records into DataFrames through the `edl_parts` data source."""
+
+    def __init__(self, spark, ctx: LakeContext, record: DatasetRecord) -> None:
+        from edl.utils.lake_source import EdlPartsDataSource
+
+        self.spark = spark
+        self.access = ctx.s3_access(record.home_region)
+        self.dataset = record.dataset
+        spark.dataSource.register(EdlPartsDataSource)
+
+    def frame(self, updates: list[UpdateRecord], with_meta: bool):
+        import pyarrow as pa
+
+        from edl.utils.lake_source import (ROW_COLUMN, SOURCE_NAME, UPDATE_COLUMN,
+                                           read_options)
+
+        labelled = [(f"update {u.update_id}", schema_from_text(u.arrow_schema)) for u in updates]
+        schema = sparkable_schema(unify_schemas(labelled, what=f"updates of {self.dataset}"))
+        declared = schema
+        if with_meta:
+            declared = pa.schema([*schema, pa.field(UPDATE_COLUMN, pa.string()),
+                                  pa.field(ROW_COLUMN, pa.int64())])
+        parts = [(u.bucket, key, u.update_id, i)
+                 for u in updates for i, key in enumerate(u.part_keys())]
+        options = read_options(parts, schema_to_text(schema), spark_schema(declared).json(),
+                               self.access, with_meta)
+        return self.spark.read.format(SOURCE_NAME).options(**options).load()
+

@@ -1,0 +1,93 @@
+"""How code reaches the lake's S3 data, on the driver and inside Spark tasks alike.
+
+Spark tasks run in other processes (Python workers locally, other machines on Glue/EMR), so they
+cannot reuse the driver's boto3 objects. `S3Access` is the small, picklable description a task
+needs to build its own clients: region, endpoint (the local cloud's URL, `None` in AWS) and, on the
+local cloud only, the driver's credentials. In AWS the tasks use their own role's credentials
+(the Glue job role or the EMR instance profile), so no secret travels with a task.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from typing import Iterator
+from urllib.parse import urlparse
+
+import boto3
+from botocore.config import Config
+
+
+@dataclass(frozen=True)
+class S3Access:
+    region: str
+    endpoint_url: str | None = None
+    access_key: str | None = field(default=None, repr=False)
+    secret_key: str | None = field(default=None, repr=False)
+    session_token: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_session(cls, session: boto3.Session, region: str, endpoint_url: str | None,
+                     pass_credentials: bool | None = None) -> "S3Access":
+        """Describe `session` for tasks; credentials travel only when asked (default: local)."""
+        if pass_credentials is None:
+            pass_credentials = endpoint_url is not None
+        if not pass_credentials:
+            return cls(region=region, endpoint_url=endpoint_url)
+        creds = session.get_credentials().get_frozen_credentials()
+        return cls(region=region, endpoint_url=endpoint_url, access_key=creds.access_key,
+                   secret_key=creds.secret_key, session_token=creds.token)
+
+    def client(self):
+        return _client(self)
+
+    def filesystem(self):
+        """A pyarrow S3 filesystem; paths are `bucket/key`."""
+        return _filesystem(self)
+
+
+@functools.lru_cache(maxsize=8)
+def _client(access: S3Access):
+    return boto3.session.Session().client(
+        "s3", region_name=access.region, endpoint_url=access.endpoint_url,
+        aws_access_key_id=access.access_key, aws_secret_access_key=access.secret_key,
+        aws_session_token=access.session_token,
+        config=Config(retries={"mode": "standard", "max_attempts": 8}, max_pool_connections=16),
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def _filesystem(access: S3Access):
+    from pyarrow import fs
+
+    kwargs: dict = {"region": access.region}
+    if access.endpoint_url:
+        url = urlparse(access.endpoint_url)
+        kwargs.update(endpoint_override=url.netloc, scheme=url.scheme or "https")
+    if access.access_key:
+        kwargs.update(access_key=access.access_key, secret_key=access.secret_key,
+                      session_token=access.session_token)
+    return fs.S3FileSystem(**kwargs)
+
+
+def split_s3_url(url: str) -> tuple[str, str]:
+    """`s3://bucket/key` → (bucket, key)."""
+    parsed = urlparse(url)
+    if parsed.scheme != "s3" or not parsed.netloc:
+        raise ValueError(f"not an s3:// URL: {url!r}")
+    return parsed.netloc, parsed.path.lstrip("/")
+
+
+def iter_objects(client, bucket: str, prefix: str) -> Iterator[dict]:
+    """Every object under `prefix` (list_objects_v2 pages), as the API returns them."""
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        yield from page.get("Contents", [])
+
+
+def delete_prefix(client, bucket: str, prefix: str) -> int:
+    """Delete every object under `prefix`; returns how many were deleted."""
+    keys = [{"Key": o["Key"]} for o in iter_objects(client, bucket, prefix)]
+    for start in range(0, len(keys), 1000):
+        client.delete_objects(Bucket=bucket, Delete={"Objects": keys[start:start + 1000],
+                                                     "Quiet": True})
+    return len(keys)

@@ -1,0 +1,304 @@
+"""The update model: allocating update ids, and the pending → complete | failed lifecycle.
+
+An update is one immutable addition to a dataset (DESIGN §1). Its item lives in the `updates`
+table (HASH `dataset`, RANGE `update_id`). Rules, each enforced by a DynamoDB condition so they
+hold across processes and machines:
+
+- ids come from the atomic counter `update_seq` on the dataset's item (`ADD`), so two concurrent
+  ingests never get the same id; ids are zero-padded (`0000000007`) to sort lexically in numeric
+  order, and the new item is written only if no item with that id exists;
+- a job claims a pending update (`job_id` set once), so two jobs never work on one update;
+- `complete` and `failed` are written only over `pending`: a complete update is never rewritten,
+  and a second attempt on it is refused with `UpdateStateError`.
+
+Readers see complete updates only; a pending update (running, or whose job died) and a failed one
+are invisible. A rerun always allocates a new id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any, Callable
+
+from botocore.exceptions import ClientError
+
+from edl import naming
+from edl.errors import EdlError
+from edl.utils.metadata import UnknownDatasetError
+
+PENDING, COMPLETE, FAILED = "pending", "complete", "failed"
+KINDS = ("snapshot", "delta")
+ID_WIDTH = 10
+# The item keeps at most this many per-file records (DynamoDB items stop at 400 KB); the full
+# list is always in the update's manifest, `<dataset>/data/<update>/_edl_manifest.json`.
+MAX_FILES_IN_ITEM = 200
+
+
+class UpdateStateError(EdlError):
+    """An update is not in the state an operation needs (e.g. rewriting a complete update)."""
+
+
+class UnknownUpdateError(EdlError):
+    exit_code = 3
+
+
+def format_update_id(seq: int | str) -> str:
+    """`7` or `"7"` or `"0000000007"` → `"0000000007"`."""
+    text = str(seq).strip()
+    if not text.isdigit():
+        raise UnknownUpdateError(f"invalid update id {seq!r}",
+                                 hint="update ids are numbers, e.g. 0000000007 or 7")
+    return f"{int(text):0{ID_WIDTH}d}"
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """One file of an update: where it sits under raw/, its format, and what it held."""
+
+    path: str
+    format: str
+    rows: int
+    bytes: int
+    sha256: str
+    part: str
+    columns: tuple[dict[str, str], ...] = ()
+
+    def to_item(self) -> dict[str, Any]:
+        return {"path": self.path, "format": self.format, "rows": self.rows, "bytes": self.bytes,
+                "sha256": self.sha256, "part": self.part, "columns": list(self.columns)}
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> "FileRecord":
+        return cls(path=item["path"], format=item["format"], rows=int(item["rows"]),
+                   bytes=int(item["bytes"]), sha256=item["sha256"], part=item["part"],
+                   columns=tuple({"name": c["name"], "type": c["type"]}
+                                 for c in item.get("columns", [])))
+
+
+@dataclass(frozen=True)
+class UpdateRecord:
+    dataset: str
+    update_id: str
+    kind: str
+    status: str
+    source: str
+    bucket: str
+    requested_by: str = ""
+    job_id: str = ""
+    created_at: str = ""
+    started_at: str = ""
+    finished_at: str = ""
+    rows: int = 0
+    bytes: int = 0
+    part_count: int = 0
+    file_count: int = 0
+    files: tuple[FileRecord, ...] = ()
+    columns: tuple[dict[str, str], ...] = ()
+    arrow_schema: str = field(default="", repr=False)
+    reason: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def raw_prefix(self) -> str:
+        return f"{self.dataset}/raw/{self.update_id}/"
+
+    @property
+    def data_prefix(self) -> str:
+        return f"{self.dataset}/data/{self.update_id}/"
+
+    def part_keys(self) -> list[str]:
+        return [f"{self.data_prefix}{part_name(i)}" for i in range(self.part_count)]
+
+    def to_item(self) -> dict[str, Any]:
+        item = {
+            "dataset": self.dataset, "update_id": self.update_id, "kind": self.kind,
+            "status": self.status, "source": self.source, "bucket": self.bucket,
+            "requested_by": self.requested_by, "job_id": self.job_id,
+            "created_at": self.created_at, "started_at": self.started_at,
+            "finished_at": self.finished_at, "rows": self.rows, "bytes": self.bytes,
+            "part_count": self.part_count, "file_count": self.file_count,
+            "files": [f.to_item() for f in self.files[:MAX_FILES_IN_ITEM]],
+            "columns": list(self.columns), "arrow_schema": self.arrow_schema,
+            "reason": self.reason, "options": self.options,
+        }
+        return {k: v for k, v in item.items() if v not in ("", None, [], {})}
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> "UpdateRecord":
+        return cls(
+            dataset=item["dataset"], update_id=item["update_id"], kind=item["kind"],
+            status=item["status"], source=item.get("source", ""), bucket=item.get("bucket", ""),
+            requested_by=item.get("requested_by", ""), job_id=item.get("job_id", ""),
+            created_at=item.get("created_at", ""), started_at=item.get("started_at", ""),
+            finished_at=item.get("finished_at", ""), rows=int(item.get("rows", 0)),
+            bytes=int(item.get("bytes", 0)), part_count=int(item.get("part_count", 0)),
+            file_count=int(item.get("file_count", 0)),
+            files=tuple(FileRecord.from_item(f) for f in item.get("files", [])),
+            columns=tuple({"name": c["name"], "type": c["type"]} for c in item.get("columns", [])),
+            arrow_schema=item.get("arrow_schema", ""), reason=item.get("reason", ""),
+            options=_plain(item.get("options", {})),
+        )
+
+
+def part_name(index: int) -> str:
+    return f"part-{index:05d}.parquet"
+
+
+def _plain(value: Any) -> Any:
+    """DynamoDB's Decimals back to ints/floats."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+class UpdateStore:
+    """Allocates, claims, completes and fails updates in the `updates` table of one instance."""
+
+    def __init__(self, dynamodb, instance: str, now: Callable[[], str] = _now) -> None:
+        self.instance = instance
+        self._dynamodb = dynamodb
+        self._now = now
+
+    def _table(self, name: str):
+        return self._dynamodb.Table(naming.table_name(self.instance, name))
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def allocate_update(self, dataset: str, kind: str, source: str, bucket: str, *,
+                        requested_by: str = "", job_id: str = "",
+                        options: dict[str, Any] | None = None) -> UpdateRecord:
+        """Take the next id from the dataset's counter and write the pending update."""
+        naming.validate_dataset_name(dataset)
+        if kind not in KINDS:
+            raise UpdateStateError(f"unknown update kind {kind!r}",
+                                   hint=f"choose one of: {', '.join(KINDS)}")
+        try:
+            seq = self._table("datasets").update_item(
+                Key={"dataset": dataset},
+                UpdateExpression="ADD update_seq :one",
+                ConditionExpression="attribute_exists(dataset)",
+                ExpressionAttributeValues={":one": 1},
+                ReturnValues="UPDATED_NEW",
+            )["Attributes"]["update_seq"]
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                raise UnknownDatasetError(
+                    f"dataset {dataset!r} does not exist in instance {self.instance!r}",
+                    hint=f"deploy it first: edl deploy-dataset {dataset} --instance "
+                    f"{self.instance} ...") from None
+            raise
+        now = self._now()
+        record = UpdateRecord(
+            dataset=dataset, update_id=format_update_id(int(seq)), kind=kind, status=PENDING,
+            source=source, bucket=bucket, requested_by=requested_by, job_id=job_id,
+            created_at=now, options=dict(options or {}),
+        )
+        try:
+            self._table("updates").put_item(
+                Item=record.to_item(), ConditionExpression="attribute_not_exists(update_id)")
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                raise UpdateStateError(
+                    f"{dataset} update {record.update_id} already exists; the dataset's "
+                    "update counter is behind its updates",
+                    hint="raise update_seq on the dataset's item above its newest update id")
+            raise
+        return record
+
+    def claim_update(self, dataset: str, update_id: str, job_id: str) -> UpdateRecord:
+        """Mark a pending update as worked on by `job_id`; refused if it is not pending or
+        another job has it."""
+        try:
+            item = self._table("updates").update_item(
+                Key={"dataset": dataset, "update_id": update_id},
+                UpdateExpression="SET job_id = :job, started_at = :now",
+                ConditionExpression="attribute_exists(update_id) AND #s = :pending AND "
+                "(attribute_not_exists(job_id) OR job_id = :job OR job_id = :empty)",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={":job": job_id, ":now": self._now(),
+                                           ":pending": PENDING, ":empty": ""},
+                ReturnValues="ALL_NEW",
+            )["Attributes"]
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            current = self.get_update(dataset, update_id)
+            raise UpdateStateError(
+                f"{dataset} update {update_id} is {current.status}"
+                + (f" and taken by job {current.job_id}" if current.status == PENDING else "")
+                + "; it cannot be ingested again",
+                hint="updates are immutable: ingest again without --update to create a new one",
+            ) from None
+        return UpdateRecord.from_item(item)
+
+    def complete_update(self, record: UpdateRecord) -> UpdateRecord:
+        """Write the finished update (files, rows, schema) and make it visible, only if it is
+        still pending: the single commit point of an ingest."""
+        done = UpdateRecord(**{**record.__dict__, "status": COMPLETE,
+                               "finished_at": self._now(), "reason": ""})
+        self._write_final(done)
+        return done
+
+    def fail_update(self, dataset: str, update_id: str, reason: str) -> UpdateRecord:
+        current = self.get_update(dataset, update_id)
+        failed = UpdateRecord(**{**current.__dict__, "status": FAILED,
+                                 "finished_at": self._now(), "reason": reason[:4000]})
+        self._write_final(failed)
+        return failed
+
+    def _write_final(self, record: UpdateRecord) -> None:
+        try:
+            self._table("updates").put_item(
+                Item=record.to_item(),
+                ConditionExpression="attribute_exists(update_id) AND #s = :pending",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={":pending": PENDING},
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            current = self.get_update(record.dataset, record.update_id)
+            raise UpdateStateError(
+                f"{record.dataset} update {record.update_id} is already {current.status}; "
+                "a finished update is never rewritten",
+                hint="ingest again to create a new update") from None
+
+    # -- reading --------------------------------------------------------------------------------
+
+    def get_update(self, dataset: str, update_id: str) -> UpdateRecord:
+        update_id = format_update_id(update_id)
+        item = self._table("updates").get_item(
+            Key={"dataset": dataset, "update_id": update_id}, ConsistentRead=True).get("Item")
+        if item is None:
+            raise UnknownUpdateError(
+                f"dataset {dataset!r} has no update {update_id}",
+                hint=f"list its updates: lake.list_updates({dataset!r})")
+        return UpdateRecord.from_item(item)
+
+    def list_updates(self, dataset: str, status: str | None = None) -> list[UpdateRecord]:
+        """The dataset's updates in id order (optionally only those in `status`)."""
+        from boto3.dynamodb.conditions import Key
+
+        table = self._table("updates")
+        kwargs: dict[str, Any] = {"KeyConditionExpression": Key("dataset").eq(dataset),
+                                  "ConsistentRead": True}
+        records = []
+        while True:
+            page = table.query(**kwargs)
+            records.extend(UpdateRecord.from_item(i) for i in page["Items"])
+            if "LastEvaluatedKey" not in page:
+                break
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        records.sort(key=lambda r: r.update_id)
+        return [r for r in records if status is None or r.status == status]
+

@@ -1,0 +1,291 @@
+"""Fixtures for the ingest and lake tests: moto as a real server on 127.0.0.1, and a local lake.
+
+Spark's Python workers are separate processes, so an in-process moto mock is invisible to them:
+moto runs as a threaded server on a free loopback port for the session, and the local instance is
+pointed at it the way `edl local start` does (the state file in the EDL home). Each test starts
+from a reset server with the metadata tables, the buckets and the `clinical_trials` dataset.
+
+It also holds real HTTPS and SFTP servers on 127.0.0.1 (threads in the test process): the HTTPS
+server serves a folder with a self-signed certificate for 127.0.0.1; the SFTP server is paramiko's
+server interface over a folder, read-only, with one user and password.
+
+Import the fixtures into a test module: `from tests.functional.ingest_fixtures import *`.
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import http.server
+import io
+import ipaddress
+import json
+import os
+import socket
+import ssl
+import threading
+import urllib.request
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import boto3
+import paramiko
+import pytest
+
+from edl.config import get_config
+from edl.naming import data_bucket, drop_bucket, table_name
+from edl.utils.context import LakeContext
+from edl.utils.metadata import DatasetRecord, DeltaConvention
+
+INSTANCE = "local"
+REGION = "us-east-1"
+TIER = "sensitive"
+DATASET = "clinical_trials"
+
+_KEYS = {
+    "datasets": ([("dataset", "HASH")], [("dataset", "S")]),
+    "updates": ([("dataset", "HASH"), ("update_id", "RANGE")],
+                [("dataset", "S"), ("update_id", "S")]),
+    "jobs": ([("job_id", "HASH")], [("job_id", "S")]),
+}
+
+
+@pytest.fixture(scope="session")
+def moto_server():
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+def create_metadata_tables(dynamodb_client, instance: str = INSTANCE) -> None:
+    for table, (keys, attributes) in _KEYS.items():
+        dynamodb_client.create_table(
+            TableName=table_name(instance, table), BillingMode="PAY_PER_REQUEST",
+            KeySchema=[{"AttributeName": n, "KeyType": t} for n, t in keys],
+            AttributeDefinitions=[{"AttributeName": n, "AttributeType": t} for n, t in attributes])
+
+
+@dataclass
+class LocalLake:
+    endpoint: str
+    s3: object
+    glue: object
+    context: LakeContext
+    data_bucket: str
+    drop_bucket: str
+
+    def put(self, key: str, body: bytes) -> str:
+        """Drop a file into the drop bucket; returns its s3:// URL."""
+        self.s3.put_object(Bucket=self.drop_bucket, Key=key, Body=body)
+        return f"s3://{self.drop_bucket}/{key}"
+
+    def keys(self, prefix: str) -> list[str]:
+        pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.data_bucket,
+                                                                 Prefix=prefix)
+        return sorted(o["Key"] for p in pages for o in p.get("Contents", []))
+
+    def as_remote(self) -> LakeContext:
+        """The same lake, treated as a cloud instance (no loopback sources allowed)."""
+        return replace(self.context, is_local=False)
+
+
+@pytest.fixture
+def lake(moto_server, monkeypatch, edl_home) -> LocalLake:
+    request = urllib.request.Request(f"{moto_server}/moto-api/reset", method="POST")
+    urllib.request.urlopen(request).read()
+    for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
+                        ("AWS_DEFAULT_REGION", REGION), ("EDL_INSTANCE", INSTANCE)):
+        monkeypatch.setenv(name, value)
+    (edl_home / "local").mkdir(parents=True, exist_ok=True)
+    (edl_home / "local" / "state.json").write_text(json.dumps({"endpoint_url": moto_server}))
+
+    session = boto3.Session(region_name=REGION)
+    create_metadata_tables(session.client("dynamodb", endpoint_url=moto_server))
+    s3 = session.client("s3", endpoint_url=moto_server)
+    prefix = get_config().bucket_prefix
+    buckets = (data_bucket(prefix, INSTANCE, TIER, REGION), drop_bucket(prefix, INSTANCE, TIER,
+                                                                        REGION))
+    for bucket in buckets:
+        s3.create_bucket(Bucket=bucket)
+    context = LakeContext.for_instance(INSTANCE)
+    context.metadata.put_dataset(DatasetRecord(
+        dataset=DATASET, tier=TIER, owner="alice", home_region=REGION,
+        description="trials", delta=DeltaConvention(("id",), "op", "D")))
+    return LocalLake(endpoint=moto_server, s3=s3,
+                     glue=session.client("glue", endpoint_url=moto_server), context=context,
+                     data_bucket=buckets[0], drop_bucket=buckets[1])
+
+
+def zip_bytes(members: dict[str, bytes]) -> bytes:
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, body in members.items():
+            archive.writestr(name, body)
+    return buf.getvalue()
+
+
+def gzip_bytes(body: bytes) -> bytes:
+    import gzip
+
+    return gzip.compress(body)
+
+
+def ingest(lake: LocalLake, spark, source: str, *args: str, context: LakeContext | None = None,
+           dataset: str = DATASET) -> int:
+    """Run the ingest command in-process, as `python -m edl.core_resources.pipelines.ingest`."""
+    from edl.core_resources.pipelines.ingest.__main__ import main
+
+    return main(["--instance", INSTANCE, "--dataset", dataset, "--source", source, *args],
+                spark=spark, context=context or lake.context)
+
+
+# -- HTTPS and SFTP servers on 127.0.0.1 ----------------------------------------------------------
+
+
+SFTP_USER, SFTP_PASSWORD = "drop", "s3cret"
+
+
+def _self_signed(folder: Path) -> tuple[Path, Path]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.TraditionalOpenSSL,
+                                           serialization.NoEncryption()))
+    return cert_file, key_file
+
+
+@contextmanager
+def https_server(root: Path, certs: Path):
+    """Yields (base URL, CA bundle path)."""
+    cert_file, key_file = _self_signed(certs)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    handler.log_message = lambda *a, **k: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"https://127.0.0.1:{server.server_address[1]}", str(cert_file)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class _Server(paramiko.ServerInterface):
+    def check_auth_password(self, username, password):
+        if (username, password) == (SFTP_USER, SFTP_PASSWORD):
+            return paramiko.AUTH_SUCCESSFUL
+        return paramiko.AUTH_FAILED
+
+    def get_allowed_auths(self, username):
+        return "password"
+
+    def check_channel_request(self, kind, chanid):
+        return paramiko.OPEN_SUCCEEDED if kind == "session" else \
+            paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
+
+
+class _Handle(paramiko.SFTPHandle):
+    def stat(self):
+        return paramiko.SFTPAttributes.from_stat(os.fstat(self.readfile.fileno()))
+
+
+def _folder_sftp(root: Path):
+    class FolderSftp(paramiko.SFTPServerInterface):
+        def _real(self, path: str) -> str:
+            return str(root / path.lstrip("/"))
+
+        def list_folder(self, path):
+            try:
+                real = self._real(path)
+                return [paramiko.SFTPAttributes.from_stat(os.stat(os.path.join(real, n)), n)
+                        for n in os.listdir(real)]
+            except OSError as exc:
+                return paramiko.SFTPServer.convert_errno(exc.errno)
+
+        def stat(self, path):
+            try:
+                return paramiko.SFTPAttributes.from_stat(os.stat(self._real(path)))
+            except OSError as exc:
+                return paramiko.SFTPServer.convert_errno(exc.errno)
+
+        lstat = stat
+
+        def open(self, path, flags, attr):
+            try:
+                handle = _Handle(flags)
+                handle.readfile = open(self._real(path), "rb")
+                handle.filename = self._real(path)
+                return handle
+            except OSError as exc:
+                return paramiko.SFTPServer.convert_errno(exc.errno)
+
+        def canonicalize(self, path):
+            return "/" + path.lstrip("/")
+    return FolderSftp
+
+
+@contextmanager
+def sftp_server(root: Path):
+    """Yields the port of an SFTP server over `root` (user drop / password s3cret)."""
+    host_key = paramiko.RSAKey.generate(2048)
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    listener.settimeout(0.2)
+    stop = threading.Event()
+    transports: list[paramiko.Transport] = []
+
+    def serve():
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except (socket.timeout, OSError):
+                continue
+            transport = paramiko.Transport(conn)
+            transport.add_server_key(host_key)
+            transport.set_subsystem_handler("sftp", paramiko.SFTPServer, _folder_sftp(root))
+            transport.start_server(server=_Server())
+            transports.append(transport)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join()
+        for transport in transports:
+            transport.close()
+        listener.close()
+
+
+__all__ = ["moto_server", "lake", "LocalLake", "zip_bytes", "gzip_bytes", "ingest",
+           "create_metadata_tables", "DATASET", "INSTANCE", "REGION", "TIER", "https_server",
+           "sftp_server", "SFTP_USER", "SFTP_PASSWORD"]

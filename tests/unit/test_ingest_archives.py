@@ -1,0 +1,164 @@
+"""Unpacking sources into the raw folder: layout, checksums, and every unsafe archive refused."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from edl.core_resources.pipelines.ingest.archives import (ArchiveLimits, LocalSink, Unpacker,
+                                                          safe_member_path)
+from edl.core_resources.pipelines.ingest.errors import (ArchiveBombError, CorruptArchiveError,
+                                                        DuplicatePathError, EmptyFileError,
+                                                        UnsafeArchivePathError)
+
+
+def make_zip(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, body in members.items():
+            archive.writestr(name, body)
+    return buf.getvalue()
+
+
+def make_tar_gz(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as archive:
+        for name, body in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(body)
+            archive.addfile(info, io.BytesIO(body))
+    return buf.getvalue()
+
+
+class NonSeekable(io.RawIOBase):
+    """A stream like an HTTPS body: readable, not seekable."""
+
+    def __init__(self, data: bytes) -> None:
+        self._inner = io.BytesIO(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        chunk = self._inner.read(len(b))
+        b[:len(chunk)] = chunk
+        return len(chunk)
+
+
+def unpack(tmp_path: Path, name: str, data: bytes, limits=ArchiveLimits(), seekable=True):
+    unpacker = Unpacker(LocalSink(str(tmp_path / "raw")), limits)
+    stream = io.BytesIO(data) if seekable else io.BufferedReader(NonSeekable(data))
+    unpacker.add(stream, name, f"s3://drop/{name}")
+    return unpacker
+
+
+def test_zip_with_folders_and_a_nested_zip_and_gz_lands_in_place(tmp_path):
+    inner = make_zip({"deep/c.csv": b"id\n3\n"})
+    data = make_zip({"sites/a.csv": b"id\n1\n", "sites/eu/b.csv.gz": gzip.compress(b"id\n2\n"),
+                     "more/inner.zip": inner, "folder/": b""})
+    unpacker = unpack(tmp_path, "batch1.zip", data)
+    paths = sorted(f.path for f in unpacker.files)
+    assert paths == ["more/deep/c.csv", "sites/a.csv", "sites/eu/b.csv"]
+    raw = tmp_path / "raw"
+    assert (raw / "sites/eu/b.csv").read_bytes() == b"id\n2\n"
+    assert (raw / "more/deep/c.csv").read_bytes() == b"id\n3\n"
+    record = next(f for f in unpacker.files if f.path == "sites/a.csv")
+    assert record.sha256 == hashlib.sha256(b"id\n1\n").hexdigest()
+    assert record.bytes == 5
+    assert record.origin == "s3://drop/batch1.zip!sites/a.csv"
+
+
+def test_zip_from_a_stream_that_cannot_seek_is_spooled(tmp_path):
+    unpacker = unpack(tmp_path, "x.zip", make_zip({"a.csv": b"id\n1\n"}), seekable=False)
+    assert [f.path for f in unpacker.files] == ["a.csv"]
+
+
+def test_tar_gz_and_gzip(tmp_path):
+    unpacker = unpack(tmp_path, "in/batch.tar.gz", make_tar_gz({"x/a.csv": b"a\n1\n",
+                                                               "b.csv": b"a\n2\n"}))
+    assert sorted(f.path for f in unpacker.files) == ["in/b.csv", "in/x/a.csv"]
+    single = unpack(tmp_path / "2", "data.jsonl.gz", gzip.compress(b'{"a":1}\n'))
+    assert [f.path for f in single.files] == ["data.jsonl"]
+    assert (tmp_path / "2/raw/data.jsonl").read_bytes() == b'{"a":1}\n'
+
+
+@pytest.mark.parametrize("name, data", [
+    ("broken.zip", b"PK\x03\x04 this is not really a zip"),
+    ("cut.zip", make_zip({"a.csv": b"x" * 5000})[:-30]),
+    ("broken.gz", b"\x1f\x8b\x08\x00garbage-not-deflate"),
+    ("broken.tar.gz", gzip.compress(b"not a tar at all" * 10)),
+])
+def test_corrupt_archives_are_refused(tmp_path, name, data):
+    with pytest.raises(CorruptArchiveError, match=name.replace(".", r"\.")):
+        unpack(tmp_path, name, data)
+
+
+@pytest.mark.parametrize("member", ["../evil.csv", "a/../../evil.csv", "/etc/passwd",
+                                    "C:\\windows\\evil.csv", "..\\evil.csv"])
+def test_members_escaping_the_folder_are_refused(tmp_path, member):
+    with pytest.raises(UnsafeArchivePathError) as err:
+        unpack(tmp_path, "slip.zip", make_zip({member: b"id\n1\n"}))
+    assert "slip.zip" in str(err.value)
+    assert not (tmp_path / "evil.csv").exists()
+
+
+def test_tar_links_are_refused(tmp_path):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as archive:
+        info = tarfile.TarInfo("link.csv")
+        info.type = tarfile.SYMTYPE
+        info.linkname = "/etc/passwd"
+        archive.addfile(info)
+    with pytest.raises(UnsafeArchivePathError, match="link"):
+        unpack(tmp_path, "links.tar", buf.getvalue())
+
+
+def test_safe_member_path_keeps_nested_folders():
+    assert safe_member_path("in", "./a/b\\c.csv", "x.zip") == "in/a/b/c.csv"
+
+
+def test_zip_bomb_is_refused_by_declared_sizes(tmp_path):
+    bomb = make_zip({"zeros.csv": b"0" * (8 << 20)})
+    limits = ArchiveLimits(max_ratio=100, ratio_grace_bytes=1 << 20)
+    with pytest.raises(ArchiveBombError, match="zip bomb"):
+        unpack(tmp_path, "bomb.zip", bomb, limits)
+
+
+def test_gzip_bomb_is_stopped_while_streaming(tmp_path):
+    bomb = gzip.compress(b"\0" * (16 << 20))
+    limits = ArchiveLimits(max_ratio=100, ratio_grace_bytes=2 << 20)
+    with pytest.raises(ArchiveBombError, match="100 times"):
+        unpack(tmp_path, "bomb.csv.gz", bomb, limits)
+    written = (tmp_path / "raw" / "bomb.csv").stat().st_size
+    assert written < 4 << 20   # stopped soon after the grace, not after 16 MiB
+
+
+def test_nesting_deeper_than_the_limit_is_refused(tmp_path):
+    data = make_zip({"a.csv": b"a\n1\n"})
+    for level in range(3):
+        data = make_zip({f"level{level}.zip": data})
+    with pytest.raises(ArchiveBombError, match="nested"):
+        unpack(tmp_path, "deep.zip", data, ArchiveLimits(max_depth=3))
+
+
+def test_too_many_members_is_refused(tmp_path):
+    data = make_zip({f"f{i}.csv": b"a\n1\n" for i in range(6)})
+    with pytest.raises(ArchiveBombError, match="more than 5 files"):
+        unpack(tmp_path, "many.zip", data, ArchiveLimits(max_members=5))
+
+
+def test_empty_file_is_refused(tmp_path):
+    with pytest.raises(EmptyFileError, match="empty.csv"):
+        unpack(tmp_path, "batch.zip", make_zip({"ok.csv": b"a\n1\n", "empty.csv": b""}))
+
+
+def test_two_files_on_one_path_are_refused(tmp_path):
+    data = make_zip({"a.csv": b"a\n1\n", "a.csv.gz": gzip.compress(b"a\n2\n")})
+    with pytest.raises(DuplicatePathError, match="a.csv"):
+        unpack(tmp_path, "dup.zip", data)

@@ -1,0 +1,177 @@
+"""One raw file to one parquet part: values, types, and errors that name the file and line."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from edl.core_resources.pipelines.ingest.convert import convert_file
+from edl.core_resources.pipelines.ingest.errors import (EmptyFileError, EncodingError,
+                                                        MalformedFileError, UnknownFormatError)
+from edl.core_resources.pipelines.ingest.formats import FormatOptions, detect_format
+from edl.utils.schemas import SchemaConflictError
+
+
+def convert(tmp_path: Path, name: str, data: bytes, options=FormatOptions()):
+    src = tmp_path / name
+    src.write_bytes(data)
+    out = tmp_path / (name + ".parquet")
+    result = convert_file(detect_format(name), name, lambda: open(src, "rb"),
+                          lambda: open(out, "wb"), options)
+    return result, pq.read_table(out)
+
+
+def test_csv_with_bom_quoted_newlines_and_types(tmp_path):
+    data = '\ufeffid,name,score\n1,"Smith, J.",1.5\n2,"two\nlines",2\n'.encode()
+    result, table = convert(tmp_path, "a.csv", data)
+    assert result.rows == 2
+    assert table.column_names == ["id", "name", "score"]
+    assert table.schema.field("id").type == pa.int64()
+    assert table.column("name").to_pylist() == ["Smith, J.", "two\nlines"]
+    assert table.column("score").to_pylist() == [1.5, 2.0]
+
+
+def test_latin1_csv_decodes_when_declared(tmp_path):
+    _, table = convert(tmp_path, "l.csv", "id;ville\n1;Besançon\n".encode("latin-1"),
+                       FormatOptions(delimiter=";", encoding="latin-1"))
+    assert table.column("ville").to_pylist() == ["Besançon"]
+
+
+def test_tsv_uses_tabs(tmp_path):
+    _, table = convert(tmp_path, "t.tsv", b"a\tb\n1\tx,y\n")
+    assert table.column("b").to_pylist() == ["x,y"]
+
+
+def test_wrong_field_count_names_file_and_line(tmp_path):
+    data = b'id,name\n1,"a\nb"\n2,x\n3,y,extra\n4,z\n'
+    with pytest.raises(MalformedFileError, match=r"bad\.csv line 5: expected 2 fields, found 3"):
+        convert(tmp_path, "bad.csv", data)
+
+
+def test_invalid_utf8_names_file_and_line(tmp_path):
+    with pytest.raises(EncodingError, match=r"enc\.csv line 3: .*not valid utf-8") as err:
+        convert(tmp_path, "enc.csv", b"id,name\n1,ok\n2,caf\xe9\n")
+    assert "--encoding" in err.value.hint
+
+
+def test_invalid_utf8_after_the_first_block_is_found(tmp_path):
+    body = b"id,name\n" + b"".join(b"%d,x\n" % i for i in range(1_000_000)) + b"7,\xff\n"
+    with pytest.raises(EncodingError, match=r"line 1000002"):
+        convert(tmp_path, "late.csv", body)
+
+
+def test_a_column_widens_when_a_later_block_needs_it(tmp_path):
+    rows = b"".join(b"%d,%d\n" % (i, i) for i in range(1_000_000))
+    result, table = convert(tmp_path, "w.csv", b"a,b\n" + rows + b"2.5,text\n")
+    assert result.rows == 1_000_001
+    assert table.schema.field("a").type == pa.float64()
+    assert table.schema.field("b").type == pa.string()
+    assert table.column("a")[-1].as_py() == 2.5 and table.column("b")[0].as_py() == "0"
+
+
+def test_empty_csv_is_refused(tmp_path):
+    with pytest.raises(EmptyFileError, match="e.csv"):
+        convert(tmp_path, "e.csv", b"\n\n")
+
+
+def test_header_only_csv_has_no_rows(tmp_path):
+    result, table = convert(tmp_path, "h.csv", b"a,b\n")
+    assert result.rows == 0 and table.column_names == ["a", "b"]
+
+
+def test_duplicate_column_names_are_refused(tmp_path):
+    with pytest.raises(SchemaConflictError, match="'a' appears twice"):
+        convert(tmp_path, "d.csv", b"a,a\n1,2\n")
+
+
+def test_json_lines_with_a_field_appearing_late_and_widening(tmp_path):
+    lines = [json.dumps({"id": i, "v": i}) for i in range(300_000)]
+    lines.append(json.dumps({"id": 1, "v": 0.5, "extra": "x"}))
+    result, table = convert(tmp_path, "e.jsonl", ("\n".join(lines) + "\n").encode())
+    assert result.rows == 300_001
+    assert table.schema.field("v").type == pa.float64()
+    assert table.column("extra").to_pylist()[-2:] == [None, "x"]
+
+
+def test_bad_json_line_is_named(tmp_path):
+    with pytest.raises(MalformedFileError, match=r"b\.json line 3"):
+        convert(tmp_path, "b.json", b'{"a":1}\n{"a":2}\n{"a":\n')
+
+
+def test_invalid_utf8_in_json_is_named(tmp_path):
+    with pytest.raises(EncodingError, match=r"j\.jsonl line 2"):
+        convert(tmp_path, "j.jsonl", b'{"a":"x"}\n{"a":"\xff"}\n')
+
+
+def test_parquet_passes_through(tmp_path):
+    buf = io.BytesIO()
+    pq.write_table(pa.table({"a": [1, 2], "t": pa.array(["x", "y"])}), buf)
+    result, table = convert(tmp_path, "p.parquet", buf.getvalue())
+    assert result.rows == 2 and table.column("t").to_pylist() == ["x", "y"]
+
+
+def test_corrupt_parquet_is_refused(tmp_path):
+    with pytest.raises(MalformedFileError, match="p.parquet"):
+        convert(tmp_path, "p.parquet", b"PAR1 nonsense")
+
+
+def test_excel_first_sheet(tmp_path):
+    import datetime
+
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(["id", "name", "when", "mixed"])
+    sheet.append([1, "alice", datetime.datetime(2024, 1, 2), 5])
+    sheet.append([2, "bob", datetime.datetime(2024, 3, 4), "five"])
+    buf = io.BytesIO()
+    book.save(buf)
+    result, table = convert(tmp_path, "book.xlsx", buf.getvalue())
+    assert result.rows == 2
+    assert table.column("id").to_pylist() == [1, 2]
+    assert table.column("when").to_pylist()[1] == datetime.datetime(2024, 3, 4)
+    assert table.column("mixed").to_pylist() == ["5", "five"]
+
+
+def test_unknown_format_names_the_file():
+    with pytest.raises(UnknownFormatError, match="notes.txt"):
+        detect_format("sites/notes.txt")
+
+
+def _peak_arrow_memory(tmp_path: Path, rows: int) -> tuple[int, int, int]:
+    """Convert a generated CSV of `rows` rows in a fresh process: (rows, file size, peak)."""
+    src = tmp_path / f"big{rows}.csv"
+    with open(src, "wb") as f:
+        f.write(b"id,name,score,comment\n")
+        row = b"%d,name-%d,%d.25,some comment text that is not short\n"
+        for start in range(0, rows, 100_000):
+            f.write(b"".join(row % (i, i, i) for i in range(start, start + 100_000)))
+    script = textwrap.dedent(f"""
+        import pyarrow as pa
+        from edl.core_resources.pipelines.ingest.convert import convert_file
+        r = convert_file("csv", "big.csv", lambda: open({str(src)!r}, "rb"),
+                         lambda: open({str(tmp_path / 'big.parquet')!r}, "wb"))
+        print(r.rows, pa.default_memory_pool().max_memory())
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         check=True).stdout.split()
+    return int(out[0]), src.stat().st_size, int(out[1])
+
+
+def test_memory_stays_flat_as_the_file_grows(tmp_path):
+    """A 4x larger CSV must not need more memory: conversion streams, whatever the size."""
+    small_rows, small_size, small_peak = _peak_arrow_memory(tmp_path, 500_000)
+    big_rows, big_size, big_peak = _peak_arrow_memory(tmp_path, 2_000_000)
+    assert (small_rows, big_rows) == (500_000, 2_000_000)
+    assert big_size > 100 << 20
+    assert big_peak < small_peak * 1.25, f"peak {small_peak} -> {big_peak} bytes"
+    assert big_peak < big_size
