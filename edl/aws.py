@@ -145,25 +145,34 @@ class AwsSessions:
         )
 
     def _assume_cfn_role(self) -> boto3.Session:
+        return self.assumed_session(
+            self.instance.cfn_role_arn, "edl-deploy", label="the CloudFormation role",
+            denied_hint="only platform deployers can deploy; use their profile "
+                        "(for the local cloud: --profile admin)",
+        )
+
+    def assumed_session(self, role_arn: str, session_name: str, *, label: str = "the role",
+                        denied_hint: str | None = None) -> boto3.Session:
+        """A session acting as `role_arn`, assumed by the caller, refreshing itself.
+
+        The deploy role, and on the local cloud the job roles (in Glue a job simply *is* its
+        role), are used this way."""
         sts = self.user_session().client(
             "sts", region_name=self.instance.default_region,
             endpoint_url=self.endpoint_url, config=self.client_config,
         )
-        role_arn = self.instance.cfn_role_arn
 
         def fetch() -> dict:
             try:
                 creds = sts.assume_role(
-                    RoleArn=role_arn, RoleSessionName="edl-deploy",
+                    RoleArn=role_arn, RoleSessionName=session_name,
                     DurationSeconds=_ROLE_SESSION_SECONDS,
                 )["Credentials"]
             except ClientError as exc:
                 code = exc.response["Error"]["Code"]
                 if code in ("AccessDenied", "AccessDeniedException", "InvalidClientTokenId"):
                     raise AwsAccessError(
-                        f"you may not assume the CloudFormation role {role_arn} ({code})",
-                        hint="only platform deployers can deploy; use their profile "
-                        "(for the local cloud: --profile admin)",
+                        f"you may not assume {label} {role_arn} ({code})", hint=denied_hint,
                     ) from None
                 raise
             return {
