@@ -12,6 +12,13 @@ from edl.cloudformation.stack_manager import OutputRef, StackSpec
 from edl.config import Instance, LakeConfig
 
 
+def _later_components():
+    # Imported here: these modules build on the helpers above (buckets_stack, key_arn).
+    from edl.cloudformation.components.ingest import ingest_stacks
+    from edl.cloudformation.components.rest_api import rest_api_stacks
+    return ingest_stacks, rest_api_stacks
+
+
 def artifacts_stack(instance: Instance, region: str) -> str:
     return naming.stack_name(instance.name, "artifacts", region)
 
@@ -67,4 +74,5 @@ def core_stacks(config: LakeConfig, instance: Instance) -> list[StackSpec]:
         ),
         depends_on=tuple(buckets_stack(instance, "internal", r) for r in instance.regions),
     ))
-    return specs
+    ingest_stacks, rest_api_stacks = _later_components()
+    return specs + ingest_stacks(config, instance) + rest_api_stacks(config, instance)
