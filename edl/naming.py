@@ -102,3 +102,18 @@ def dataset_role(instance: str, dataset: str, level: str) -> str:
 def dataset_prefixes(dataset: str) -> tuple[str, str]:
     """The key prefixes a dataset owns inside its tier's data bucket."""
     return f"{dataset}/raw/", f"{dataset}/data/"
+
+
+def ingest_job_role(instance: str) -> str:
+    """The role the ingest job runs as (ingest_job.yaml): the Glue job's role in the cloud, the
+    role the local job runner assumes on the local cloud."""
+    return f"edl-{instance}-ingest-job"
+
+
+def ingest_job_name(instance: str) -> str:
+    """The Glue job that ingests sources into updates (ingest_job.yaml)."""
+    return f"edl-{instance}-ingest"
+
+
+def role_arn(account_id: str, role: str) -> str:
+    return f"arn:aws:iam::{account_id}:role/{role}"

@@ -26,7 +26,10 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Union
 
-from edl.cloudformation.render import RenderedTemplate, lint_templates, render_template
+from botocore.exceptions import ClientError
+
+from edl.cloudformation.render import (RenderedTemplate, lint_templates, render_template,
+                                       template_context)
 from edl.cloudformation.stack_client import (FINGERPRINT_PARAMETER, RECREATE, STABLE_OK,
                                              DeployResult, StackClient, StackState)
 from edl.config import Instance, LakeConfig
@@ -51,12 +54,27 @@ ParamValue = Union[str, OutputRef, tuple]  # a tuple becomes a comma-delimited l
 
 
 @dataclass(frozen=True)
+class Upload:
+    """An object a stack needs in S3 before it deploys (job or Lambda code). Its key names its
+    content (a hash), so an object already there is never uploaded again."""
+
+    bucket: str
+    key: str
+    body: Callable[[], bytes] = field(compare=False, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+
+@dataclass(frozen=True)
 class StackSpec:
     name: str
     region: str
     template: str
     parameters: tuple[tuple[str, ParamValue], ...]
     depends_on: tuple[str, ...] = ()
+    uploads: tuple[Upload, ...] = ()
 
     def refs(self) -> list[OutputRef]:
         found = []
@@ -135,8 +153,8 @@ class StackManager:
 
     def render(self, template: str) -> RenderedTemplate:
         if template not in self._templates:
-            context = {"instance": self.instance, "bucket_prefix": self.config.bucket_prefix}
-            self._templates[template] = render_template(template, context)
+            self._templates[template] = render_template(
+                template, template_context(self.config, self.instance))
         return self._templates[template]
 
     def live_stacks(self, regions: Sequence[str] | None = None) -> dict[str, StackState]:
@@ -264,6 +282,8 @@ class StackManager:
         parameters = self.resolve(spec, live)
         parameters[FINGERPRINT_PARAMETER] = fingerprint(planned.template, parameters)
         log.info("%s - %s (%s)", spec.name, planned.action.value, planned.reason)
+        if spec.uploads:
+            self._upload(spec, client)
         result = client.deploy(spec.name, planned.template.body, parameters,
                                current=planned.current,
                                tags={"edl:instance": self.instance.name,
@@ -274,6 +294,26 @@ class StackManager:
         if state:
             live[spec.name] = state
         return result
+
+    def _upload(self, spec: StackSpec, client: StackClient) -> None:
+        """Put the objects the stack references that are not in S3 yet (their keys hold a hash
+        of the content, so an existing object is the same one)."""
+        if client.s3 is None:
+            raise DeployError(f"{spec.name} needs objects in S3 but no S3 client was given")
+        s3 = client.s3()
+        for upload in spec.uploads:
+            try:
+                s3.head_object(Bucket=upload.bucket, Key=upload.key)
+                log.info("%s - %s already uploaded", spec.name, upload.url)
+                continue
+            except ClientError as exc:
+                if exc.response["Error"]["Code"] not in ("404", "NoSuchKey", "NotFound"):
+                    raise DeployError(f"{spec.name}: cannot check {upload.url}: {exc}") from None
+            log.info("%s - uploading %s", spec.name, upload.url)
+            try:
+                s3.put_object(Bucket=upload.bucket, Key=upload.key, Body=upload.body())
+            except ClientError as exc:
+                raise DeployError(f"{spec.name}: cannot upload {upload.url}: {exc}") from None
 
     # -- outputs and removal -----------------------------------------------------------------
 

@@ -80,8 +80,14 @@ class GlueCatalog:
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "EntityNotFoundException":
                 raise
-            self._glue.create_table(DatabaseName=database, TableInput=table_input)
-            return
+            try:
+                self._glue.create_table(DatabaseName=database, TableInput=table_input)
+                return
+            except ClientError as race:
+                # A concurrent ingest of the same dataset created it first: update it instead.
+                if race.response["Error"]["Code"] != "AlreadyExistsException":
+                    raise
+            existing = self._glue.get_table(DatabaseName=database, Name=dataset.dataset)["Table"]
         latest = existing.get("Parameters", {}).get("edl_latest_update", "")
         if update.update_id > latest:
             self._glue.update_table(DatabaseName=database, TableInput=table_input)

@@ -37,13 +37,20 @@ class LakeContext:
     is_local: bool = False
 
     @classmethod
-    def for_instance(cls, instance: str | None = None) -> "LakeContext":
+    def for_instance(cls, instance: str | None = None,
+                     role_arn: str | None = None) -> "LakeContext":
+        """Clients for `instance`, as the caller or, given `role_arn`, as that role (assumed by
+        the caller, with refreshing credentials): on the local cloud the job runner runs the
+        ingest job as its role, like Glue does in AWS."""
         from edl.aws import AwsSessions
 
         config = get_config()
         inst = config.instance(resolve_instance(instance))
         sessions = AwsSessions(inst)
-        session = sessions.user_session()
+        if role_arn:
+            session = sessions.assumed_session(role_arn, "edl-ingest", label="the job role")
+        else:
+            session = sessions.user_session()
         dynamodb = session.resource("dynamodb", region_name=inst.default_region,
                                     endpoint_url=sessions.endpoint_url,
                                     config=sessions.client_config)
@@ -53,7 +60,9 @@ class LakeContext:
             updates=UpdateStore(dynamodb, inst.name),
             s3_access=lambda region: S3Access.from_session(
                 session, inst.check_region(region), sessions.endpoint_url),
-            glue=lambda region: sessions.client("glue", inst.check_region(region)),
+            glue=lambda region: session.client("glue", region_name=inst.check_region(region),
+                                               endpoint_url=sessions.endpoint_url,
+                                               config=sessions.client_config),
             is_local=inst.is_local,
         )
 

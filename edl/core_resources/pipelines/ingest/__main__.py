@@ -13,11 +13,13 @@ import sys
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from edl import naming
+from edl.config import get_config
 from edl.core_resources.pipelines.ingest.archives import GiB, MiB, ArchiveLimits
 from edl.core_resources.pipelines.ingest.formats import FormatOptions
 from edl.core_resources.pipelines.ingest.job import IngestJob, IngestRequest
 from edl.errors import EdlError
-from edl.utils.context import LakeContext
+from edl.utils.context import LakeContext, resolve_instance
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -49,6 +51,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--ca-bundle", help="CA certificates to trust for https:// sources")
     parser.add_argument("--register-update", metavar="UPDATE",
                         help="only (re-)register a complete update in the Glue catalog")
+    parser.add_argument("--role-arn", default=None,
+                        help="run as this role (default on the local instance: the ingest job "
+                        "role, as Glue runs the job in AWS; elsewhere: the job's own identity)")
+    parser.add_argument("--no-role", action="store_true",
+                        help="run with the caller's own identity, even on the local instance")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     args, _glue_extras = parser.parse_known_args(argv)
     if not args.register_update and not args.source:
@@ -67,6 +74,18 @@ def build_request(args: argparse.Namespace) -> IngestRequest:
                               encoding=args.encoding, header=not args.no_header),
         sftp_password=os.environ.get("EDL_SFTP_PASSWORD"), sftp_key_file=args.sftp_key_file,
         ca_bundle=args.ca_bundle)
+
+
+def job_role_arn(args: argparse.Namespace) -> str | None:
+    """The role the job acts as. In Glue the job already is its role; on the local cloud the
+    runner assumes the same role (ingest_job.yaml trusts the platform admin), so the job has
+    exactly the rights it has in AWS."""
+    if args.role_arn or args.no_role:
+        return args.role_arn
+    instance = get_config().instance(resolve_instance(args.instance))
+    if not instance.is_local:
+        return None
+    return naming.role_arn(instance.account_id, naming.ingest_job_role(instance.name))
 
 
 def build_spark():
@@ -102,7 +121,7 @@ def main(argv: list[str] | None = None, spark=None, context: LakeContext | None 
     args = parse_args(argv)
     configure_logging(args.debug)
     try:
-        ctx = context or LakeContext.for_instance(args.instance)
+        ctx = context or LakeContext.for_instance(args.instance, role_arn=job_role_arn(args))
         job = IngestJob(spark or build_spark(), ctx)
         if args.register_update:
             dataset = ctx.metadata.get_dataset(args.dataset)

@@ -1,0 +1,161 @@
+"""Data goes into the lake on the local cloud, under IAM enforcement, the way an operator does it.
+
+`edl deploy-core` and `edl deploy-dataset` run as processes; files are dropped into the drop
+bucket; the ingest job runs as `python -m edl.core_resources.pipelines.ingest --instance local`,
+which on the local instance assumes the ingest job role (as Glue would run it as that role); the
+result is read back with `lake.read`.
+
+Reading goes through the dataset's *read* role (S3) with the metadata read as the caller, which is
+what a user granted read access gets: it proves the job wrote data that the read grant alone can
+read, and that no reader needs the ingest role's write rights. The many small updates of the
+time-travel check run the same job in-process (one Spark JVM per process is the cost of the
+command), also as the ingest role.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from botocore.exceptions import ClientError
+
+from edl import naming
+from edl.aws import AwsSessions
+from edl.core_resources.pipelines.ingest.__main__ import main as ingest_main
+from edl.utils import lake
+from edl.utils.context import LakeContext
+from edl.utils.storage import S3Access
+from tests.e2e.test_deploy_e2e import client
+from tests.functional.ingest_fixtures import gzip_bytes, zip_bytes
+from tests.functional.test_ingest_job import EVENTS, EXTRA_CSV, INNER_ZIP, SITES_CSV
+from tests.functional.test_lake_read import EXPECTED, HISTORY
+
+EDL = str(Path(sys.executable).with_name("edl"))
+PREFIX = "sanofi-datalake"
+BATCHES, HISTORY_DATASET = "e2e_batches", "e2e_history"
+DROP = f"{PREFIX}-drop-local-sensitive-us-east-1"
+DATA = f"{PREFIX}-local-sensitive-us-east-1"
+ACCOUNT = "123456789012"
+
+
+def run(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    env.pop("AWS_PROFILE", None)
+    env.setdefault("PYSPARK_PYTHON", sys.executable)
+    return subprocess.run(list(args), capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def ingest_process(dataset: str, source: str, *args: str) -> subprocess.CompletedProcess:
+    return run(sys.executable, "-m", "edl.core_resources.pipelines.ingest", "--instance", "local",
+               "--dataset", dataset, "--source", source, *args)
+
+
+def deploy(dataset: str) -> None:
+    for command in (("deploy-core", "--instance", "local"),
+                    ("deploy-dataset", dataset, "--instance", "local", "--tier", "sensitive",
+                     "--owner", "alice", "--key", "id", "--op-column", "op",
+                     "--delete-marker", "D")):
+        done = run(EDL, *command)
+        assert done.returncode == 0, done.stderr
+
+
+def role_arn(role: str) -> str:
+    return naming.role_arn(ACCOUNT, role)
+
+
+def reader(dataset: str) -> LakeContext:
+    """Metadata as the caller, data through the dataset's read role."""
+    base = LakeContext.for_instance("local")
+    sessions = AwsSessions(base.config.instance("local"))
+    session = sessions.assumed_session(
+        role_arn(naming.dataset_role("local", dataset, "read")), "e2e-reader")
+    return dataclasses.replace(base, s3_access=lambda region: S3Access.from_session(
+        session, region, sessions.endpoint_url))
+
+
+def rows(spark, context: LakeContext, dataset: str, **kwargs) -> list[tuple]:
+    return sorted(tuple(r) for r in lake.read(spark, dataset, context=context, **kwargs).collect())
+
+
+def ingest_in_process(spark, dataset: str, source: str, *args: str) -> int:
+    """The same command, run in this process as the ingest job role (no new Spark JVM)."""
+    context = LakeContext.for_instance(
+        "local", role_arn=role_arn(naming.ingest_job_role("local")))
+    return ingest_main(["--instance", "local", "--dataset", dataset, "--source", source, *args],
+                       spark=spark, context=context)
+
+
+def test_drop_ingest_and_read_back_as_the_read_role(local_cloud, spark, capsys):
+    deploy(BATCHES)
+    drop = client(local_cloud, "s3")                    # the admin through the deploy role
+    drop.put_object(Bucket=DROP, Key="batch1/batch1.zip",
+                    Body=zip_bytes({"sites/a.csv": SITES_CSV, "sites/nested/inner.zip": INNER_ZIP}))
+    drop.put_object(Bucket=DROP, Key="batch1/extra.csv.gz", Body=gzip_bytes(EXTRA_CSV))
+    drop.put_object(Bucket=DROP, Key="batch1/logs/events.jsonl", Body=EVENTS)
+    # Users cannot write drop buckets themselves (the REST API uploads for them).
+    with pytest.raises(ClientError) as denied:
+        client(local_cloud, "s3", user="alice", role=False).put_object(
+            Bucket=DROP, Key="batch1/mine.csv", Body=b"id\n1\n")
+    assert denied.value.response["Error"]["Code"] == "AccessDenied"
+
+    done = ingest_process(BATCHES, f"s3://{DROP}/batch1")
+    assert done.returncode == 0, done.stderr
+    assert "update 0000000001 complete: 4 file(s), 5 rows" in done.stdout
+
+    [update] = lake.list_updates(BATCHES, instance="local")
+    assert (update.status, update.rows, [f.path for f in update.files]) == (
+        "complete", 5, ["extra.csv", "logs/events.jsonl", "sites/a.csv", "sites/nested/eu/c.csv"])
+    as_reader = reader(BATCHES)
+    df = lake.read(spark, BATCHES, context=as_reader)
+    assert [(f.name, f.dataType.simpleString()) for f in df.schema.fields] == \
+        [("id", "bigint"), ("name", "string"), ("score", "double")]
+    assert sorted(tuple(r) for r in df.collect()) == [
+        (1, "Smith, J.", 1.5), (2, "two\nlines", 2.0), (3, "carol", 3.25), (4, "dan", 4.0),
+        (5, "eve", 5.0)]
+    # Written as the ingest job role; registered in the catalog for Athena.
+    admin_s3 = client(local_cloud, "s3")
+    raw = admin_s3.get_object(Bucket=DATA, Key=f"{BATCHES}/raw/0000000001/sites/a.csv")
+    assert raw["Body"].read() == SITES_CSV
+    glue = client(local_cloud, "glue")
+    partitions = glue.get_partitions(DatabaseName="edl_local_sensitive", TableName=BATCHES)
+    assert [p["Values"] for p in partitions["Partitions"]] == [["0000000001"]]
+
+    # A zip that climbs out of its folder: the update fails with that reason, nothing readable.
+    drop.put_object(Bucket=DROP, Key="bad/evil.zip", Body=zip_bytes({"../evil.csv": b"id\n1\n"}))
+    capsys.readouterr()
+    assert ingest_in_process(spark, BATCHES, f"s3://{DROP}/bad/evil.zip") == 1
+    assert "escapes the archive's folder" in capsys.readouterr().err
+    failed = lake.get_update(BATCHES, "2", instance="local")
+    assert failed.status == "failed" and "escapes the archive's folder" in failed.reason
+    listing = admin_s3.list_objects_v2(Bucket=DATA, Prefix=f"{BATCHES}/")
+    assert not [o["Key"] for o in listing["Contents"] if "/0000000002/" in o["Key"]]
+    assert lake.read(spark, BATCHES, context=as_reader).count() == 5   # still update 1
+
+
+def test_time_travel_across_three_snapshots_and_four_deltas(local_cloud, spark):
+    deploy(HISTORY_DATASET)
+    drop = client(local_cloud, "s3")
+    for n, (kind, body) in enumerate(HISTORY, start=1):
+        key = f"history/u{n}.csv"
+        drop.put_object(Bucket=DROP, Key=key, Body=body)
+        assert ingest_in_process(spark, HISTORY_DATASET, f"s3://{DROP}/{key}", "--kind", kind) == 0
+
+    updates = lake.list_updates(HISTORY_DATASET, instance="local")
+    assert [(u.kind, u.status) for u in updates] == [(k, "complete") for k, _ in HISTORY]
+    as_reader = reader(HISTORY_DATASET)
+    assert lake.read(spark, HISTORY_DATASET, context=as_reader).columns == ["id", "val"]
+    for n, expected in EXPECTED.items():
+        assert dict(rows(spark, as_reader, HISTORY_DATASET, as_of=str(n))) == expected, \
+            f"as of {n}"
+
+
+def test_the_read_role_of_one_dataset_cannot_read_another(local_cloud):
+    deploy(BATCHES)
+    other = reader(HISTORY_DATASET).s3_access("us-east-1").client()
+    with pytest.raises(ClientError) as denied:
+        other.get_object(Bucket=DATA, Key=f"{BATCHES}/raw/0000000001/extra.csv")
+    assert denied.value.response["Error"]["Code"] == "AccessDenied"
