@@ -1,7 +1,9 @@
 """Render the Jinja2 CloudFormation templates and check them with cfn-lint before any deploy.
 
-The templates in `edl/paths.TEMPLATES_DIR` see two names, `instance` and `bucket_prefix`; Jinja
-decides structure only, and everything that differs between stacks is a CloudFormation parameter.
+The templates in `edl/paths.TEMPLATES_DIR` see three names (`template_context`): `instance`,
+`bucket_prefix` and `api` (the REST API's endpoints, from api_config.yaml, which shape
+rest_api.yaml); Jinja decides structure only, and everything that differs between stacks is a
+CloudFormation parameter.
 So one rendered body serves many stacks (every tier and region of `buckets.yaml`, every dataset
 of `folder_acls.yaml`) and `lint_templates` lints each distinct body once.
 
@@ -39,6 +41,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 import jinja2
 import yaml
 
+from edl.config import Instance, LakeConfig
 from edl.errors import TemplateError
 from edl.paths import TEMPLATES_DIR, cache_dir
 
@@ -80,6 +83,13 @@ def _environment() -> jinja2.Environment:
     )
 
 
+def template_context(config: LakeConfig, instance: Instance) -> dict[str, Any]:
+    """What every template sees: the instance, the bucket prefix, and the API's endpoints."""
+    from edl.api_config import get_api_config
+
+    return {"instance": instance, "bucket_prefix": config.bucket_prefix, "api": get_api_config()}
+
+
 def render_template(name: str, context: Mapping[str, Any]) -> RenderedTemplate:
     """Render one template; any failure is a `TemplateError` naming the template and line."""
     env = _environment()
@@ -97,7 +107,7 @@ def render_template(name: str, context: Mapping[str, Any]) -> RenderedTemplate:
         message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
         hint = None
         if isinstance(exc, jinja2.UndefinedError):
-            hint = ("templates see only 'instance' and 'bucket_prefix'; "
+            hint = ("templates see only 'instance', 'bucket_prefix' and 'api'; "
                     "values that differ between stacks are CloudFormation parameters")
         raise TemplateError(f"{_where(exc, name)}: {message}", hint=hint) from exc
     return RenderedTemplate(name=name, body=body)

@@ -56,21 +56,29 @@ def test_deploy_core_creates_encrypted_buckets_per_tier_and_region(cloud, capsys
     tables = cloud.as_deployer("dynamodb").list_tables()["TableNames"]
     assert {"edl-local-datasets", "edl-local-updates", "edl-local-grants", "edl-local-audit",
             "edl-local-jobs"} <= set(tables)
-    assert "edl-local-internal-reader" in [
-        r["RoleName"] for r in cloud.as_deployer("iam").list_roles()["Roles"]]
-    assert "10 stack(s) deployed" in capsys.readouterr().err
+    roles = [r["RoleName"] for r in cloud.as_deployer("iam").list_roles()["Roles"]]
+    assert {"edl-local-internal-reader", "edl-local-ingest-job", "edl-local-api"} <= set(roles)
+    # The ingest job's code is in the artifacts bucket, under keys holding its hash.
+    code = cloud.as_deployer("s3").list_objects_v2(
+        Bucket=f"{PREFIX}-artifacts-local-us-east-1")["Contents"]
+    keys = sorted(o["Key"] for o in code)
+    # So is the REST API's (one zip for every handler function).
+    assert [k.split("/")[0] for k in keys] == ["code", "code", "jobs"]
+    assert keys[0].startswith("code/edl-") and keys[1].startswith("code/rest-api-")
+    assert all(k.endswith(".zip") for k in keys[:2])
+    assert "12 stack(s) deployed" in capsys.readouterr().err
 
 
 def test_second_deploy_core_creates_no_change_set(cloud, change_sets, capsys):
     assert edl("deploy-core") == 0
-    assert len(change_sets) == 10
+    assert len(change_sets) == 12
     change_sets.clear()
     capsys.readouterr()
 
     assert edl("deploy-core") == 0
 
     assert change_sets == []
-    assert "up to date (10 stacks unchanged)" in capsys.readouterr().err
+    assert "up to date (12 stacks unchanged)" in capsys.readouterr().err
 
 
 def test_plan_lists_actions_and_changes_nothing(cloud, capsys):
@@ -86,7 +94,7 @@ def test_plan_after_deploy_reports_unchanged(cloud, capsys):
     capsys.readouterr()
     assert edl("diff", "deploy-core") == 0
     out = capsys.readouterr().out
-    assert out.count("unchanged") >= 10 and " create " not in out
+    assert out.count("unchanged") >= 12 and " create " not in out
 
 
 def test_deploy_dataset_roles_allow_exactly_its_prefixes(cloud):
@@ -170,7 +178,7 @@ def test_destroy_needs_confirmation_then_removes_everything(cloud, capsys):
 
     assert edl("destroy") == 2  # no terminal to ask on, and no --yes
     assert "pass --yes" in capsys.readouterr().err
-    assert len(_stack_names(cloud)) + len(_stack_names(cloud, "eu-west-1")) == 11
+    assert len(_stack_names(cloud)) + len(_stack_names(cloud, "eu-west-1")) == 13
 
     assert edl("destroy", "--yes") == 0
     assert _stack_names(cloud) == set() and _stack_names(cloud, "eu-west-1") == set()

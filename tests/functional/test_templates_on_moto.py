@@ -14,7 +14,7 @@ import pytest
 from moto import mock_aws
 
 from edl import naming
-from edl.cloudformation.render import render_template
+from edl.cloudformation.render import render_template, template_context
 from edl.config import load_config
 
 CONFIG = load_config()
@@ -39,7 +39,7 @@ def cfn(aws):
 
 
 def body(name: str) -> str:
-    return render_template(name, {"instance": LOCAL, "bucket_prefix": PREFIX}).body
+    return render_template(name, template_context(CONFIG, LOCAL)).body
 
 
 def parameters(**values) -> list[dict]:

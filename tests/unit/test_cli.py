@@ -8,7 +8,7 @@ import json
 import botocore.client
 import pytest
 
-from edl.cloudformation.render import render_template
+from edl.cloudformation.render import render_template, template_context
 from edl.config import load_config
 from edl.installed_scripts.dl import main
 
@@ -16,7 +16,7 @@ CONFIG = load_config()
 COMMAND_NAMES = ("deploy-core", "deploy-dataset", "plan", "diff", "status", "destroy", "render",
                  "validate", "local")
 TEMPLATES = ("artifacts.yaml", "buckets.yaml", "default_acls.yaml", "folder_acls.yaml",
-             "metadata.yaml")
+             "ingest_job.yaml", "metadata.yaml", "rest_api.yaml")
 
 
 @pytest.fixture(autouse=True)
@@ -131,15 +131,16 @@ def test_validate_lints_everything_and_says_all_pass(capsys, aws_calls):
 def test_render_to_a_folder_writes_template_and_parameters_per_stack(capsys, tmp_path, aws_calls):
     out = tmp_path / "rendered"
     code, _, err = run(capsys, "render", "--instance", "dev01", "--out", str(out))
-    assert code == 0 and "wrote 7 stacks" in err
     stacks = ["edl-dev01-artifacts-us-east-1", "edl-dev01-metadata", "edl-dev01-default-acls",
-              "edl-dev01-dataset-example-dataset",
+              "edl-dev01-dataset-example-dataset", "edl-dev01-ingest-job",
+              "edl-dev01-rest-api",
               *(f"edl-dev01-buckets-{t}-us-east-1"
                 for t in ("internal", "restricted", "sensitive"))]
+    assert code == 0 and f"wrote {len(stacks)} stacks" in err
     assert sorted(p.name for p in out.iterdir()) == sorted(
         [f"{s}.yaml" for s in stacks] + [f"{s}.parameters.json" for s in stacks])
 
-    context = {"instance": CONFIG.instance("dev01"), "bucket_prefix": CONFIG.bucket_prefix}
+    context = template_context(CONFIG, CONFIG.instance("dev01"))
     assert (out / "edl-dev01-buckets-sensitive-us-east-1.yaml").read_text() == \
         render_template("buckets.yaml", context).body
     buckets = json.loads(
@@ -158,7 +159,7 @@ def test_render_to_a_folder_writes_template_and_parameters_per_stack(capsys, tmp
 def test_render_prints_each_template_once_to_stdout(capsys, aws_calls):
     code, out, _ = run(capsys, "render", "--instance", "prod")
     assert code == 0
-    context = {"instance": CONFIG.instance("prod"), "bucket_prefix": CONFIG.bucket_prefix}
+    context = template_context(CONFIG, CONFIG.instance("prod"))
     for name in TEMPLATES:
         assert out.count(f"# ---- {name} (instance prod) ----") == 1
         assert render_template(name, context).body in out

@@ -12,6 +12,7 @@ from edl.cloudformation.render import (
     lint_templates,
     parse_template,
     render_template,
+    template_context,
     template_names,
 )
 from edl.config import load_config
@@ -20,7 +21,7 @@ from edl.paths import cache_dir
 
 CONFIG = load_config()
 TEMPLATES = ("artifacts.yaml", "buckets.yaml", "default_acls.yaml", "folder_acls.yaml",
-             "metadata.yaml")
+             "ingest_job.yaml", "metadata.yaml", "rest_api.yaml")
 
 CLEAN_BODY = """\
 AWSTemplateFormatVersion: "2010-09-09"
@@ -40,7 +41,7 @@ Outputs:
 
 
 def context(instance: str = "local") -> dict:
-    return {"instance": CONFIG.instance(instance), "bucket_prefix": CONFIG.bucket_prefix}
+    return template_context(CONFIG, CONFIG.instance(instance))
 
 
 @pytest.fixture

@@ -247,6 +247,11 @@ class FakeS3:
         self.objects[(Bucket, Key)] = Body
         return {}
 
+    def head_object(self, Bucket, Key):  # noqa: N803 - boto3's argument names
+        if (Bucket, Key) not in self.objects:
+            raise ClientError({"Error": {"Code": "404", "Message": "Not Found"}}, "HeadObject")
+        return {"ContentLength": len(self.objects[(Bucket, Key)])}
+
 
 class FakeClock:
     """A monotonic clock that only moves when the code under test sleeps."""

@@ -18,7 +18,7 @@ from edl.cloudformation.stack_client import FINGERPRINT_PARAMETER, StackClient
 from edl.cloudformation.stack_manager import Action, StackManager, fingerprint
 from edl.config import load_config
 from edl.errors import DeployError
-from tests.unit.test_stack_client import STACK_TYPE, FakeCloudFormation, physical_id
+from tests.unit.test_stack_client import STACK_TYPE, FakeCloudFormation, FakeS3, physical_id
 
 CONFIG = load_config()
 LOCAL = CONFIG.instance("local")
@@ -31,6 +31,8 @@ CORE = {
       for r in REGIONS),
     "edl-local-metadata",
     "edl-local-default-acls",
+    "edl-local-ingest-job",
+    "edl-local-rest-api",
 }
 
 
@@ -62,7 +64,9 @@ class Recorder:
 
 class RecordingClient(StackClient):
     def __init__(self, cfn, region, recorder: Recorder) -> None:
-        super().__init__(cfn, region, sleep=lambda _: None)
+        # One fake S3 per region, kept on the fake CloudFormation so that every client sees it.
+        super().__init__(cfn, region, s3=lambda: cfn.__dict__.setdefault("s3", FakeS3()),
+                         sleep=lambda _: None)
         self.recorder = recorder
 
     def deploy(self, name, body, parameters, **kwargs):
@@ -118,11 +122,11 @@ def actions(plan) -> dict[str, Action]:
 
 # -- plan ------------------------------------------------------------------------------------------
 
-def test_core_on_an_empty_account_is_ten_creates(cloud):
+def test_core_on_an_empty_account_is_all_creates(cloud):
     plan = manager(cloud).plan("core of local", SPECS)
-    assert set(actions(plan)) == CORE and len(plan.stacks) == 10
+    assert set(actions(plan)) == CORE and len(plan.stacks) == len(CORE)
     assert set(actions(plan).values()) == {Action.CREATE}
-    assert plan.counts() == {"create": 10, "update": 0, "recreate": 0, "unchanged": 0}
+    assert plan.counts() == {"create": len(CORE), "update": 0, "recreate": 0, "unchanged": 0}
     # One describe per region, nothing else read.
     assert {cfn.region: cfn.operations() for cfn in cloud.values()} == \
         {r: ["describe_stacks"] for r in REGIONS}
@@ -159,7 +163,8 @@ def test_a_changed_bucket_stack_updates_the_stack_that_takes_its_outputs(cloud):
     deployed_core(cloud, changed={bucket: {"KeyAliasName": "alias/old"}})
     plan = manager(cloud).plan("core of local", SPECS)
     assert {n: a for n, a in actions(plan).items() if a is not Action.UNCHANGED} == \
-        {bucket: Action.UPDATE, "edl-local-default-acls": Action.UPDATE}
+        {bucket: Action.UPDATE, "edl-local-default-acls": Action.UPDATE,
+         "edl-local-ingest-job": Action.UPDATE, "edl-local-rest-api": Action.UPDATE}
 
 
 def test_a_stack_whose_first_create_failed_is_recreated(cloud):
@@ -289,6 +294,6 @@ def test_the_pool_never_runs_more_than_max_workers(cloud, max_workers):
     recorder = Recorder(delay=0.03)
     stacks = manager(cloud, recorder, max_workers=max_workers)
     results = stacks.execute(stacks.plan("core of local", SPECS))
-    assert len(results) == 10
+    assert len(results) == len(CORE)
     assert recorder.peak == max_workers  # bounded, and the bound is used
 

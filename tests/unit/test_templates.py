@@ -13,17 +13,20 @@ from typing import Any, Iterator
 import pytest
 
 from edl import naming
-from edl.cloudformation.render import parse_template, render_template, template_names
+from edl.cloudformation.render import (parse_template, render_template, template_context,
+                                       template_names)
 from edl.config import load_config
 
 CONFIG = load_config()
 INSTANCES = sorted(CONFIG.instances)
 # Resource types moto's CloudFormation creates; a GetAtt on any other type breaks the stack there.
-GETATT_SAFE_TYPES = {"AWS::KMS::Key"}
+# (RestApi.RootResourceId, Function.Arn and Role.Arn measured in test_rest_api_stack.py.)
+GETATT_SAFE_TYPES = {"AWS::KMS::Key", "AWS::ApiGateway::RestApi", "AWS::Lambda::Function",
+                     "AWS::IAM::Role"}
 
 
 def rendered(instance: str, name: str) -> dict:
-    ctx = {"instance": CONFIG.instance(instance), "bucket_prefix": CONFIG.bucket_prefix}
+    ctx = template_context(CONFIG, CONFIG.instance(instance))
     return parse_template(render_template(name, ctx).body, name)
 
 
@@ -285,3 +288,35 @@ def test_default_reader_only_reads(instance):
     for statement in statements(template, "Role"):
         assert statement["Resource"] in ({"Ref": "ObjectArns"}, {"Ref": "BucketArns"},
                                          {"Ref": "KeyArns"})
+
+
+# --- the ingest job -------------------------------------------------------------------------------
+
+def test_ingest_job_role_trusts_glue_and_the_admin_and_gets_rights_from_attached_policies(
+        instance):
+    template = rendered(instance, "ingest_job.yaml")
+    (role,) = resources(template, "AWS::IAM::Role").values()
+    props = role["Properties"]
+    assert "Policies" not in props and "ManagedPolicyArns" not in props
+    trust = props["AssumeRolePolicyDocument"]["Statement"]
+    assert [s["Principal"] for s in trust] == [{"Service": "glue.amazonaws.com",
+                                                "AWS": {"Ref": "TrustedPrincipalArns"}}]
+    attached = resources(template, "AWS::IAM::Policy").values()
+    assert attached and all(p["Properties"]["Roles"] == [{"Ref": "Role"}] for p in attached)
+    granted = {a for p in attached for s in p["Properties"]["PolicyDocument"]["Statement"]
+               for a in as_list(s["Action"])}
+    assert {"s3:PutObject", "dynamodb:UpdateItem", "glue:CreatePartition", "kms:Decrypt"} <= granted
+    # Deleting only objects of data buckets: what a failed update left behind.
+    assert [a for a in granted if "Delete" in a] == ["s3:DeleteObject"]
+    (deleting,) = [s for p in attached for s in p["Properties"]["PolicyDocument"]["Statement"]
+                   if "s3:DeleteObject" in as_list(s["Action"])]
+    assert deleting["Resource"] == {"Ref": "DataObjectArns"}
+
+
+def test_ingest_job_is_never_read_from_outputs_because_moto_skips_glue(instance):
+    template = rendered(instance, "ingest_job.yaml")
+    (job,) = resources(template, "AWS::Glue::Job").values()
+    assert job["Properties"]["Command"]["ScriptLocation"] == {"Ref": "ScriptLocation"}
+    assert job["Properties"]["DefaultArguments"]["--extra-py-files"] == {"Ref": "CodeLocation"}
+    assert all(set(o["Value"]) == {"Ref"} for o in template["Outputs"].values())
+    assert "Job" not in {o["Value"]["Ref"] for o in template["Outputs"].values()}

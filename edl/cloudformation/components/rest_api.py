@@ -1,11 +1,89 @@
 """The REST API (part of `edl deploy-core`): API Gateway and the Lambda functions generated from
-api_config.yaml, with the handler package uploaded to the artifacts bucket."""
+api_config.yaml, in the instance's default region, with the handlers' code uploaded to the
+artifacts bucket there.
+
+The code is one zip for every function: the `edl` package plus the pure-Python part of PyYAML
+(the only import of the handlers that Lambda's Python runtime lacks; boto3 it has), packaged
+reproducibly (`packaging.py`) under a key holding its hash, so an unchanged API costs neither an
+upload nor a stack update. Deploy code packages the handlers as files and never imports them.
+"""
 
 from __future__ import annotations
 
-from edl.cloudformation.stack_manager import StackSpec
+import functools
+from pathlib import Path
+
+from edl import naming
+from edl.api_config import get_api_config
+from edl.cloudformation import packaging
+from edl.cloudformation.components.core import artifacts_stack, buckets_stack, key_arn
+from edl.cloudformation.stack_manager import StackSpec, Upload
 from edl.config import Instance, LakeConfig
 
 
+def api_role_name(instance: str) -> str:
+    return f"edl-{instance}-api"
+
+
+def page_token_parameter(instance: str) -> str:
+    """The SSM parameter holding the key that signs page tokens (created by the handlers)."""
+    return f"/edl/{instance}/page-token-key"
+
+
+def _yaml_files() -> dict[str, bytes]:
+    import yaml
+
+    root = Path(yaml.__file__).parent
+    return {name: data for name, data in packaging.tree_files(root, "yaml").items()
+            if name.endswith(".py")}  # the C extension is built for this machine, not Lambda
+
+
+@functools.lru_cache(maxsize=1)
+def handler_package() -> packaging.Package:
+    return packaging.build_zip({**packaging.edl_files(), **_yaml_files()})
+
+
 def rest_api_stacks(config: LakeConfig, instance: Instance) -> list[StackSpec]:
-    return []
+    prefix, name, region = config.bucket_prefix, instance.name, instance.default_region
+    account = instance.account_id
+    api = get_api_config()
+    artifacts = naming.artifacts_bucket(prefix, name, region)
+    code = handler_package()
+    code_key = code.key("code/rest-api", ".zip")
+    uploads, tier_stacks = [], []
+    for r in instance.regions:
+        for tier in naming.TIERS:
+            uploads.append(f"arn:aws:s3:::{naming.drop_bucket(prefix, name, tier, r)}/uploads/*")
+            tier_stacks.append(buckets_stack(instance, tier, r))
+    parameter = page_token_parameter(name)
+    if instance.is_local:
+        # moto authorises DynamoDB and SSM calls against the resource "*" (it computes no table
+        # or parameter ARN), so a policy naming the exact ARNs would deny every call there.
+        metadata_arns: tuple = ("*",)
+        parameter_arn = "*"
+    else:
+        metadata_arns = (f"arn:aws:dynamodb:{region}:{account}:table/edl-{name}-*",
+                         f"arn:aws:dynamodb:{region}:{account}:table/edl-{name}-*/index/*")
+        parameter_arn = f"arn:aws:ssm:{region}:{account}:parameter{parameter}"
+    return [StackSpec(
+        name=naming.stack_name(name, "rest-api"), region=region, template="rest_api.yaml",
+        parameters=(
+            ("Instance", name),
+            ("ApiName", f"edl-{name}-{api.api_name}"),
+            ("StageName", api.stage),
+            ("FunctionNamePrefix", f"edl-{name}-api"),
+            ("RoleName", api_role_name(name)),
+            ("TrustedPrincipalArns", (instance.platform_admin_arn,)),
+            ("MetadataResourceArns", metadata_arns),
+            ("UploadObjectArns", tuple(uploads)),
+            ("KeyArns", tuple(key_arn(instance, t, r)
+                              for r in instance.regions for t in naming.TIERS)),
+            ("IngestJobArn", f"arn:aws:glue:{region}:{account}:job/{naming.ingest_job_name(name)}"),
+            ("PageTokenParameterName", parameter),
+            ("PageTokenParameterArn", parameter_arn),
+            ("CodeS3Bucket", artifacts),
+            ("CodeS3Key", code_key),
+        ),
+        depends_on=(artifacts_stack(instance, region), *tier_stacks),
+        uploads=(Upload(artifacts, code_key, lambda: code.data),),
+    )]

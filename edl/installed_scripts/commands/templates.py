@@ -8,7 +8,8 @@ from typing import Optional
 
 from edl.cloudformation.components.core import core_stacks
 from edl.cloudformation.components.dataset import dataset_stacks
-from edl.cloudformation.render import lint_templates, render_template, template_names
+from edl.cloudformation.render import (lint_templates, render_template, template_context,
+                                       template_names)
 from edl.config import get_config
 from edl.installed_scripts.commands.options import CommonOptions
 from edl.ui import UI
@@ -36,7 +37,7 @@ class ValidateOptions(CommonOptions):
 def render(options: RenderOptions, ui: UI) -> int:
     config = get_config()
     instance = config.instance(options.instance)
-    context = {"instance": instance, "bucket_prefix": config.bucket_prefix}
+    context = template_context(config, instance)
     dataset, tier = (options.dataset, options.tier) if options.dataset else _SAMPLE_DATASET
     specs = core_stacks(config, instance) + dataset_stacks(config, instance, dataset, tier)
     rendered = {name: render_template(name, context) for name in {s.template for s in specs}}
@@ -64,7 +65,7 @@ def validate(options: ValidateOptions, ui: UI) -> int:
     started = time.monotonic()
     templates = []
     for instance in instances:
-        context = {"instance": instance, "bucket_prefix": config.bucket_prefix}
+        context = template_context(config, instance)
         for name in template_names():
             templates.append(render_template(name, context))
     regions = sorted({r for i in instances for r in i.regions})

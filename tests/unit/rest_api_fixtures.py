@@ -1,0 +1,181 @@
+"""Fixtures of the REST API handler tests: the metadata tables on moto (in-process, created from
+metadata.yaml's own key schemas), an `ApiContext` over them, and API Gateway proxy events."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from edl.api_config import get_api_config
+from edl.cloudformation.render import parse_template, render_template
+from edl.config import load_config
+from edl.core_resources.rest_api import common
+from edl.utils.context import LakeContext
+from edl.utils.metadata import DatasetRecord, MetadataStore
+from edl.utils.storage import S3Access
+from edl.utils.updates import UpdateStore
+
+CONFIG = load_config()
+LOCAL = CONFIG.instance("local")
+ACCOUNT = LOCAL.account_id
+REGION = LOCAL.default_region
+ADMIN_ARN = LOCAL.platform_admin_arn
+PAGE_KEY = b"0123456789abcdef0123456789abcdef"
+
+
+def user_arn(name: str) -> str:
+    return f"arn:aws:iam::{ACCOUNT}:user/{name}"
+
+
+def create_metadata_tables(dynamodb_client, instance: str) -> None:
+    """The tables exactly as metadata.yaml declares them (keys and indexes)."""
+    body = render_template("metadata.yaml", {"instance": LOCAL, "bucket_prefix": "x"}).body
+    for resource in parse_template(body)["Resources"].values():
+        props = resource["Properties"]
+        kwargs: dict[str, Any] = {
+            "TableName": props["TableName"]["Fn::Sub"].replace("${TablePrefix}", f"edl-{instance}"),
+            "AttributeDefinitions": props["AttributeDefinitions"],
+            "KeySchema": props["KeySchema"], "BillingMode": "PAY_PER_REQUEST"}
+        if "GlobalSecondaryIndexes" in props:
+            kwargs["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
+        dynamodb_client.create_table(**kwargs)
+
+
+class FakeIam:
+    """IAM's policy simulator as a test sets it: which (principal, action, resource) are allowed."""
+
+    def __init__(self, allowed: set[tuple[str, str, str]]) -> None:
+        self.allowed = allowed
+        self.calls: list[tuple[str, str, str]] = []
+
+    def simulate_principal_policy(self, PolicySourceArn, ActionNames, ResourceArns):  # noqa: N803
+        results = []
+        for action in ActionNames:
+            for resource in ResourceArns:
+                self.calls.append((PolicySourceArn, action, resource))
+                decision = "allowed" if (PolicySourceArn, action, resource) in self.allowed \
+                    else "implicitDeny"
+                results.append({"EvalActionName": action, "EvalResourceName": resource,
+                                "EvalDecision": decision})
+        return {"EvaluationResults": results}
+
+    def get_role(self, RoleName):  # noqa: N803
+        return {"Role": {"Arn": f"arn:aws:iam::{ACCOUNT}:role/{RoleName}"}}
+
+
+class Lake:
+    """The handlers' world in one object: tables, clients, the ApiContext, and event helpers."""
+
+    def __init__(self, *, is_local: bool = True) -> None:
+        self.dynamodb = boto3.resource("dynamodb", region_name=REGION)
+        create_metadata_tables(self.dynamodb.meta.client, LOCAL.name)
+        self.metadata = MetadataStore(self.dynamodb, LOCAL.name)
+        self.updates = UpdateStore(self.dynamodb, LOCAL.name)
+        self.lake = LakeContext(
+            instance=LOCAL.name, config=CONFIG, metadata=self.metadata, updates=self.updates,
+            s3_access=lambda region: S3Access(region=region),
+            glue=lambda region: boto3.client("glue", region_name=region), is_local=is_local)
+        self.overrides: dict[str, Any] = {}
+        self._clients: dict[tuple[str, str | None], Any] = {}
+        self.ids = iter(f"{i:032x}" for i in range(1, 10_000))
+        self.api = common.ApiContext(
+            lake=self.lake, instance=LOCAL, page_tokens=common.PageTokens(PAGE_KEY),
+            client=self.client, new_id=lambda: next(self.ids))
+
+    def client(self, service: str, region: str | None = None):
+        if service in self.overrides:
+            return self.overrides[service]
+        if (service, region) not in self._clients:
+            config = common.S3_PRESIGN_CONFIG if service == "s3" else None
+            self._clients[(service, region)] = boto3.client(
+                service, region_name=region or REGION, config=config)
+        return self._clients[(service, region)]
+
+    def reset(self) -> None:
+        """Empty every table and bucket; undo what a test changed."""
+        for table in self.dynamodb.tables.all():
+            keys = [k["AttributeName"] for k in table.key_schema]
+            with table.batch_writer() as batch:
+                for item in table.scan(ProjectionExpression=", ".join(keys))["Items"]:
+                    batch.delete_item(Key={k: item[k] for k in keys})
+        s3 = self.client("s3")
+        for bucket in s3.list_buckets()["Buckets"]:
+            for obj in s3.list_objects_v2(Bucket=bucket["Name"]).get("Contents", []):
+                s3.delete_object(Bucket=bucket["Name"], Key=obj["Key"])
+            s3.delete_bucket(Bucket=bucket["Name"])
+        self.overrides.clear()
+        self.lake.is_local = True
+
+    def add_dataset(self, name: str, *, owner: str = "alice", tier: str = "internal",
+                    region: str = REGION) -> DatasetRecord:
+        record = DatasetRecord(dataset=name, tier=tier, owner=owner, home_region=region,
+                               description=f"{name} for tests")
+        self.metadata.put_dataset(record)
+        return record
+
+    def jobs(self) -> list[dict]:
+        return self.metadata.table("jobs").scan()["Items"]
+
+
+@pytest.fixture(scope="module")
+def rest_api_world():
+    """One moto and one set of tables per test module (creating them is most of a test's
+    cost); `lake` empties them before each test."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
+                            ("AWS_DEFAULT_REGION", REGION)):
+            patch.setenv(name, value)
+        with mock_aws():
+            yield Lake()
+
+
+@pytest.fixture
+def lake(rest_api_world, aws_credentials):
+    rest_api_world.reset()
+    common.use_api_context(rest_api_world.api)
+    try:
+        yield rest_api_world
+    finally:
+        common.use_api_context(None)
+
+
+def event(endpoint_name: str, *, user: str | None = "alice", arn: str | None = None,
+          path: dict[str, str] | None = None, query: dict[str, str] | None = None,
+          body: Any = None, method: str | None = None, raw_body: str | None = None) -> dict:
+    """The proxy event API Gateway (REST API, IAM authorization) hands a Lambda function."""
+    spec = get_api_config().endpoint(endpoint_name)
+    path = path or {}
+    resource_path = spec.path
+    for key, value in path.items():
+        resource_path = resource_path.replace("{" + key + "}", value)
+    identity = {"sourceIp": "127.0.0.1", "userAgent": "tests"}
+    if user is not None or arn is not None:
+        caller_arn = arn or user_arn(user)
+        identity.update(userArn=caller_arn, accountId=caller_arn.split(":")[4],
+                        caller="AIDAEXAMPLE", accessKey="AKIAEXAMPLE", user="AIDAEXAMPLE")
+    return {
+        "resource": spec.path, "path": resource_path, "httpMethod": method or spec.method,
+        "headers": {"Content-Type": "application/json"}, "multiValueHeaders": {},
+        "queryStringParameters": query or None, "multiValueQueryStringParameters":
+            {k: [v] for k, v in query.items()} if query else None,
+        "pathParameters": path or None, "stageVariables": None,
+        "requestContext": {"resourcePath": spec.path, "httpMethod": method or spec.method,
+                           "stage": "v1", "identity": identity, "accountId": ACCOUNT},
+        "body": raw_body if raw_body is not None else (None if body is None else json.dumps(body)),
+        "isBase64Encoded": False,
+    }
+
+
+def call(handler, ev: dict) -> tuple[int, dict]:
+    """Call a handler; return its status and decoded body, checking the response's shape."""
+    result = handler(ev, None)
+    assert set(result) == {"statusCode", "headers", "body"}
+    assert result["headers"]["Content-Type"] == "application/json"
+    body = json.loads(result["body"])
+    if result["statusCode"] >= 400:
+        assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}, body
+    return result["statusCode"], body
