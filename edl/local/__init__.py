@@ -2,8 +2,10 @@
 
 `edl local start` spawns one background process, the local runtime (`runtime.py`), listening on
 127.0.0.1 only. It holds a list of services: moto in server mode as the AWS endpoint ("aws"), and
-beside it EDL's own pieces (the REST API served from the Lambda handlers, the job runner) as they
-join. Once the endpoint answers, `bootstrap.py` creates what an account team creates in a real
+beside it EDL's own pieces: the REST API served from the Lambda handlers ("api", `api_server.py`,
+with SigV4 checked against moto's IAM in `api_auth.py` and the handlers' role in
+`api_context.py`) and the job runner with its warm Spark session ("jobs", `job_runner.py`); both
+act as the roles their stacks create (`roles.py`). Once the endpoint answers, `bootstrap.py` creates what an account team creates in a real
 account - the privileged CloudFormation role, the platform admin and a few read-only demo users -
 and then switches moto's IAM enforcement on, so every later call is authorised as it would be in
 AWS. `control.py` is the API the `edl local` commands call: start, stop, status and env.

@@ -192,7 +192,8 @@ def _spawn_runtime(files: LocalFiles, port: int, instance: Instance) -> subproce
         log_file.write(f"--- edl local start on {LOOPBACK}:{port} at {time.ctime()}\n".encode())
         log_file.flush()
         process = subprocess.Popen(
-            [sys.executable, "-m", "edl.local.runtime", "--port", str(port)],
+            [sys.executable, "-m", "edl.local.runtime", "--port", str(port),
+             "--instance", instance.name],
             stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
             cwd=files.folder, env=env, start_new_session=True, close_fds=True,
         )

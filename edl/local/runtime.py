@@ -2,9 +2,10 @@
 
 `python -m edl.local.runtime --port N` starts a `LocalRuntime`, which holds a list of services,
 each with a name, a URL, `start()` and `stop()`, all listening on 127.0.0.1 only. moto in server
-mode is the first ("aws"); the REST API and the job runner join the same process as services of
-their own. Once every service is up, the runtime writes its ready file (pid, start time and the
-services' URLs) for `control.start()` to find; it then waits for SIGTERM or SIGINT, stops the
+mode is the first ("aws"); the REST API ("api", `api_server.py`, on the next port) and the job
+runner ("jobs", `job_runner.py`, its status served by the API server) join the same process.
+Once every service is up, the runtime writes its ready file (pid, start time and the services'
+URLs) for `control.start()` to find; it then waits for SIGTERM or SIGINT, stops the
 services in reverse order, removes the local cloud's session files and exits 0.
 
 The runtime neither bootstraps nor writes the state file: `control.start()` does both once the
@@ -29,6 +30,11 @@ from typing import Protocol
 from edl import paths
 
 LOOPBACK = "127.0.0.1"
+JOBS_STATUS_PATH = "/_local/jobs"
+# The runtime acts as the platform admin (the local profile `admin`), whatever identity the shell
+# that started it had.
+_CALLER_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+                     "AWS_PROFILE", "AWS_DEFAULT_PROFILE")
 
 log = logging.getLogger("edl.local.runtime")
 
@@ -91,9 +97,10 @@ class MotoService:
 
     name = "aws"
 
-    def __init__(self, port: int, host: str = LOOPBACK) -> None:
+    def __init__(self, port: int, host: str = LOOPBACK, account_id: str | None = None) -> None:
         self.host = host
         self.port = port
+        self.account_id = account_id or os.environ.get("MOTO_ACCOUNT_ID", "123456789012")
         self._server = None
         self._thread: threading.Thread | None = None
 
@@ -111,7 +118,12 @@ class MotoService:
 
         # moto builds some URLs it hands out (Lambda, Batch) from MOTO_PORT, as its own server does.
         os.environ.setdefault("MOTO_PORT", str(self.port))
-        app = DomainDispatcherApplication(create_backend_app)
+        from edl.local.api_auth import MotoKeyStore
+        from edl.local.presigned import PresignedUrls
+
+        # moto cannot authenticate presigned URLs under IAM enforcement; the shim does it.
+        app = PresignedUrls(DomainDispatcherApplication(create_backend_app),
+                            MotoKeyStore(self.account_id))
         # make_server binds here, so a taken port fails now rather than in the serving thread.
         self._server = make_server(
             self.host, self.port, app, threaded=True, request_handler=MotoRequestHandler
@@ -141,9 +153,25 @@ class MotoService:
         self._server = None
 
 
-def default_services(port: int) -> list[Service]:
-    """The services of `edl local start`, in start order."""
-    return [MotoService(port)]
+def default_services(port: int, instance_name: str = "local",
+                     api_port: int | None = None) -> list[Service]:
+    """The services of `edl local start`, in start order: the AWS endpoint on `port`, the REST
+    API on `api_port` (default `port + 1`, or any free port if that one is taken) and the job
+    runner, whose status the API serves."""
+    from edl.config import get_config
+    from edl.local.api_context import LocalApiContext
+    from edl.local.api_server import ApiService
+    from edl.local.job_runner import JobRunner
+
+    instance = get_config().instance(instance_name)
+    warm_up = os.environ.get("EDL_LOCAL_SPARK_WARMUP", "1") != "0"
+    jobs = JobRunner.for_instance(instance, warm_up=warm_up)
+    api = ApiService(instance, port + 1 if api_port is None else api_port,
+                     any_port_if_taken=api_port is None,
+                     prepare_handlers=LocalApiContext(instance), after_write=jobs.wake,
+                     extra_routes={JOBS_STATUS_PATH: jobs.status})
+    jobs.status_url = lambda: f"{api.base_url}{JOBS_STATUS_PATH}"  # known once api listens
+    return [MotoService(port, account_id=instance.account_id), api, jobs]
 
 
 class LocalRuntime:
@@ -212,11 +240,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m edl.local.runtime",
                                      description="EDL's local cloud runtime (use `edl local start`)")
     parser.add_argument("--port", type=int, required=True, help="port of the AWS endpoint")
+    parser.add_argument("--api-port", type=int, default=None,
+                        help="port of the REST API (default: --port + 1)")
+    parser.add_argument("--instance", default="local", help="the local instance it serves")
     args = parser.parse_args(argv)
+    for name in _CALLER_VARIABLES:
+        os.environ.pop(name, None)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     # One line per request would make the log grow without bound during a long session.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    return LocalRuntime(default_services(args.port)).run()
+    return LocalRuntime(default_services(args.port, args.instance, args.api_port)).run()
 
 
 if __name__ == "__main__":

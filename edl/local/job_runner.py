@@ -1,0 +1,397 @@
+"""The local cloud's job runner: Glue's part, played with one warm Spark session.
+
+In AWS the ingest endpoint starts a Glue job run. On the local cloud the endpoint writes the job to
+the instance's jobs table (`edl-<instance>-jobs`) with status `queued`, and this service - a thread
+of the runtime process - runs it:
+
+    queued → running → succeeded | failed
+
+It polls the table (a scan with a filter: the local table is small; `wake()` makes it look at
+once, which the API server calls after a write), takes one job with a conditional update (so two
+runners never take the same job), runs it with the same `IngestJob` Glue runs, and writes the
+outcome back to the item: `update_id`, `error` when it failed, `progress` (the job's own log
+lines), `started_at`, `finished_at` and `duration_seconds`. Jobs run one at a time, so they never
+fight over the one Spark session, which is created once - in a background thread at start, so
+`edl local start` does not wait for it - and reused by every job: a small ingest costs seconds,
+not Spark's start-up.
+
+The job item (written by the ingest handler; `job_id` is the key):
+
+    {"job_id": "ingest-…", "status": "queued", "type": "ingest", "created_at": "…",
+     "arguments": {"--dataset": "…", "--source": "…", "--kind": "snapshot", "--update": "…", …}}
+
+`arguments` are the Glue job run's arguments, read by the ingest job's own command line
+(`python -m edl.core_resources.pipelines.ingest`), so the local run and the Glue run cannot
+drift apart. Items without `arguments` may give `dataset`, `source`, `kind`, `update_id`,
+`requested_by` and `options` (`delimiter`, `quote`, `encoding`, `header`) instead.
+
+Who acts: the job runs as the ingest job role (`edl-<instance>-ingest-job`, assumed as the
+platform admin, as Glue runs the job as that role), or the CloudFormation role until deploy-core
+has created it. The runner's own bookkeeping - reading and writing job items, which Glue's
+service does in AWS - is done as the CloudFormation role.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from edl.errors import EdlError
+
+log = logging.getLogger("edl.local.jobs")
+
+QUEUED, RUNNING, SUCCEEDED, FAILED = "queued", "running", "succeeded", "failed"
+INGEST_LOGGER = "edl.core_resources.pipelines.ingest"
+_FIELD_ARGUMENTS = (("dataset", "--dataset"), ("source", "--source"), ("kind", "--kind"),
+                    ("update_id", "--update"), ("requested_by", "--requested-by"))
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def build_warm_spark():
+    """The runtime's one Spark session: local, two cores, no UI, on the loopback only."""
+    os.environ["PYSPARK_PYTHON"] = sys.executable
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    from pyspark.sql import SparkSession
+
+    spark = (SparkSession.builder.master("local[2]").appName("edl-local-jobs")
+             .config("spark.ui.enabled", "false")
+             .config("spark.ui.showConsoleProgress", "false")  # no progress bars in the log
+             .config("spark.driver.bindAddress", "127.0.0.1")
+             .config("spark.driver.host", "127.0.0.1")
+             .config("spark.sql.shuffle.partitions", "2")
+             .getOrCreate())
+    spark.sparkContext.setLogLevel("WARN")
+    _warm_workers(spark)
+    return spark
+
+
+def _import_task_modules(_index: int) -> int:
+    import edl.core_resources.pipelines.ingest.tasks  # noqa: F401 - pyarrow, boto3 and friends
+
+    return os.getpid()
+
+
+def _warm_workers(spark) -> None:
+    """Start the Python workers and import what ingest tasks import, so that the first job does
+    not pay for it (workers are reused between jobs)."""
+    sc = spark.sparkContext
+    sc.setJobDescription("edl local runtime: warm-up")
+    try:
+        sc.parallelize(range(2), 2).map(_import_task_modules).collect()
+    finally:
+        sc.setJobDescription(None)
+
+
+class JobsTable:
+    """The job items of one instance's jobs table (a boto3 DynamoDB Table)."""
+
+    def __init__(self, table, now: Callable[[], str] = _now) -> None:
+        self.table = table
+        self._now = now
+
+    def queued(self) -> list[dict]:
+        """Queued jobs, oldest first."""
+        from boto3.dynamodb.conditions import Attr
+
+        items, kwargs = [], {"FilterExpression": Attr("status").eq(QUEUED),
+                             "ConsistentRead": True}
+        while True:
+            page = self.table.scan(**kwargs)
+            items.extend(page["Items"])
+            if "LastEvaluatedKey" not in page:
+                break
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return sorted(items, key=lambda i: (str(i.get("created_at", "")), i["job_id"]))
+
+    def claim(self, job_id: str) -> dict | None:
+        """Mark a queued job running; None if someone else took it first."""
+        try:
+            return self.table.update_item(
+                Key={"job_id": job_id},
+                UpdateExpression="SET #s = :running, started_at = :now, progress = :progress",
+                ConditionExpression="#s = :queued",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={":running": RUNNING, ":queued": QUEUED,
+                                           ":now": self._now(), ":progress": "started"},
+                ReturnValues="ALL_NEW")["Attributes"]
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return None
+            raise
+
+    def progress(self, job_id: str, text: str) -> None:
+        self.table.update_item(
+            Key={"job_id": job_id}, UpdateExpression="SET progress = :p",
+            ExpressionAttributeValues={":p": text[:1000]})
+
+    def finish(self, job_id: str, status: str, fields: dict[str, Any]) -> None:
+        values = {"status": status, "finished_at": self._now(), **fields}
+        self.table.update_item(
+            Key={"job_id": job_id},
+            UpdateExpression="SET " + ", ".join(f"#{k} = :{k}" for k in values),
+            ExpressionAttributeNames={f"#{k}": k for k in values},
+            ExpressionAttributeValues={f":{k}": v for k, v in values.items()})
+
+
+def ingest_arguments(item: dict) -> list[str]:
+    """The ingest job's command line for a job item (its Glue arguments, or its fields)."""
+    arguments = item.get("arguments")
+    if isinstance(arguments, dict) and arguments:
+        argv = []
+        for name, value in arguments.items():
+            name = name if name.startswith("--") else f"--{name}"
+            if isinstance(value, bool):
+                argv += [name] if value else []
+            else:
+                argv += [name, str(value)]
+    else:
+        argv = [arg for field, flag in _FIELD_ARGUMENTS if item.get(field)
+                for arg in (flag, str(item[field]))]
+        options = item.get("options") or {}
+        for key in ("delimiter", "quote", "encoding"):
+            if options.get(key):
+                argv += [f"--{key}", str(options[key])]
+        if options.get("header") is False:
+            argv.append("--no-header")
+    if "--job-id" not in argv:
+        argv += ["--job-id", item["job_id"]]
+    return argv
+
+
+class _ProgressLog(logging.Handler):
+    """Copies the ingest job's log lines of one thread into the job item's `progress`."""
+
+    def __init__(self, write: Callable[[str], None]) -> None:
+        super().__init__(logging.INFO)
+        self.write = write
+        self.thread = threading.get_ident()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.thread != self.thread:
+            return
+        try:
+            self.write(record.getMessage())
+        except Exception:  # progress is a courtesy; the job goes on without it
+            log.debug("jobs - could not write progress", exc_info=True)
+
+
+class JobRunner:
+    """The local runtime's job runner ("jobs"): one job at a time, one warm Spark session."""
+
+    name = "jobs"
+
+    def __init__(self, *, jobs: Callable[[], JobsTable], lake: Callable[[], Any],
+                 spark: Callable[[], Any] = build_warm_spark, job_factory: Callable | None = None,
+                 poll_seconds: float = 1.0, warm_up: bool = True, owns_spark: bool = True,
+                 status_url: Callable[[], str] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._jobs_factory = jobs
+        self._lake_factory = lake
+        self._spark_factory = spark
+        self._job_factory = job_factory
+        self.poll_seconds = poll_seconds
+        self.warm_up = warm_up
+        self.owns_spark = owns_spark
+        self.status_url = status_url
+        self.clock = clock
+        self._jobs: JobsTable | None = None
+        self._spark = None
+        self._spark_lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._warm_thread: threading.Thread | None = None
+        self._current: str | None = None
+        self._finished = 0
+        self._waiting_reason: str | None = None
+
+    @classmethod
+    def for_instance(cls, instance, *, warm_up: bool = True) -> "JobRunner":
+        """The runner of the local runtime: bookkeeping as the CloudFormation role, jobs as the
+        ingest job role."""
+        from edl import naming
+        from edl.local.roles import RoleResolver
+        from edl.utils.context import LakeContext
+
+        roles = RoleResolver(instance, naming.ingest_job_role(instance.name), purpose="jobs")
+        lakes: dict[str, Any] = {}
+
+        def jobs() -> JobsTable:
+            dynamodb = roles.admin_sessions().deploy_resource("dynamodb")
+            return JobsTable(dynamodb.Table(naming.table_name(instance.name, "jobs")))
+
+        def lake():
+            choice, _ = roles.choose()
+            if choice.role_arn not in lakes:
+                lakes[choice.role_arn] = LakeContext.for_instance(instance.name,
+                                                                  role_arn=choice.role_arn)
+            return lakes[choice.role_arn]
+
+        return cls(jobs=jobs, lake=lake, warm_up=warm_up)
+
+    # -- the service ----------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """Where the runner's status is served (by the API server), if anywhere."""
+        return self.status_url() if self.status_url is not None else ""
+
+    def start(self) -> None:
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._loop, name="jobs", daemon=True)
+        self._thread.start()
+
+    def _start_warm_up(self) -> None:
+        """Start Spark in the background, once the lake is bootstrapped: not earlier, so that
+        importing pyspark does not slow down `edl local start`."""
+        if self.warm_up and self._warm_thread is None:
+            self._warm_thread = threading.Thread(target=self._warm, name="jobs-spark",
+                                                 daemon=True)
+            self._warm_thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=timeout)
+        if self._warm_thread is not None:
+            # A Spark still starting is not waited for: its JVM ends with this process.
+            self._warm_thread.join(timeout=1)
+        if self._spark_lock.acquire(timeout=1):
+            try:
+                if self._spark is not None and self.owns_spark:
+                    self._spark.stop()
+                self._spark = None
+            finally:
+                self._spark_lock.release()
+
+    def wake(self) -> None:
+        """Look for queued jobs now (the API server calls this after a write)."""
+        self._wake.set()
+
+    def status(self) -> dict:
+        return {"spark": "warm" if self._spark is not None else "cold",
+                "running": self._current, "finished": self._finished,
+                "waiting_for": self._waiting_reason}
+
+    # -- the work -------------------------------------------------------------------------------
+
+    def spark(self):
+        with self._spark_lock:
+            if self._spark is None:
+                started = time.monotonic()
+                self._spark = self._spark_factory()
+                log.info("jobs - Spark session ready in %.1f s", time.monotonic() - started)
+            return self._spark
+
+    def _warm(self) -> None:
+        try:
+            self.spark()
+        except Exception:  # the first job will try again and report why
+            log.exception("jobs - could not start Spark")
+
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                ran = self.run_once()
+                self._waiting_reason = None
+            except (EdlError, ClientError, BotoCoreError) as exc:
+                # Before bootstrap there are no keys, before deploy-core no jobs table.
+                reason = str(exc).splitlines()[0]
+                if reason != self._waiting_reason:
+                    log.info("jobs - waiting: %s", reason)
+                self._waiting_reason = reason
+                self._jobs = None
+                ran = False
+            except Exception:
+                log.exception("jobs - the runner failed; trying again")
+                ran = False
+            if not ran:
+                self._wake.wait(self.poll_seconds)
+                self._wake.clear()
+
+    def run_once(self) -> bool:
+        """Run the oldest queued job, if there is one; True if one ran."""
+        if self._jobs is None:
+            self._jobs = self._jobs_factory()
+            self._start_warm_up()
+        for item in self._jobs.queued():
+            claimed = self._jobs.claim(item["job_id"])
+            if claimed is not None:
+                self._run(claimed)
+                return True
+        return False
+
+    def _run(self, item: dict) -> None:
+        job_id = item["job_id"]
+        jobs = self._jobs
+        self._current = job_id
+        started = time.monotonic()
+        progress = _ProgressLog(lambda text: jobs.progress(job_id, text))
+        ingest_logger = logging.getLogger(INGEST_LOGGER)
+        previous_level = ingest_logger.level
+        if ingest_logger.getEffectiveLevel() > logging.INFO:
+            ingest_logger.setLevel(logging.INFO)
+        ingest_logger.addHandler(progress)
+        log.info("%s - running", job_id)
+        try:
+            fields = self._ingest(item)
+            status = SUCCEEDED
+        except Exception as exc:  # noqa: BLE001 - every failure is the job's outcome
+            status = FAILED
+            fields = {"error": self._reason(exc)}
+            update_id = getattr(exc, "update_id", None) or item.get("update_id") or \
+                (item.get("arguments") or {}).get("--update")
+            if update_id:
+                fields["update_id"] = str(update_id)
+            log.warning("%s - failed: %s", job_id, fields["error"],
+                        exc_info=not isinstance(exc, EdlError))
+        finally:
+            ingest_logger.removeHandler(progress)
+            ingest_logger.setLevel(previous_level)
+            self._current = None
+        duration = time.monotonic() - started
+        fields["duration_seconds"] = Decimal(f"{duration:.3f}")
+        fields["progress"] = status
+        jobs.finish(job_id, status, fields)
+        self._finished += 1
+        log.info("%s - %s in %.1f s", job_id, status, duration)
+
+    def _ingest(self, item: dict) -> dict:
+        from edl.core_resources.pipelines.ingest.__main__ import build_request, parse_args
+
+        job_type = item.get("type", "ingest")
+        if job_type != "ingest":
+            raise EdlError(f"the local runner runs ingest jobs, not {job_type!r} jobs")
+        try:
+            args = parse_args(ingest_arguments(item))
+        except SystemExit:
+            raise EdlError(f"job {item['job_id']} has invalid arguments: "
+                           f"{ingest_arguments(item)}") from None
+        request = build_request(args)
+        factory = self._job_factory
+        if factory is None:
+            from edl.core_resources.pipelines.ingest.job import IngestJob as factory
+        record = factory(self.spark(), self._lake_factory()).run(request)
+        return {"update_id": record.update_id, "dataset": record.dataset,
+                "rows": record.rows, "files": record.file_count, "bytes": record.bytes}
+
+    @staticmethod
+    def _reason(exc: BaseException) -> str:
+        if isinstance(exc, EdlError):
+            return str(exc)[:4000]
+        text = str(exc).splitlines()[0] if str(exc) else ""
+        return f"internal error: {type(exc).__name__}: {text}"[:4000]

@@ -1,0 +1,139 @@
+"""The local job runner: queued job items in the jobs table run as the real ingest job.
+
+moto runs as a server on 127.0.0.1 (Spark's workers are separate processes); the lake has the
+metadata tables and the `clinical_trials` dataset (`ingest_fixtures.lake`). The runner gets the
+session's Spark, which it must not stop.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from edl.local.job_runner import FAILED, QUEUED, RUNNING, SUCCEEDED, JobRunner, JobsTable
+from edl.utils.updates import UpdateRecord
+from tests.functional.ingest_fixtures import *  # noqa: F403 - fixtures
+from tests.functional.ingest_fixtures import DATASET
+
+CSV = b"id,name,score\n1,ann,1.5\n2,bob,2\n"
+
+
+@pytest.fixture
+def jobs(lake) -> JobsTable:
+    return JobsTable(lake.context.metadata.table("jobs"))
+
+
+def runner_for(lake, spark, jobs: JobsTable, **kwargs) -> JobRunner:
+    return JobRunner(jobs=lambda: jobs, lake=lambda: lake.context, spark=lambda: spark,
+                     owns_spark=False, warm_up=False, **kwargs)
+
+
+def queue_ingest(lake, jobs: JobsTable, job_id: str, source: str, *, created_at: str = "1",
+                 **arguments: str) -> UpdateRecord:
+    """What the ingest endpoint does on the local cloud: a pending update and a queued job."""
+    update = lake.context.updates.allocate_update(DATASET, "snapshot", source, lake.data_bucket,
+                                                  requested_by="alice", job_id=job_id)
+    jobs.table.put_item(Item={
+        "job_id": job_id, "status": QUEUED, "type": "ingest", "created_at": created_at,
+        "arguments": {"--dataset": DATASET, "--source": source, "--kind": "snapshot",
+                      "--update": update.update_id, "--requested-by": "alice", **arguments}})
+    return update
+
+
+def item(jobs: JobsTable, job_id: str) -> dict:
+    return jobs.table.get_item(Key={"job_id": job_id}, ConsistentRead=True)["Item"]
+
+
+def test_a_queued_ingest_runs_and_succeeds(lake, spark, jobs):
+    source = lake.put("batch1/sites.csv", CSV)
+    update = queue_ingest(lake, jobs, "ingest-0123456789ab", source)
+
+    assert runner_for(lake, spark, jobs).run_once() is True
+
+    done = item(jobs, "ingest-0123456789ab")
+    assert done["status"] == SUCCEEDED
+    assert (done["update_id"], done["rows"], done["files"]) == (update.update_id, 2, 1)
+    assert done["started_at"] <= done["finished_at"] and done["duration_seconds"] > 0
+    assert "error" not in done
+    record = lake.context.updates.get_update(DATASET, update.update_id)
+    assert (record.status, record.rows, record.job_id) == ("complete", 2, "ingest-0123456789ab")
+    assert lake.keys(f"{DATASET}/data/{update.update_id}/") == [
+        f"{DATASET}/data/{update.update_id}/_edl_manifest.json",
+        f"{DATASET}/data/{update.update_id}/part-00000.parquet"]
+
+
+def test_a_failing_ingest_is_failed_with_the_reason(lake, spark, jobs):
+    source = f"s3://{lake.drop_bucket}/nothing/here.csv"
+    update = queue_ingest(lake, jobs, "ingest-0000000000aa", source)
+
+    assert runner_for(lake, spark, jobs).run_once() is True
+
+    failed = item(jobs, "ingest-0000000000aa")
+    assert failed["status"] == FAILED
+    assert failed["update_id"] == update.update_id
+    assert "nothing/here.csv" in failed["error"]
+    assert lake.context.updates.get_update(DATASET, update.update_id).status == "failed"
+
+
+def test_csv_options_reach_the_job(lake, spark, jobs):
+    source = lake.put("batch2/semi.csv", b"id;name\n1;ann\n")
+    update = queue_ingest(lake, jobs, "ingest-0000000000bb", source, **{"--delimiter": ";"})
+
+    runner_for(lake, spark, jobs).run_once()
+
+    assert item(jobs, "ingest-0000000000bb")["status"] == SUCCEEDED
+    record = lake.context.updates.get_update(DATASET, update.update_id)
+    assert [c["name"] for c in record.columns] == ["id", "name"]
+
+
+class _StubJob:
+    """Stands in for IngestJob: records the requests, in order."""
+
+    runs: list = []
+
+    def __init__(self, spark, context) -> None:
+        pass
+
+    def run(self, request):
+        _StubJob.runs.append(request)
+        return UpdateRecord(dataset=request.dataset, update_id=request.update_id, kind="snapshot",
+                            status="complete", source=request.source, bucket="b", rows=1,
+                            file_count=1)
+
+
+def test_jobs_run_oldest_first_and_a_running_job_is_not_taken_again(lake, jobs):
+    _StubJob.runs = []
+    for job_id, created in (("ingest-00000000000b", "2"), ("ingest-00000000000a", "1")):
+        jobs.table.put_item(Item={"job_id": job_id, "status": QUEUED, "created_at": created,
+                                  "dataset": DATASET, "source": "s3://drop/x.csv",
+                                  "update_id": "0000000001", "options": {"header": False}})
+    jobs.table.put_item(Item={"job_id": "ingest-00000000000c", "status": RUNNING,
+                              "created_at": "0", "dataset": DATASET, "source": "s3://drop/y"})
+    runner = JobRunner(jobs=lambda: jobs, lake=lambda: lake.context, spark=lambda: None,
+                       job_factory=_StubJob, warm_up=False)
+
+    assert [runner.run_once() for _ in range(3)] == [True, True, False]
+
+    assert [r.job_id for r in _StubJob.runs] == ["ingest-00000000000a", "ingest-00000000000b"]
+    assert _StubJob.runs[0].options.header is False
+    assert item(jobs, "ingest-00000000000c")["status"] == RUNNING
+
+
+def test_the_service_thread_runs_a_job_it_is_woken_for(lake, spark, jobs):
+    runner = runner_for(lake, spark, jobs, poll_seconds=30)
+    runner.start()
+    try:
+        source = lake.put("batch3/sites.csv", CSV)
+        queue_ingest(lake, jobs, "ingest-0000000000cc", source)
+        runner.wake()
+        deadline = time.monotonic() + 60
+        while item(jobs, "ingest-0000000000cc")["status"] in (QUEUED, RUNNING):
+            assert time.monotonic() < deadline, "the job did not finish within 60 s"
+            time.sleep(0.1)
+    finally:
+        runner.stop()
+    done = item(jobs, "ingest-0000000000cc")
+    assert done["status"] == SUCCEEDED, done.get("error")
+    assert runner.status()["finished"] == 1
+    assert not spark.sparkContext._jsc.sc().isStopped()  # the runner did not own it

@@ -1,0 +1,286 @@
+"""The local REST API server: routing by api_config.yaml, SigV4 against moto's IAM, the event.
+
+moto runs as a threaded server in this process, so the users and keys created through it are the
+ones the server's key store finds. Handlers are stubs that echo the event they were given.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from datetime import datetime, timedelta, timezone
+
+import boto3
+import pytest
+import requests
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+
+from edl.api_config import get_api_config
+from edl.config import get_config
+from edl.local.api_auth import MotoKeyStore, SigV4Verifier
+from edl.local.api_server import ApiService, HandlerResolver
+from tests.functional.ingest_fixtures import moto_server  # noqa: F401 - fixture
+
+REGION = "us-east-1"
+
+
+def echo(event, context):
+    return {"statusCode": 200, "headers": {"Content-Type": "application/json", "X-Echo": "yes"},
+            "body": json.dumps({"event": event, "function": context.function_name})}
+
+
+def fail(event, context):
+    raise RuntimeError("boom")
+
+
+@pytest.fixture(scope="module")
+def users(moto_server):
+    """A fresh moto with alice (a key), a role she may assume, and her assumed-role keys."""
+    urllib.request.urlopen(urllib.request.Request(f"{moto_server}/moto-api/reset",
+                                                  method="POST")).read()
+    session = boto3.Session(aws_access_key_id="x", aws_secret_access_key="x", region_name=REGION)
+    iam = session.client("iam", endpoint_url=moto_server)
+    alice = iam.create_user(UserName="alice")["User"]
+    key = iam.create_access_key(UserName="alice")["AccessKey"]
+    iam.create_role(RoleName="reader", AssumeRolePolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                "Principal": {"AWS": [alice["Arn"]]}}]}))
+    sts = boto3.client("sts", endpoint_url=moto_server, region_name=REGION,
+                       aws_access_key_id=key["AccessKeyId"],
+                       aws_secret_access_key=key["SecretAccessKey"])
+    role = sts.assume_role(RoleArn="arn:aws:iam::123456789012:role/reader",
+                           RoleSessionName="alice-session")["Credentials"]
+    yield {
+        "alice": Credentials(key["AccessKeyId"], key["SecretAccessKey"]),
+        "alice_id": alice["UserId"],
+        "role": Credentials(role["AccessKeyId"], role["SecretAccessKey"], role["SessionToken"]),
+    }
+    # moto's state is process-wide: leave it as empty as we found it.
+    urllib.request.urlopen(urllib.request.Request(f"{moto_server}/moto-api/reset",
+                                                  method="POST")).read()
+
+
+@pytest.fixture(scope="module")
+def _writes():
+    return []
+
+
+@pytest.fixture
+def writes(_writes):
+    _writes.clear()
+    return _writes
+
+
+@pytest.fixture(scope="module")
+def server(users, _writes):
+    instance = get_config().instance("local")
+    handlers = HandlerResolver(overrides={e.handler: echo for e in get_api_config().endpoints})
+    service = ApiService(instance, 0, handlers=handlers, after_write=lambda: _writes.append(1))
+    service.start()
+    yield service
+    service.stop()
+
+
+def signed(method: str, url: str, credentials: Credentials, body: bytes | None = None,
+           headers: dict | None = None) -> requests.PreparedRequest:
+    """A request signed as botocore signs for API Gateway (`execute-api`)."""
+    request = AWSRequest(method=method, url=url, data=body, headers=headers or {})
+    SigV4Auth(credentials, "execute-api", REGION).add_auth(request)
+    prepared = request.prepare()
+    return requests.Request(method, prepared.url, headers=dict(prepared.headers),
+                            data=body).prepare()
+
+
+def send(prepared) -> requests.Response:
+    with requests.Session() as session:
+        return session.send(prepared, timeout=10)
+
+
+def error_code(response) -> str:
+    return response.json()["error"]["code"]
+
+
+# -- a signed call reaches the handler with the event API Gateway would build ---------------------
+
+def test_a_signed_call_reaches_the_handler_as_alice(server, users):
+    response = send(signed("GET", f"{server.url}/datasets?limit=5&next_token=a%2Fb",
+                           users["alice"]))
+    assert response.status_code == 200
+    assert response.headers["X-Echo"] == "yes"
+    payload = response.json()
+    event = payload["event"]
+    assert payload["function"] == "edl-local-api-datasets"
+    assert (event["resource"], event["path"], event["httpMethod"]) == \
+        ("/datasets", "/datasets", "GET")
+    assert event["queryStringParameters"] == {"limit": "5", "next_token": "a/b"}
+    assert event["pathParameters"] is None and event["body"] is None
+    assert event["isBase64Encoded"] is False
+    context = event["requestContext"]
+    assert (context["stage"], context["resourcePath"], context["httpMethod"]) == \
+        ("v1", "/datasets", "GET")
+    assert context["requestId"] == response.headers["x-amzn-RequestId"]
+    identity = context["identity"]
+    assert identity["userArn"] == "arn:aws:iam::123456789012:user/alice"
+    assert identity["accountId"] == "123456789012"
+    assert identity["caller"] == users["alice_id"]
+    assert identity["accessKey"] == users["alice"].access_key
+    assert identity["sourceIp"] == "127.0.0.1"
+
+
+def test_path_parameters_and_the_url_without_the_stage(server, users):
+    response = send(signed("GET", f"{server.base_url}/datasets/clinical_trials/updates/7",
+                           users["alice"]))
+    assert response.status_code == 200
+    event = response.json()["event"]
+    assert event["resource"] == "/datasets/{dataset}/updates/{update_id}"
+    assert event["pathParameters"] == {"dataset": "clinical_trials", "update_id": "7"}
+
+
+def test_a_body_is_passed_as_text_and_a_write_wakes_the_jobs(server, users, writes):
+    body = json.dumps({"source": "s3://drop/batch1.csv", "kind": "snapshot"}).encode()
+    response = send(signed("POST", f"{server.url}/datasets/clinical_trials/ingest",
+                           users["alice"], body, {"Content-Type": "application/json"}))
+    assert response.status_code == 200
+    event = response.json()["event"]
+    assert json.loads(event["body"]) == {"source": "s3://drop/batch1.csv", "kind": "snapshot"}
+    assert event["headers"]["Content-Type"] == "application/json"
+    assert writes == [1]
+
+
+def test_assumed_role_credentials_are_known_too(server, users):
+    response = send(signed("GET", f"{server.url}/datasets", users["role"]))
+    assert response.status_code == 200
+    identity = response.json()["event"]["requestContext"]["identity"]
+    assert identity["userArn"] == "arn:aws:sts::123456789012:assumed-role/reader/alice-session"
+    assert identity["caller"].endswith(":alice-session")
+
+
+# -- refused before any handler runs ------------------------------------------------------------
+
+def test_an_unknown_access_key_is_refused(server):
+    response = send(signed("GET", f"{server.url}/datasets",
+                           Credentials("AKIAIOSFODNN7EXAMPLE", "not-a-secret")))
+    assert response.status_code == 403
+    assert error_code(response) == "InvalidClientTokenId"
+    assert response.headers["x-amzn-ErrorType"] == "InvalidClientTokenId"
+
+
+def test_a_tampered_signature_is_refused(server, users):
+    request = signed("GET", f"{server.url}/datasets", users["alice"])
+    auth = request.headers["Authorization"]
+    last = auth[-1]
+    request.headers["Authorization"] = auth[:-1] + ("0" if last != "0" else "1")
+    response = send(request)
+    assert response.status_code == 403
+    assert error_code(response) == "SignatureDoesNotMatch"
+
+
+def test_a_wrong_secret_and_a_changed_body_are_refused(server, users):
+    wrong = Credentials(users["alice"].access_key, "wrong-secret")
+    assert error_code(send(signed("GET", f"{server.url}/datasets", wrong))) == \
+        "SignatureDoesNotMatch"
+    request = signed("POST", f"{server.url}/datasets/clinical_trials/ingest", users["alice"],
+                     b'{"kind": "snapshot"}')
+    request.body = b'{"kind": "delta!!!"}'
+    response = send(request)
+    assert (response.status_code, error_code(response)) == (403, "SignatureDoesNotMatch")
+
+
+def test_a_changed_query_is_refused(server, users):
+    request = signed("GET", f"{server.url}/datasets?limit=5", users["alice"])
+    request.url = request.url.replace("limit=5", "limit=500")
+    assert error_code(send(request)) == "SignatureDoesNotMatch"
+
+
+def test_a_wrong_session_token_is_refused(server, users):
+    role = users["role"]
+    forged = Credentials(role.access_key, role.secret_key, "not-the-token")
+    response = send(signed("GET", f"{server.url}/datasets", forged))
+    assert (response.status_code, error_code(response)) == (403, "InvalidClientTokenId")
+
+
+def test_an_unsigned_call_is_refused(server):
+    response = requests.get(f"{server.url}/datasets", timeout=10)
+    assert response.status_code == 403
+    assert error_code(response) == "MissingAuthenticationToken"
+
+
+def test_a_signature_for_another_service_or_region_is_refused(server, users):
+    request = AWSRequest(method="GET", url=f"{server.url}/datasets")
+    SigV4Auth(users["alice"], "s3", REGION).add_auth(request)
+    prepared = request.prepare()
+    response = requests.get(prepared.url, headers=dict(prepared.headers), timeout=10)
+    assert (response.status_code, error_code(response)) == (403, "InvalidSignatureException")
+
+
+def test_a_request_signed_too_long_ago_is_refused(users, moto_server):
+    instance = get_config().instance("local")
+    later = datetime.now(timezone.utc) + timedelta(minutes=6)
+    service = ApiService(instance, 0, handlers=HandlerResolver(overrides={
+        "datasets:list_datasets": echo}))
+    service.app.verifier = SigV4Verifier(MotoKeyStore("123456789012"), REGION,
+                                         clock=lambda: later)
+    service.start()
+    try:
+        response = send(signed("GET", f"{service.url}/datasets", users["alice"]))
+    finally:
+        service.stop()
+    assert (response.status_code, error_code(response)) == (403, "InvalidSignatureException")
+    assert "Signature expired" in response.json()["error"]["message"]
+
+
+# -- routing and size ---------------------------------------------------------------------------
+
+def test_a_method_not_in_api_config_is_405(server, users):
+    response = send(signed("DELETE", f"{server.url}/datasets/clinical_trials", users["alice"]))
+    assert response.status_code == 405
+    assert error_code(response) == "method_not_allowed"
+
+
+def test_an_unknown_path_is_404(server, users):
+    response = send(signed("GET", f"{server.url}/nothing/here", users["alice"]))
+    assert response.status_code == 404
+    assert error_code(response) == "not_found"
+
+
+def test_an_oversized_body_is_413_before_it_is_read(server, users):
+    body = b"x" * (get_api_config().max_body_bytes + 1)
+    response = send(signed("POST", f"{server.url}/datasets/clinical_trials/ingest",
+                           users["alice"], body))
+    assert response.status_code == 413
+    assert error_code(response) == "payload_too_large"
+
+
+# -- handlers that are missing or fail ------------------------------------------------------------
+
+def test_a_missing_handler_module_is_501_and_a_failing_handler_502(users, moto_server):
+    instance = get_config().instance("local")
+    handlers = HandlerResolver(package="tests.functional.no_such_handlers",
+                               overrides={"datasets:get_dataset": fail})
+    service = ApiService(instance, 0, handlers=handlers)
+    service.start()
+    try:
+        missing = send(signed("GET", f"{service.url}/datasets", users["alice"]))
+        failing = send(signed("GET", f"{service.url}/datasets/clinical_trials", users["alice"]))
+    finally:
+        service.stop()
+    assert (missing.status_code, error_code(missing)) == (501, "not_implemented")
+    assert (failing.status_code, error_code(failing)) == (502, "handler_failed")
+    assert "boom" in failing.json()["error"]["message"]
+
+
+def test_it_listens_on_127_0_0_1(server):
+    assert server.url.startswith("http://127.0.0.1:")
+    assert server.url.endswith("/v1")
+
+
+def test_the_openapi_document_is_served_unsigned_with_this_server(server):
+    for url in (f"{server.base_url}/openapi.json", f"{server.url}/openapi.json"):
+        response = requests.get(url, timeout=10)
+        assert response.status_code == 200
+        document = response.json()
+        assert document["servers"] == [{"url": server.url,
+                                        "description": "the local cloud's REST API"}]
+        assert "/datasets/{dataset}/ingest" in document["paths"]
