@@ -1,0 +1,144 @@
+"""The lake's API operations by name, over `ApiClient` (paths and bodies as in api_config.yaml).
+
+Besides one method per endpoint, two flows a user wants in one step:
+
+- `ingest()`: a local file is put into the tier's drop bucket first (POST uploads → a presigned
+  PUT URL → PUT the file), then the ingest starts from the `source` the API returned; any other
+  source (s3://, https://, sftp://) goes to start_ingest as it is.
+- `wait_for_job()`: poll get_job until the job has succeeded or failed, with a growing interval
+  and a timeout; sleep and clock are injectable.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from edl.errors import EdlError, UsageError
+from edl.naming import validate_dataset_name
+from edl_api.client import ApiClient, path_part
+
+KINDS = ("snapshot", "delta")
+FORMATS = ("csv", "jsonl", "parquet", "excel")
+JOB_DONE = ("succeeded", "failed")
+REMOTE_SCHEMES = ("s3://", "https://", "http://", "sftp://")
+
+# Told (path, size) when an upload starts; may answer a callback for the bytes sent so far.
+OnUpload = Callable[[Path, int], "Callable[[int], None] | None"]
+
+
+class JobTimeoutError(EdlError):
+    """A job did not finish within the wait's timeout (it goes on running)."""
+
+
+class LakeApi:
+    def __init__(self, client: ApiClient) -> None:
+        self.client = client
+
+    # -- datasets and updates -------------------------------------------------------------------
+
+    def list_datasets(self, max_items: int | None = None) -> list[dict[str, Any]]:
+        return list(self.client.paginate("/datasets", max_items=max_items))
+
+    def get_dataset(self, dataset: str) -> dict[str, Any]:
+        return self.client.get(f"/datasets/{_dataset(dataset)}")
+
+    def list_updates(self, dataset: str, status: str | None = None,
+                     max_items: int | None = None) -> list[dict[str, Any]]:
+        return list(self.client.paginate(f"/datasets/{_dataset(dataset)}/updates",
+                                         {"status": status}, max_items=max_items))
+
+    def get_update(self, dataset: str, update_id: str) -> dict[str, Any]:
+        return self.client.get(f"/datasets/{_dataset(dataset)}/updates/{path_part(update_id)}")
+
+    def get_job(self, job_id: str) -> dict[str, Any]:
+        return self.client.get(f"/jobs/{path_part(job_id)}")
+
+    # -- ingest ---------------------------------------------------------------------------------
+
+    def create_upload(self, dataset: str, filename: str) -> dict[str, Any]:
+        return self.client.post(f"/datasets/{_dataset(dataset)}/uploads", {"filename": filename})
+
+    def start_ingest(self, dataset: str, source: str, kind: str,
+                     options: dict[str, Any] | None = None) -> dict[str, Any]:
+        if kind not in KINDS:
+            raise UsageError(f"unknown kind {kind!r}", hint=f"choose one of: {', '.join(KINDS)}")
+        body = {"source": source, "kind": kind,
+                **{k: v for k, v in (options or {}).items() if v is not None}}
+        return self.client.post(f"/datasets/{_dataset(dataset)}/ingest", body)
+
+    def upload_file(self, dataset: str, path: Path, on_upload: OnUpload | None = None) -> str:
+        """Put a local file into the dataset's drop bucket; the s3:// source to ingest from.
+        `on_upload(path, size)` is told once the API has given the URL, and may return a
+        callback for the bytes sent so far."""
+        upload = self.create_upload(dataset, path.name)
+        url, source = upload.get("url"), upload.get("source")
+        if not url or not source:
+            raise EdlError("the API's upload answer has no url or source",
+                           hint="this is a mismatch between edl-api and the API's version")
+        size = path.stat().st_size
+        on_progress = on_upload(path, size) if on_upload else None
+        with path.open("rb") as file:
+            self.client.put_file(url, file, size, headers=upload.get("headers"),
+                                 on_progress=on_progress)
+        return source
+
+    def ingest(self, dataset: str, source: str, kind: str, options: dict[str, Any] | None = None,
+               on_upload: OnUpload | None = None) -> dict[str, Any]:
+        """Start an ingest; a local file is uploaded first. The start_ingest answer, with the
+        source that was ingested added as `source`."""
+        validate_dataset_name(dataset)
+        if kind not in KINDS:
+            raise UsageError(f"unknown kind {kind!r}", hint=f"choose one of: {', '.join(KINDS)}")
+        local = local_file(source)
+        if local is not None:
+            source = self.upload_file(dataset, local, on_upload)
+        started = self.start_ingest(dataset, source, kind, options)
+        return {**started, "source": started.get("source", source)}
+
+    def wait_for_job(self, job_id: str, *, timeout: float,
+                     on_poll: Callable[[dict[str, Any]], None] | None = None,
+                     sleep: Callable[[float], None] = time.sleep,
+                     clock: Callable[[], float] = time.monotonic,
+                     interval: float = 0.25, max_interval: float = 2.0) -> dict[str, Any]:
+        """Poll the job until it succeeded or failed; its last state. Raises JobTimeoutError."""
+        deadline = clock() + timeout
+        while True:
+            job = self.get_job(job_id)
+            if on_poll:
+                on_poll(job)
+            if job.get("status") in JOB_DONE:
+                return job
+            if clock() >= deadline:
+                raise JobTimeoutError(
+                    f"job {job_id} still {job.get('status', 'unknown')} after {timeout:g}s",
+                    hint=f"it goes on running; look at it with: edl-api job {job_id}")
+            sleep(min(interval, max(0.0, deadline - clock())))
+            interval = min(max_interval, interval * 1.5)
+
+
+def local_file(source: str) -> Path | None:
+    """The local file a source names (a path or file://…), None for a remote source.
+    A local path that is not a readable file is refused here, before any request."""
+    if source.startswith(REMOTE_SCHEMES):
+        return None
+    path = Path(source[len("file://"):] if source.startswith("file://") else source).expanduser()
+    if "://" in source and not source.startswith("file://"):
+        raise UsageError(f"unsupported source {source!r}",
+                         hint="use a local file, s3://…, https://… or sftp://…")
+    if not path.exists():
+        raise UsageError(f"no such file: {path}",
+                         hint="give a local file, or a remote source (s3://…, https://…, sftp://…)")
+    if not path.is_file():
+        raise UsageError(f"{path} is not a file",
+                         hint="ingest one file at a time; zip a folder to ingest it as one update")
+    if not os.access(path, os.R_OK):
+        raise UsageError(f"cannot read {path}")
+    return path
+
+
+def _dataset(name: str) -> str:
+    return validate_dataset_name(name)
