@@ -29,6 +29,7 @@ import errno
 import importlib
 import json
 import logging
+import socket
 import threading
 import time
 import uuid
@@ -331,6 +332,18 @@ class ApiApp:
 
 # -- the service -------------------------------------------------------------------------------
 
+def _listen(host: str, port: int) -> socket.socket:
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as werkzeug does
+        listener.bind((host, port))
+        listener.listen(128)
+    except OSError:
+        listener.close()
+        raise
+    return listener
+
+
 class ApiService:
     """The local runtime's REST API server ("api"), in a thread of the runtime process."""
 
@@ -368,17 +381,21 @@ class ApiService:
     def start(self) -> None:
         from werkzeug.serving import make_server
 
-        # make_server binds here, so a taken port fails now rather than in the serving thread.
+        # We bind the socket ourselves: werkzeug, asked for a taken port, prints a message and
+        # exits the whole process instead of raising.
         try:
-            self._server = make_server(self.host, self.port, self.app, threaded=True)
+            listener = _listen(self.host, self.port)
         except OSError as exc:
             if not self.any_port_if_taken or exc.errno != errno.EADDRINUSE:
                 raise
             # The preferred port (AWS port + 1) may be some client's ephemeral port; clients
             # find the API's URL in the state file, so any port will do.
             log.warning("api - port %s is taken; listening on another one", self.port)
-            self._server = make_server(self.host, 0, self.app, threaded=True)
-        self.port = self._server.server_port
+            listener = _listen(self.host, 0)
+        with listener:  # werkzeug serves a duplicate of it
+            self.port = listener.getsockname()[1]
+            self._server = make_server(self.host, self.port, self.app, threaded=True,
+                                       fd=listener.fileno())
         self._thread = threading.Thread(target=self._server.serve_forever, name="api",
                                         daemon=True)
         self._thread.start()

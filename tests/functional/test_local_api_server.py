@@ -284,3 +284,25 @@ def test_the_openapi_document_is_served_unsigned_with_this_server(server):
         assert document["servers"] == [{"url": server.url,
                                         "description": "the local cloud's REST API"}]
         assert "/datasets/{dataset}/ingest" in document["paths"]
+
+
+def test_a_taken_api_port_moves_the_server_instead_of_ending_the_runtime():
+    """werkzeug exits the process on a taken port; the API moves to a free one (clients read its
+    URL from the state file), and only a port asked for explicitly is an error."""
+    import socket
+
+    instance = get_config().instance("local")
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen(1)
+        taken = blocker.getsockname()[1]
+        service = ApiService(instance, taken, any_port_if_taken=True)
+        service.start()
+        try:
+            assert service.port != taken
+            with urllib.request.urlopen(f"{service.base_url}/openapi.json", timeout=5) as answer:
+                assert answer.status == 200
+        finally:
+            service.stop()
+        with pytest.raises(OSError):
+            ApiService(instance, taken).start()
