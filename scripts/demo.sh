@@ -33,10 +33,10 @@ edl deploy-core --instance local
 step "edl deploy-core again   (nothing changed: no change set is created)"
 edl deploy-core --instance local
 
-step "edl deploy-dataset clinical_trials"
+step "edl deploy-dataset clinical_trials   (owned by alice; deltas keyed by trial_id)"
 edl deploy-dataset clinical_trials --tier sensitive --owner alice \
-    --description "Demo: subjects of a clinical trial" \
-    --key subject_id --op-column op --delete-marker D --instance local
+    --description "Demo: clinical trial enrolment" \
+    --key trial_id --op-column op --delete-marker D --instance local
 
 step "edl status"
 edl status --instance local
@@ -60,3 +60,50 @@ except ClientError as err:
     print("create_stack as alice:", err.response["Error"]["Code"])
 PY
 edl deploy-core --instance local --profile alice || echo "(edl deploy-core as alice failed, as it should)"
+
+step "edl-api ingest, as alice: a snapshot, then a delta (upload, start, wait for the job)"
+edl-api ingest clinical_trials --source examples/data/clinical_trials_batch1.csv \
+    --kind snapshot --wait --profile alice
+edl-api ingest clinical_trials --source examples/data/clinical_trials_delta1.csv \
+    --kind delta --wait --profile alice
+
+step "edl-api updates and dataset"
+edl-api updates clinical_trials --profile bob
+edl-api dataset clinical_trials --profile carol
+
+step "bob may not ingest into alice's dataset"
+edl-api ingest clinical_trials --source examples/data/clinical_trials_batch1.csv \
+    --kind snapshot --profile bob || echo "(refused, as it should be)"
+
+step "read it back with lake.read, through the dataset's read role: newest, and as of update 1"
+python - <<'PY'
+import dataclasses
+import os
+import sys
+
+os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+from pyspark.sql import SparkSession
+
+from edl import naming
+from edl.aws import AwsSessions
+from edl.utils import lake
+from edl.utils.context import LakeContext
+from edl.utils.storage import S3Access
+
+spark = (SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false")
+         .config("spark.driver.bindAddress", "127.0.0.1").config("spark.driver.host", "127.0.0.1")
+         .getOrCreate())
+spark.sparkContext.setLogLevel("ERROR")
+base = LakeContext.for_instance("local")
+sessions = AwsSessions(base.config.instance("local"))
+role = naming.role_arn(sessions.instance.account_id,
+                       naming.dataset_role("local", "clinical_trials", "read"))
+session = sessions.assumed_session(role, "demo-reader")
+reader = dataclasses.replace(base, s3_access=lambda region: S3Access.from_session(
+    session, region, sessions.endpoint_url))
+print("newest (snapshot + delta: T002 updated, T003 deleted, T005 added):")
+lake.read(spark, "clinical_trials", context=reader).orderBy("trial_id").show()
+print("as of update 1 (time travel):")
+lake.read(spark, "clinical_trials", as_of="1", context=reader).orderBy("trial_id").show()
+spark.stop()
+PY
