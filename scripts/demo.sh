@@ -3,6 +3,8 @@
 # core and a dataset, shows what exists and that users cannot deploy themselves, then stops the
 # local cloud again (KEEP=1 leaves it running: `make demo KEEP=1`).
 set -euo pipefail
+# Spark, like everything in the embedded default, stays on the loopback.
+export SPARK_LOCAL_IP=127.0.0.1
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
