@@ -1,0 +1,79 @@
+"""Three users work with `edl-api` on the real local cloud, as they would in a terminal.
+
+alice owns a dataset and ingests a local file into it; bob lists and reads its metadata; carol
+may not write it. Every command is a separate `edl-api` process talking HTTP to the local
+runtime's API server, signed as its user.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BIN = Path(sys.executable).parent
+DATASET = "api_users_trials"
+
+
+def run(tool: str, *args: str, user: str | None = None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    if user:
+        env["AWS_PROFILE"] = user
+    return subprocess.run([str(BIN / tool), *args], capture_output=True, text=True, env=env,
+                          timeout=300)
+
+
+@pytest.fixture
+def dataset(local_cloud):
+    for command in (("deploy-core",),
+                    ("deploy-dataset", DATASET, "--tier", "restricted", "--owner", "alice",
+                     "--key", "trial_id")):
+        done = run("edl", *command)
+        assert done.returncode == 0, done.stderr
+    return DATASET
+
+
+def test_owner_ingests_others_read_and_may_not_write(dataset, tmp_path):
+    batch = tmp_path / "batch.csv"
+    batch.write_text("trial_id,site,enrolled\nT1,Lyon,10\nT2,Paris,20\nT3,Nice,30\n")
+
+    ingest = run("edl-api", "ingest", dataset, "--source", str(batch), "--kind", "snapshot",
+                 "--wait", user="alice")
+    assert ingest.returncode == 0, ingest.stderr
+    assert "complete" in ingest.stderr + ingest.stdout
+
+    listing = run("edl-api", "datasets", "--json", user="bob")
+    assert listing.returncode == 0, listing.stderr
+    names = [d.get("dataset") or d.get("name") for d in json.loads(listing.stdout)["items"]]
+    assert dataset in names
+
+    updates = run("edl-api", "updates", dataset, "--json", user="bob")
+    assert updates.returncode == 0, updates.stderr
+    items = json.loads(updates.stdout)["items"]
+    complete = [u for u in items if u["status"] == "complete"]
+    assert complete and complete[-1]["rows"] == 3 and complete[-1]["kind"] == "snapshot"
+
+    table = run("edl-api", "updates", dataset, user="carol")
+    assert table.returncode == 0 and complete[-1]["update_id"] in table.stdout
+
+    refused = run("edl-api", "ingest", dataset, "--source", str(batch), "--kind", "snapshot",
+                  user="carol")
+    assert refused.returncode == 1
+    assert "403" in refused.stderr and "carol" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    after = json.loads(run("edl-api", "updates", dataset, "--json", user="bob").stdout)["items"]
+    assert len(after) == len(items), "a refused ingest must create no update"
+
+
+def test_unknown_dataset_and_unknown_user_are_clear_errors(dataset):
+    missing = run("edl-api", "dataset", "no_such_dataset", user="bob")
+    assert missing.returncode == 3
+    assert "no_such_dataset" in missing.stderr and "Traceback" not in missing.stderr
+
+    stranger = run("edl-api", "datasets", user="mallory")
+    assert stranger.returncode != 0
+    assert "mallory" in stranger.stderr and "Traceback" not in stranger.stderr
