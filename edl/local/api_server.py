@@ -25,11 +25,9 @@ The handlers' own AWS calls are made as the API's Lambda role (`api_context.py`)
 from __future__ import annotations
 
 import base64
-import errno
 import importlib
 import json
 import logging
-import socket
 import threading
 import time
 import uuid
@@ -42,6 +40,7 @@ from urllib.parse import quote
 from edl.api_config import ApiConfig, Endpoint, get_api_config
 from edl.config import Instance
 from edl.local.api_auth import AuthError, Caller, KeyStore, MotoKeyStore, SignedRequest, SigV4Verifier
+from edl.local.wsgi import ServerThread
 
 log = logging.getLogger("edl.local.api")
 
@@ -332,18 +331,6 @@ class ApiApp:
 
 # -- the service -------------------------------------------------------------------------------
 
-def _listen(host: str, port: int) -> socket.socket:
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as werkzeug does
-        listener.bind((host, port))
-        listener.listen(128)
-    except OSError:
-        listener.close()
-        raise
-    return listener
-
-
 class ApiService:
     """The local runtime's REST API server ("api"), in a thread of the runtime process."""
 
@@ -366,8 +353,7 @@ class ApiService:
             SigV4Verifier(keys or MotoKeyStore(instance.account_id), instance.default_region),
             handlers or HandlerResolver(), prepare_handlers=prepare_handlers,
             after_write=after_write, extra_routes=extra_routes)
-        self._server = None
-        self._thread: threading.Thread | None = None
+        self._server: ServerThread | None = None
 
     @property
     def base_url(self) -> str:
@@ -379,32 +365,13 @@ class ApiService:
         return f"{self.base_url}/{self.api.stage}"
 
     def start(self) -> None:
-        from werkzeug.serving import make_server
-
-        # We bind the socket ourselves: werkzeug, asked for a taken port, prints a message and
-        # exits the whole process instead of raising.
-        try:
-            listener = _listen(self.host, self.port)
-        except OSError as exc:
-            if not self.any_port_if_taken or exc.errno != errno.EADDRINUSE:
-                raise
-            # The preferred port (AWS port + 1) may be some client's ephemeral port; clients
-            # find the API's URL in the state file, so any port will do.
-            log.warning("api - port %s is taken; listening on another one", self.port)
-            listener = _listen(self.host, 0)
-        with listener:  # werkzeug serves a duplicate of it
-            self.port = listener.getsockname()[1]
-            self._server = make_server(self.host, self.port, self.app, threaded=True,
-                                       fd=listener.fileno())
-        self._thread = threading.Thread(target=self._server.serve_forever, name="api",
-                                        daemon=True)
-        self._thread.start()
+        self._server = ServerThread("api", self.app, self.host, self.port,
+                                    any_port_if_taken=self.any_port_if_taken)
+        # The preferred port (AWS port + 1) may be some client's ephemeral port; clients find
+        # the API's URL in the state file, so with any_port_if_taken any port will do.
+        self.port = self._server.start()
 
     def stop(self) -> None:
-        if self._server is None:
-            return
-        self._server.shutdown()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._server.server_close()
-        self._server = None
+        if self._server is not None:
+            self._server.stop()
+            self._server = None

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Protocol
 
 from edl import paths
+from edl.local.wsgi import ServerThread
 
 LOOPBACK = "127.0.0.1"
 JOBS_STATUS_PATH = "/_local/jobs"
@@ -101,8 +102,7 @@ class MotoService:
         self.host = host
         self.port = port
         self.account_id = account_id or os.environ.get("MOTO_ACCOUNT_ID", "123456789012")
-        self._server = None
-        self._thread: threading.Thread | None = None
+        self._server: ServerThread | None = None
 
     @property
     def url(self) -> str:
@@ -114,8 +114,6 @@ class MotoService:
             MotoRequestHandler,
             create_backend_app,
         )
-        from werkzeug.serving import make_server
-
         # moto builds some URLs it hands out (Lambda, Batch) from MOTO_PORT, as its own server does.
         os.environ.setdefault("MOTO_PORT", str(self.port))
         from edl.local.api_auth import MotoKeyStore
@@ -124,12 +122,10 @@ class MotoService:
         # moto cannot authenticate presigned URLs under IAM enforcement; the shim does it.
         app = PresignedUrls(DomainDispatcherApplication(create_backend_app),
                             MotoKeyStore(self.account_id))
-        # make_server binds here, so a taken port fails now rather than in the serving thread.
-        self._server = make_server(
-            self.host, self.port, app, threaded=True, request_handler=MotoRequestHandler
-        )
-        self._thread = threading.Thread(target=self._server.serve_forever, name="moto", daemon=True)
-        self._thread.start()
+        # Binds now, so a taken port fails here rather than in the serving thread.
+        self._server = ServerThread("moto", app, self.host, self.port,
+                                    request_handler=MotoRequestHandler)
+        self._server.start()
         self._configure()
 
     def _configure(self) -> None:
@@ -144,13 +140,9 @@ class MotoService:
             response.read()
 
     def stop(self) -> None:
-        if self._server is None:
-            return
-        self._server.shutdown()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._server.server_close()
-        self._server = None
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
 
 
 def default_services(port: int, instance_name: str = "local",
