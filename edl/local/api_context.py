@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from typing import Any
 
 from edl.config import Instance
 from edl.local.roles import RoleResolver, api_role_name
@@ -38,7 +37,6 @@ class LocalApiContext:
                 self._install(choice.role_arn)
 
     def _install(self, role_arn: str) -> None:
-        from botocore.config import Config
         from botocore.exceptions import BotoCoreError, ClientError
 
         from edl.core_resources.rest_api import common
@@ -46,20 +44,8 @@ class LocalApiContext:
 
         sessions = self.roles.admin_sessions()
         session = sessions.assumed_session(role_arn, "edl-api", label="the API's role")
-        clients: dict[tuple[str, str | None], Any] = {}
-        lock = threading.Lock()
-
-        def client(service: str, region: str | None = None):
-            with lock:
-                if (service, region) not in clients:
-                    config = sessions.client_config
-                    if service == "s3":  # presigned URLs must be SigV4 and path-style here
-                        config = config.merge(Config(signature_version="s3v4",
-                                                     s3={"addressing_style": "path"}))
-                    clients[(service, region)] = session.client(
-                        service, region_name=region or self.instance.default_region,
-                        endpoint_url=sessions.endpoint_url, config=config)
-                return clients[(service, region)]
+        client = common.client_factory(session, sessions.endpoint_url, sessions.client_config,
+                                       self.instance.default_region)
 
         lake = LakeContext.for_instance(self.instance.name, role_arn=role_arn)
         parameter = f"/edl/{self.instance.name}/page-token-key"

@@ -102,23 +102,31 @@ class ApiContext:
         lake = LakeContext.for_instance(None)
         instance = lake.config.instance(lake.instance)
         sessions = AwsSessions(instance)
-        clients: dict[tuple[str, str | None], Any] = {}
-        lock = threading.Lock()
-
-        def client(service: str, region: str | None = None):
-            with lock:
-                if (service, region) not in clients:
-                    config = sessions.client_config
-                    if service == "s3":
-                        config = config.merge(S3_PRESIGN_CONFIG)
-                    clients[(service, region)] = sessions.user_session().client(
-                        service, region_name=region or instance.default_region,
-                        endpoint_url=sessions.endpoint_url, config=config)
-                return clients[(service, region)]
+        client = client_factory(sessions.user_session(), sessions.endpoint_url,
+                                sessions.client_config, instance.default_region)
 
         parameter = os.environ.get(PAGE_TOKEN_PARAMETER_ENV) or f"/edl/{instance.name}/page-token-key"
         key = page_token_key_from_ssm(client("ssm", None), parameter)
         return cls(lake=lake, instance=instance, page_tokens=PageTokens(key), client=client)
+
+
+def client_factory(session, endpoint_url: str | None, config,
+                   default_region: str) -> Callable[[str, str | None], Any]:
+    """`(service, region or None) -> client`, each made once; S3 clients presign the way the
+    handlers' upload URLs need (SigV4, path-style)."""
+    clients: dict[tuple[str, str | None], Any] = {}
+    lock = threading.Lock()
+
+    def client(service: str, region: str | None = None):
+        with lock:
+            if (service, region) not in clients:
+                merged = config.merge(S3_PRESIGN_CONFIG) if service == "s3" else config
+                clients[(service, region)] = session.client(
+                    service, region_name=region or default_region,
+                    endpoint_url=endpoint_url, config=merged)
+            return clients[(service, region)]
+
+    return client
 
 
 _context: ApiContext | None = None
