@@ -12,8 +12,9 @@ in the same run. `run()` returns one dict per measurement:
    warm Spark session as the local job runner has one, acting as the ingest job role) vs a plain
    pyarrow script that reads the same CSVs from the same endpoint with the same credentials and
    writes parquet back to the data bucket. Best of 2 each. Target: ≤ 1.5× pyarrow's time. The job
-   does more: it copies every source file to raw/ first, records checksums, schema and rows,
-   writes the manifest, commits the update and registers it in the Glue catalog.
+   does more: it copies every source file to raw/ (server-side: CopyObject), records checksums
+   (computed while converting, so each CSV is read once), schema and rows, writes the manifest,
+   commits the update and registers it in the Glue catalog.
 3. Peak memory of the job (`python -m edl.core_resources.pipelines.ingest` as a process, one big
    CSV of 16 MB and then 128 MB): the peak of the summed RSS of the job's whole process tree —
    Python driver, Spark's JVM and its Python workers — sampled every 50 ms from /proc.

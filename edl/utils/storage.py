@@ -84,6 +84,28 @@ def iter_objects(client, bucket: str, prefix: str) -> Iterator[dict]:
         yield from page.get("Contents", [])
 
 
+SINGLE_COPY_LIMIT = 5 << 30    # S3 copies at most 5 GiB in one CopyObject
+COPY_PART = 512 << 20
+
+
+def copy_object(client, source_bucket: str, source_key: str, bucket: str, key: str,
+                size: int) -> None:
+    """Copy an object server-side (no byte passes through here): one CopyObject up to 5 GiB,
+    above that a multipart upload of `UploadPartCopy` parts (boto3's managed copy). The copy
+    takes the destination bucket's default encryption and no tags (copying tags would need
+    `s3:GetObjectTagging` on the source)."""
+    if size <= SINGLE_COPY_LIMIT:
+        client.copy_object(Bucket=bucket, Key=key,
+                           CopySource={"Bucket": source_bucket, "Key": source_key},
+                           TaggingDirective="REPLACE")
+        return
+    from boto3.s3.transfer import TransferConfig
+
+    client.copy({"Bucket": source_bucket, "Key": source_key}, bucket, key,
+                Config=TransferConfig(multipart_threshold=SINGLE_COPY_LIMIT,
+                                      multipart_chunksize=COPY_PART))
+
+
 def delete_prefix(client, bucket: str, prefix: str) -> int:
     """Delete every object under `prefix`; returns how many were deleted."""
     keys = [{"Key": o["Key"]} for o in iter_objects(client, bucket, prefix)]

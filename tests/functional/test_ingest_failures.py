@@ -22,6 +22,7 @@ BAD_INPUTS = {
                  "possible zip bomb"),
     "empty file": ("batch.zip", zip_bytes({"a.csv": b"id\n1\n", "empty.csv": b""}), (),
                    "empty.csv is empty"),
+    "empty S3 object": ("empty.csv", b"", (), "empty.csv is empty (0 bytes)"),
     "wrong field count": ("rows.csv", b"id,name\n1,a\n2,b,c\n", (),
                           "rows.csv line 3: expected 2 fields, found 3"),
     "undecodable bytes": ("enc.csv", b"id,name\n1,caf\xe9\n", (),

@@ -36,6 +36,9 @@ def test_several_files_archives_and_formats(lake, spark, capsys):
                                               "sites/a.csv", "sites/nested/eu/c.csv"]
     assert [f.format for f in update.files] == ["csv", "jsonl", "csv", "csv"]
     assert update.files[0].sha256 == hashlib.sha256(EXTRA_CSV).hexdigest()
+    # a plain S3 object is copied server-side and checksummed by its conversion
+    assert (update.files[1].bytes, update.files[1].sha256) == \
+        (len(EVENTS), hashlib.sha256(EVENTS).hexdigest())
     assert [c["name"] for c in update.columns] == ["id", "name", "score"]
 
     raw = f"{DATASET}/raw/0000000001/"
@@ -89,4 +92,11 @@ def test_parquet_and_excel_files_unify(lake, spark):
     assert ingest(lake, spark, f"s3://{lake.drop_bucket}/mixed/") == 0
     rows = lakeapi.read(spark, DATASET).orderBy("id").collect()
     assert [tuple(r) for r in rows] == [(1, "p"), (2, "x")]
-    assert lakeapi.list_updates(DATASET)[0].columns[0] == {"name": "id", "type": "int64"}
+    [update] = lakeapi.list_updates(DATASET)
+    assert update.columns[0] == {"name": "id", "type": "int64"}
+    # copied server-side; parquet is read at random, so it is checksummed in a pass of its own
+    assert [(f.bytes, f.sha256) for f in update.files] == [
+        (len(body), hashlib.sha256(body).hexdigest()) for body in (buf.getvalue(),
+                                                                   xlsx.getvalue())]
+    raw = f"{DATASET}/raw/0000000001/"
+    assert lake.keys(raw) == [raw + "a.parquet", raw + "b.xlsx"]

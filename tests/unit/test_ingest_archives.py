@@ -162,3 +162,16 @@ def test_two_files_on_one_path_are_refused(tmp_path):
     data = make_zip({"a.csv": b"a\n1\n", "a.csv.gz": gzip.compress(b"a\n2\n")})
     with pytest.raises(DuplicatePathError, match="a.csv"):
         unpack(tmp_path, "dup.zip", data)
+
+
+def test_a_server_side_copy_is_checked_like_a_written_file(tmp_path):
+    unpacker = Unpacker(LocalSink(str(tmp_path)), ArchiveLimits(max_total_bytes=100))
+    unpacker.add_copied("a.csv", "s3://drop/a.csv", 10)
+    assert [(f.path, f.bytes, f.sha256) for f in unpacker.files] == [("a.csv", 10, "")]
+    with pytest.raises(DuplicatePathError):
+        unpacker.add_copied("a.csv", "s3://drop/other/a.csv", 10)
+    with pytest.raises(EmptyFileError, match=r"s3://drop/e.csv is empty \(0 bytes\)"):
+        unpacker.add_copied("e.csv", "s3://drop/e.csv", 0)
+    with pytest.raises(ArchiveBombError, match="expands beyond"):
+        unpacker.add_copied("big.csv", "s3://drop/big.csv", 200)
+    assert len(unpacker.files) == 1

@@ -178,3 +178,41 @@ def test_memory_stays_flat_as_the_file_grows(tmp_path):
     # target is measured in bench/, not here).
     assert big_peak < small_peak * 1.5, f"peak {small_peak} -> {big_peak} bytes"
     assert big_peak < big_size
+
+
+def test_quoted_newlines_across_block_boundaries(tmp_path, monkeypatch):
+    """Quoted line breaks that straddle pyarrow's blocks still give the same rows and types."""
+    import pyarrow.csv as pacsv
+
+    from edl.core_resources.pipelines.ingest import convert as convert_module
+
+    monkeypatch.setattr(convert_module, "CSV_BLOCK", 256)
+    data = b"id,note,score\n" + b"".join(
+        (b'%d,"first line\nsecond, line",%d.5\n' if i % 7 == 3 else b'%d,plain %d,%d.5\n')
+        % ((i, i) if i % 7 == 3 else (i, i, i)) for i in range(2000))
+    expected = pacsv.read_csv(io.BytesIO(data),
+                              parse_options=pacsv.ParseOptions(newlines_in_values=True))
+    result, table = convert(tmp_path, "multi.csv", data)
+    assert result.rows == 2000
+    assert table.equals(expected)
+    assert table.column("note")[3].as_py() == "first line\nsecond, line"
+
+
+def test_hashing_reader_checksums_what_the_conversion_reads(tmp_path):
+    import hashlib
+
+    from edl.core_resources.pipelines.ingest.tasks import HashingReader
+
+    data = b"id,name\n" + b"".join(b"%d,row %d\n" % (i, i) for i in range(50_000))
+    src = tmp_path / "h.csv"
+    src.write_bytes(data)
+    readers = []
+
+    def open_input():
+        readers.append(HashingReader(open(src, "rb")))
+        return readers[-1]
+
+    result = convert_file("csv", "h.csv", open_input, lambda: open(tmp_path / "h.parquet", "wb"))
+    assert result.rows == 50_000
+    assert readers[0].complete
+    assert (readers[0].size, readers[0].sha256) == (len(data), hashlib.sha256(data).hexdigest())

@@ -10,7 +10,9 @@ Spark is the scheduler: the driver lists the source and the raw files, and
 Each task opens its own S3 connection (pyarrow's S3 filesystem, or boto3) from a small picklable
 `S3Access`, and streams one file S3 → S3 (or HTTPS/SFTP → S3): unzipping while it reads, and
 converting with pyarrow's streaming readers into a `ParquetWriter`, so memory stays flat however
-large the file. The driver never touches data, only lists, schemas and counts. Locally the
+large the file. A plain S3 object (not an archive) is not streamed into the raw folder but copied
+there server-side, and its conversion checksums it while reading it: its bytes cross the network
+once. The driver never touches data, only lists, schemas and counts. Locally the
 executors are Spark's Python workers (`local[N]`); on Glue or EMR they are the cluster's nodes —
 the only difference is `S3Access.endpoint_url` (the local cloud's URL, `None` in AWS).
 

@@ -16,6 +16,10 @@ Safety:
   can lie), and zip headers are checked up front as well. Defaults: ratio 200, grace 64 MiB,
   100 GiB, 100,000 files, depth 3.
 
+A plain file that the storage can copy itself (an S3 object, copied with CopyObject) goes through
+`Unpacker.add_copied` instead: the same checks, no byte read here; its sha256 is computed later,
+by the conversion that reads the copy (`RawFile.sha256` is empty until then).
+
 Everything streams: a zip is read in place when its stream can seek (S3, SFTP), otherwise it is
 spooled to a temporary file first (zip keeps its index at the end); gzip and tar never need that.
 """
@@ -56,7 +60,8 @@ class ArchiveLimits:
 
 @dataclass(frozen=True)
 class RawFile:
-    """A file written to the raw folder: its path there, size, checksum, and where it came from."""
+    """A file written to the raw folder: its path there, size, checksum, and where it came from.
+    `sha256` is empty for a file copied server-side until its conversion has read it."""
 
     path: str
     bytes: int
@@ -295,12 +300,26 @@ class Unpacker:
             spool.write(chunk)
         return size
 
-    def _write(self, stream: BinaryIO, path: str, origin: str, inside_archive: bool) -> None:
+    def add_copied(self, path: str, origin: str, size: int) -> None:
+        """A plain (not archive) file of `size` bytes that the storage copies to `path` itself
+        (server-side), once this has accepted it: checked like a written file, recorded without
+        its sha256."""
+        self._claim(path, origin)
+        if size == 0:
+            raise EmptyFileError(f"{origin} is empty (0 bytes)",
+                                 hint="remove the empty file from the source, or fill it")
+        self._grow(size, origin)
+        self.files.append(RawFile(path=path, bytes=size, sha256="", origin=origin))
+
+    def _claim(self, path: str, origin: str) -> None:
         if path in self._paths:
             raise DuplicatePathError(
                 f"{origin} and {self._paths[path]} would both be stored as {path!r}",
                 hint="rename one of them, or ingest them as separate updates")
         self._paths[path] = origin
+
+    def _write(self, stream: BinaryIO, path: str, origin: str, inside_archive: bool) -> None:
+        self._claim(path, origin)
         digest, size = hashlib.sha256(), 0
         with self.sink.open(path) as out:
             while chunk := self._read(stream, origin, inside_archive):

@@ -4,10 +4,14 @@ Steps, in this order:
 
 0. take the update: allocate a new id (or claim the pending one the API created) — its raw and
    data folders are the prefixes `<dataset>/raw/<update>/` and `<dataset>/data/<update>/`;
-1. list the source on the driver, then one Spark task per source file streams it into the raw
-   folder, unpacking archives (`archives.Unpacker`);
+1. list the source on the driver, then one Spark task per source file brings it into the raw
+   folder: a plain S3 object is copied server-side (CopyObject), anything else is streamed
+   through the task, unpacking archives (`archives.Unpacker`). When the source holds plain S3
+   objects only, the raw paths are known from the listing and the copies are left to step 3's
+   tasks: one stage fewer;
 2./3. one Spark task per raw file converts it to `data/<update>/part-NNNNN.parquet`
-   (parts numbered in the order of the raw paths); the driver unifies the files' schemas into
+   (parts numbered in the order of the raw paths), computing the sha256 and size of a copied raw
+   file while it reads it, so its bytes are read once; the driver unifies the files' schemas into
    the update's schema and, where a part differs, one task per such part rewrites it to match;
    deltas are checked for the dataset's key columns; the manifest (every file's path, format,
    rows, bytes, sha256, columns) is written beside the parts as `_edl_manifest.json`;
@@ -30,7 +34,7 @@ from functools import partial
 
 from edl import naming
 from edl.core_resources.pipelines.ingest import tasks
-from edl.core_resources.pipelines.ingest.archives import ArchiveLimits, RawFile
+from edl.core_resources.pipelines.ingest.archives import ArchiveLimits, RawFile, Unpacker
 from edl.core_resources.pipelines.ingest.errors import (DeltaKeyError, DuplicatePathError,
                                                         IngestError)
 from edl.core_resources.pipelines.ingest.formats import FormatOptions, detect_format
@@ -121,9 +125,11 @@ class IngestJob:
                               sftp_key_file=request.sftp_key_file, ca_bundle=request.ca_bundle)
         if update.kind == "delta":
             self._check_convention(dataset)
-        raw = self._fetch(unit, source, update, access, request.limits)
+        raw, copies = self._fetch(unit, source, update, access, request.limits)
         formats = [detect_format(f.path) for f in raw]
-        results = self._convert(unit, raw, formats, update, access, request.options)
+        results = self._convert(unit, raw, formats, update, access, request.options, copies)
+        raw = [replace(f, bytes=r.raw_bytes, sha256=r.raw_sha256) if r.raw_sha256 else f
+               for f, r in zip(raw, results)]
         schema = unify_schemas([(f.path, schema_from_text(r.schema))
                                 for f, r in zip(raw, results)], what=f"files of {unit}")
         results = self._conform(unit, update, access, schema, results)
@@ -140,8 +146,18 @@ class IngestJob:
                        file_count=len(files), files=files,
                        columns=tuple(describe_schema(schema)), arrow_schema=schema_to_text(schema))
 
-    def _fetch(self, unit, source, update, access, limits) -> list[RawFile]:
+    def _fetch(self, unit, source, update, access, limits) -> tuple[list[RawFile], dict]:
+        """→ the raw files, and {raw path: (bucket, key, size)} of those the conversion tasks
+        are to copy in first (when every source file is a plain S3 object)."""
         files = source.list_files()
+        if all(tasks.copyable(source, f) for f in files):
+            log.info("%s - %d plain S3 object(s), copied into raw/ by their conversion", unit,
+                     len(files))
+            unpacker = Unpacker(tasks.S3Sink(access, update.bucket, update.raw_prefix), limits)
+            for f in files:
+                unpacker.add_copied(f.path, f.url, f.size)
+            copies = {f.path: (source.bucket, f.locator, f.size) for f in files}
+            return sorted(unpacker.files, key=lambda f: f.path), copies
         log.info("%s - fetching %d source file(s)", unit, len(files))
         sink = tasks.S3Sink(access, update.bucket, update.raw_prefix)
         outcomes = self._run_tasks(f"ingest {unit}: fetch", files,
@@ -156,11 +172,12 @@ class IngestJob:
                 raw[f.path] = f
         log.info("%s - raw: %d file(s), %d bytes", unit, len(raw),
                  sum(f.bytes for f in raw.values()))
-        return [raw[p] for p in sorted(raw)]
+        return [raw[p] for p in sorted(raw)], {}
 
-    def _convert(self, unit, raw, formats, update, access, options):
+    def _convert(self, unit, raw, formats, update, access, options, copies):
         jobs = [tasks.ConvertJob(access, update.bucket, f"{update.raw_prefix}{f.path}",
-                                 f"{update.data_prefix}{part_name(i)}", f.path, fmt, options)
+                                 f"{update.data_prefix}{part_name(i)}", f.path, fmt, options,
+                                 checksum=not f.sha256, copy_from=copies.get(f.path))
                 for i, (f, fmt) in enumerate(zip(raw, formats))]
         results = self._run_tasks(f"ingest {unit}: convert", jobs, tasks.convert)
         log.info("%s - converted %d file(s), %d rows", unit, len(results),
@@ -179,7 +196,7 @@ class IngestJob:
             partial(_conform_one, access=access, bucket=update.bucket, schema=target)).collect()
         results = list(results)
         for i, size in zip(differing, sizes):
-            results[i] = tasks.ConvertResult(results[i].rows, target, size)
+            results[i] = replace(results[i], schema=target, part_bytes=size)
         return results
 
     def _run_tasks(self, description: str, items: list, work) -> list:
