@@ -88,11 +88,19 @@ def job_role_arn(args: argparse.Namespace) -> str | None:
     return naming.role_arn(instance.account_id, naming.ingest_job_role(instance.name))
 
 
-def build_spark():
+def build_spark(on_loopback: bool = False):
+    """Glue or spark-submit hand us their session; run by hand for the local instance, Spark
+    stays on the loopback like everything else there."""
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    if on_loopback:
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     from pyspark.sql import SparkSession
 
-    return SparkSession.builder.appName("edl-ingest").getOrCreate()
+    builder = SparkSession.builder.appName("edl-ingest")
+    if on_loopback:
+        builder = (builder.config("spark.driver.bindAddress", "127.0.0.1")
+                   .config("spark.driver.host", "127.0.0.1").config("spark.ui.enabled", "false"))
+    return builder.getOrCreate()
 
 
 class _StderrHandler(logging.StreamHandler):
@@ -122,7 +130,7 @@ def main(argv: list[str] | None = None, spark=None, context: LakeContext | None 
     configure_logging(args.debug)
     try:
         ctx = context or LakeContext.for_instance(args.instance, role_arn=job_role_arn(args))
-        job = IngestJob(spark or build_spark(), ctx)
+        job = IngestJob(spark or build_spark(on_loopback=ctx.is_local), ctx)
         if args.register_update:
             dataset = ctx.metadata.get_dataset(args.dataset)
             job.register(dataset, ctx.updates.get_update(args.dataset, args.register_update))
