@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 _STATUS_STYLES = (
@@ -39,21 +40,23 @@ class UI:
         self.err = err or Console(stderr=True, highlight=False, soft_wrap=True, width=width)
         self._lock = threading.Lock()  # stacks deploy in parallel threads
 
+    # Messages carry text from outside (names, AWS error messages, paths): escaped, so that a
+    # "[...]" in them is printed, not read as markup.
     def info(self, message: str) -> None:
         with self._lock:
-            self.err.print(message)
+            self.err.print(escape(message))
 
     def success(self, message: str) -> None:
         with self._lock:
-            self.err.print(f"[green]✓[/green] {message}")
+            self.err.print(f"[green]✓[/green] {escape(message)}")
 
     def warn(self, message: str) -> None:
         with self._lock:
-            self.err.print(f"[yellow]Warning:[/yellow] {message}")
+            self.err.print(f"[yellow]Warning:[/yellow] {escape(message)}")
 
     def error(self, message: str) -> None:
         with self._lock:
-            self.err.print(f"[bold red]Error:[/bold red] {message}", markup=True)
+            self.err.print(f"[bold red]Error:[/bold red] {escape(message)}")
 
     def result(self, text: str) -> None:
         """Plain text for stdout (a rendered template, an export line): no markup, no wrapping."""
@@ -80,7 +83,7 @@ class UI:
         line = f"  {when} {stack} {resource} ({resource_type}) [{style}]{status}[/]" if style else \
             f"  {when} {stack} {resource} ({resource_type}) {status}"
         if reason:
-            line += f" - {reason}"
+            line += f" - {escape(reason)}"
         with self._lock:
             self.err.print(line)
 

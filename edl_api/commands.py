@@ -114,8 +114,8 @@ def ingest(opts: argparse.Namespace, s: Session) -> int:
             f"job {job_id} failed: {report.job_error(final)}",
             hint=f"details: edl-api update {opts.name} {final.get('update_id') or started.get('update_id', 'ID')}")
     if not opts.json:
-        s.ui.success(escape(f"update {final.get('update_id') or started.get('update_id')} of "
-                            f"{opts.name} is complete"))
+        s.ui.success(f"update {final.get('update_id') or started.get('update_id')} of "
+                     f"{opts.name} is complete")
     return 0
 
 
@@ -130,7 +130,7 @@ class _UploadView:
         return self
 
     def start(self, path: Path, total: int) -> Callable[[int], None] | None:
-        self.ui.info(escape(f"uploading {path} ({report.size(total)})"))
+        self.ui.info(f"uploading {path} ({report.size(total)})")
         if not self.ui.err.is_terminal:
             return None
         self._progress = Progress("[progress.description]{task.description}", BarColumn(),
@@ -164,11 +164,11 @@ class _JobView:
         if self._status is not None:
             self._status.update(escape(line))
         elif line != self._last:
-            self.ui.info(escape(line))
+            self.ui.info(line)
         self._last = line
 
     def __exit__(self, *exc: Any) -> None:
         if self._status is not None:
             self._status.stop()
             if self._last:
-                self.ui.info(escape(self._last))
+                self.ui.info(self._last)

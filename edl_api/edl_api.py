@@ -19,7 +19,6 @@ import traceback
 from collections.abc import Callable, Sequence
 
 from botocore.exceptions import BotoCoreError, NoCredentialsError, ProfileNotFound
-from rich.markup import escape
 
 from edl.errors import EdlError
 from edl.naming import validate_dataset_name
@@ -183,9 +182,9 @@ def run(argv: Sequence[str], *, ui: UI | None = None,
         message, hint, code = describe_error(exc)
         if opts.debug:
             traceback.print_exc()
-        ui.error(escape(message))
+        ui.error(message)
         if hint:
-            ui.info(escape(f"  Hint: {hint}"))
+            ui.info(f"  Hint: {hint}")
         return code if code is not None else 1
 
 

@@ -121,7 +121,7 @@ def schema_of(record: dict[str, Any]) -> list[dict[str, Any]]:
 
 def schema_table(ui: UI, title: str, columns: list[dict[str, Any]]) -> None:
     if not columns:
-        ui.info(escape(f"{title}: none yet (no complete update)"))
+        ui.info(f"{title}: none yet (no complete update)")
         return
     table(ui, title, ("column", "type"),
              [(c.get("name"), c.get("type")) for c in columns])
