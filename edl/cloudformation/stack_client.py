@@ -139,8 +139,10 @@ class StackClient:
         body = self._call(name, "GetTemplate", self.cfn.get_template, StackName=name)["TemplateBody"]
         return body if isinstance(body, dict) else parse_template(body, name)
 
-    def outputs(self, name: str, template: dict[str, Any]) -> dict[str, str]:
-        """The stack's outputs, evaluated from its template against its resources (see module doc)."""
+    def outputs(self, name: str, template: dict[str, Any],
+                parameters: dict[str, str] | None = None) -> dict[str, str]:
+        """The stack's outputs, evaluated from its template against its resources (see module doc).
+        Callers that already described the stack pass its `parameters` and save the call."""
         declared = template.get("Outputs") or {}
         if not declared:
             return {}
@@ -149,8 +151,10 @@ class StackClient:
                          for r in self.cfn.describe_stack_resources(StackName=name)["StackResources"]}
         except (ClientError, BotoCoreError) as exc:
             raise DeployError(f"stack {name}: cannot read its resources: {_error_detail(exc)}") from exc
-        state = self.describe(name)
-        values = {**(state.parameters if state else {}), **resources}
+        if parameters is None:
+            state = self.describe(name)
+            parameters = state.parameters if state else {}
+        values = {**parameters, **resources}
         result = {}
         for key, output in declared.items():
             value = output.get("Value")

@@ -228,7 +228,8 @@ class StackManager:
                     hint=f"deploy core first: edl deploy-core --instance {self.instance.name}",
                 )
             client = self.client(state.region)
-            self._outputs[ref.stack] = client.outputs(ref.stack, client.template(ref.stack))
+            self._outputs[ref.stack] = client.outputs(ref.stack, client.template(ref.stack),
+                                                      state.parameters)
         try:
             return self._outputs[ref.stack][ref.output]
         except KeyError:
@@ -319,7 +320,7 @@ class StackManager:
 
     def outputs(self, state: StackState) -> dict[str, str]:
         client = self.client(state.region)
-        outputs = client.outputs(state.name, client.template(state.name))
+        outputs = client.outputs(state.name, client.template(state.name), state.parameters)
         outputs.pop("Fingerprint", None)
         return outputs
 

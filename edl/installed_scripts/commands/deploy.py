@@ -104,8 +104,7 @@ def _dataset_record(options: DeployDatasetOptions, factory: Factory) -> DatasetR
                          description=options.description, delta=delta)
 
 
-def _dataset_plan(options: DeployDatasetOptions, factory: Factory) -> Plan:
-    record = _dataset_record(options, factory)
+def _dataset_plan(record: DatasetRecord, factory: Factory) -> Plan:
     specs = dataset_stacks(factory.config, factory.instance, record.dataset, record.tier)
     return factory.stack_manager.plan(f"dataset {record.dataset} ({record.tier})", specs)
 
@@ -119,7 +118,7 @@ def deploy_core(options: DeployCoreOptions, ui: UI) -> int:
 def deploy_dataset(options: DeployDatasetOptions, ui: UI) -> int:
     factory = Factory(options.instance, options.profile, ui)
     record = _dataset_record(options, factory)
-    plan = _dataset_plan(options, factory)  # fails first, naming what is missing, if core is not there
+    plan = _dataset_plan(record, factory)  # fails first, naming what is missing, if core is not there
     store = factory.metadata()
     try:
         existing = store.get_dataset(record.dataset)
@@ -140,8 +139,10 @@ def deploy_dataset(options: DeployDatasetOptions, ui: UI) -> int:
 
 def plan_only(options, ui: UI) -> int:
     factory = Factory(options.instance, options.profile, ui)
-    plan = _dataset_plan(options, factory) if isinstance(options, DeployDatasetOptions) \
-        else _core_plan(factory)
+    if isinstance(options, DeployDatasetOptions):
+        plan = _dataset_plan(_dataset_record(options, factory), factory)
+    else:
+        plan = _core_plan(factory)
     _show_plan(ui, plan)
     return 0
 
