@@ -76,7 +76,10 @@ class AwsSessions:
         self.instance = instance
         self.identity = identity or Identity.from_environment()
         self.endpoint_url = local_endpoint(instance) if instance.is_local else None
-        self._lock = threading.RLock()  # deploy_session() calls user_session()
+        # boto3 sessions are not thread-safe while they create clients (clients are, once made):
+        # every client and resource is created under this lock. Re-entrant because
+        # deploy_session() calls user_session().
+        self._lock = threading.RLock()
         self._user_session: boto3.Session | None = None
         self._deploy_session: boto3.Session | None = None
         # Standard retry mode backs off exponentially on throttling and transient errors.
@@ -119,10 +122,11 @@ class AwsSessions:
                              aws_secret_access_key=secret, region_name=region)
 
     def client(self, service: str, region: str | None = None):
-        return self.user_session().client(
-            service, region_name=region or self.instance.default_region,
-            endpoint_url=self.endpoint_url, config=self.client_config,
-        )
+        with self._lock:
+            return self.user_session().client(
+                service, region_name=region or self.instance.default_region,
+                endpoint_url=self.endpoint_url, config=self.client_config,
+            )
 
     # -- the privileged CloudFormation role ----------------------------------------------------
 
@@ -133,16 +137,18 @@ class AwsSessions:
             return self._deploy_session
 
     def deploy_client(self, service: str, region: str | None = None):
-        return self.deploy_session().client(
-            service, region_name=region or self.instance.default_region,
-            endpoint_url=self.endpoint_url, config=self.client_config,
-        )
+        with self._lock:
+            return self.deploy_session().client(
+                service, region_name=region or self.instance.default_region,
+                endpoint_url=self.endpoint_url, config=self.client_config,
+            )
 
     def deploy_resource(self, service: str, region: str | None = None):
-        return self.deploy_session().resource(
-            service, region_name=region or self.instance.default_region,
-            endpoint_url=self.endpoint_url, config=self.client_config,
-        )
+        with self._lock:
+            return self.deploy_session().resource(
+                service, region_name=region or self.instance.default_region,
+                endpoint_url=self.endpoint_url, config=self.client_config,
+            )
 
     def _assume_cfn_role(self) -> boto3.Session:
         return self.assumed_session(
@@ -157,10 +163,7 @@ class AwsSessions:
 
         The deploy role, and on the local cloud the job roles (in Glue a job simply *is* its
         role), are used this way."""
-        sts = self.user_session().client(
-            "sts", region_name=self.instance.default_region,
-            endpoint_url=self.endpoint_url, config=self.client_config,
-        )
+        sts = self.client("sts")
 
         def fetch() -> dict:
             try:
