@@ -10,18 +10,26 @@ STAMP  := $(VENV)/.installed
 # KEEP=1 leaves the local cloud running after `make demo`.
 KEEP   ?= 0
 
-.PHONY: demo test venv java bench clean
+.PHONY: demo test venv java bench clean lock lint
 
 venv: $(STAMP)
 
-$(STAMP): setup.cfg pyproject.toml
+# Exact versions come from constraints.txt (`make lock` refreshes it from setup.cfg).
+$(STAMP): setup.cfg pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt --upgrade pip setuptools wheel
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	@touch $(STAMP)
+
+lock:
+	scripts/lock.sh
 
 java:
 	@scripts/ensure-java.sh
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 test: venv java
 	$(BIN)/python -m pytest -q
