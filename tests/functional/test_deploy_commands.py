@@ -97,31 +97,49 @@ def test_plan_after_deploy_reports_unchanged(cloud, capsys):
     assert out.count("unchanged") >= 12 and " create " not in out
 
 
-def test_deploy_dataset_roles_allow_exactly_its_prefixes(cloud):
+def _as_role(cloud, role: str, service: str = "s3"):
+    """A client acting as `role`, obtained the way the broker does (as the platform admin)."""
+    import boto3
+
+    creds = cloud.client("sts").assume_role(
+        RoleArn=naming.role_arn(cloud.instance.account_id, role),
+        RoleSessionName="test")["Credentials"]
+    return boto3.client(service, endpoint_url=cloud.url, region_name="us-east-1",
+                        aws_access_key_id=creds["AccessKeyId"],
+                        aws_secret_access_key=creds["SecretAccessKey"],
+                        aws_session_token=creds["SessionToken"])
+
+
+def _denied(call) -> bool:
+    try:
+        call()
+    except ClientError as exc:
+        return exc.response["Error"]["Code"] == "AccessDenied"
+    return False
+
+
+def test_deploy_dataset_write_role_may_ingest_but_never_write_the_data(cloud):
     assert edl("deploy-core") == 0
     assert edl("deploy-dataset", "clinical_trials", "--tier", "sensitive", "--owner", "alice",
                "--key", "subject_id", "--key", "visit", "--op-column", "op",
                "--delete-marker", "D") == 0
-
-    iam = cloud.as_deployer("iam")
+    data, drop = f"{PREFIX}-local-sensitive-us-east-1", f"{PREFIX}-drop-local-sensitive-us-east-1"
+    cloud.as_deployer("s3").put_object(Bucket=data, Key="clinical_trials/data/1/p.parquet",
+                                       Body=b"rows")
     for level in ("read", "write"):
-        role = f"edl-local-clinical_trials-{level}"
-        documents = [iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"]
-                     for name in iam.list_role_policies(RoleName=role)["PolicyNames"]]
-        object_resources = set()
-        for document in documents:
-            document = json.loads(document) if isinstance(document, str) else document
-            for statement in document["Statement"]:
-                actions = statement["Action"] if isinstance(statement["Action"], list) \
-                    else [statement["Action"]]
-                resources = statement["Resource"] if isinstance(statement["Resource"], list) \
-                    else [statement["Resource"]]
-                if any(a in ("s3:GetObject", "s3:PutObject") for a in actions):
-                    object_resources.update(resources)
-        assert object_resources == {
-            f"arn:aws:s3:::{PREFIX}-local-sensitive-us-east-1/clinical_trials/*",
-            f"arn:aws:s3:::{PREFIX}-local-sensitive-eu-west-1/clinical_trials/*",
-        }
+        s3 = _as_role(cloud, f"edl-local-clinical_trials-{level}")
+        assert s3.get_object(Bucket=data, Key="clinical_trials/data/1/p.parquet")["Body"].read() \
+            == b"rows"
+        for key in ("clinical_trials/data/2/p.parquet", "clinical_trials/raw/2/a.csv"):
+            assert _denied(lambda: s3.put_object(Bucket=data, Key=key, Body=b"x")), (level, key)
+        assert _denied(lambda: s3.put_object(Bucket=drop, Key="uploads/other_set/1/a.csv",
+                                             Body=b"x"))
+    writer, reader = (_as_role(cloud, f"edl-local-clinical_trials-{level}")
+                      for level in ("write", "read"))
+    writer.put_object(Bucket=drop, Key="uploads/clinical_trials/1/a.csv", Body=b"x")
+    writer.put_object(Bucket=drop, Key="clinical_trials/a.csv", Body=b"x")
+    assert _denied(lambda: reader.put_object(Bucket=drop, Key="uploads/clinical_trials/1/b.csv",
+                                             Body=b"x"))
     # The record is in the metadata, readable by any user (alice reads it with her own rights).
     item = cloud.client("dynamodb", "alice").get_item(
         TableName="edl-local-datasets", Key={"dataset": {"S": "clinical_trials"}})["Item"]
