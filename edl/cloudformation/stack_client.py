@@ -146,6 +146,14 @@ class StackClient:
         body = self._call(name, "GetTemplate", self.cfn.get_template, StackName=name)["TemplateBody"]
         return body if isinstance(body, dict) else parse_template(body, name)
 
+    def resources(self, name: str) -> dict[str, str]:
+        """The stack's resources: logical id -> physical id."""
+        try:
+            return {r.get("LogicalResourceId"): r.get("PhysicalResourceId", "")
+                    for r in self.cfn.describe_stack_resources(StackName=name)["StackResources"]}
+        except (ClientError, BotoCoreError) as exc:
+            raise DeployError(f"stack {name}: cannot read its resources: {_error_detail(exc)}") from exc
+
     def outputs(self, name: str, template: dict[str, Any],
                 parameters: dict[str, str] | None = None) -> dict[str, str]:
         """The stack's outputs, evaluated from its template against its resources (see module doc).
@@ -153,11 +161,7 @@ class StackClient:
         declared = template.get("Outputs") or {}
         if not declared:
             return {}
-        try:
-            resources = {r.get("LogicalResourceId"): r.get("PhysicalResourceId", "")
-                         for r in self.cfn.describe_stack_resources(StackName=name)["StackResources"]}
-        except (ClientError, BotoCoreError) as exc:
-            raise DeployError(f"stack {name}: cannot read its resources: {_error_detail(exc)}") from exc
+        resources = self.resources(name)
         if parameters is None:
             state = self.describe(name)
             parameters = state.parameters if state else {}

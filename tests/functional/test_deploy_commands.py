@@ -188,19 +188,94 @@ def test_status_shows_stacks_and_outputs(cloud, capsys):
     assert f"DataBucket={PREFIX}-local-restricted-eu-west-1" in out
 
 
-def test_destroy_needs_confirmation_then_removes_everything(cloud, capsys):
-    edl("deploy-core")
-    edl("deploy-dataset", "trials", "--tier", "internal", "--owner", "bob")
-    s3 = cloud.as_deployer("s3")
-    s3.put_object(Bucket=f"{PREFIX}-local-internal-us-east-1", Key="trials/raw/1/a.csv", Body=b"x")
+def _lake_with_data(cloud) -> None:
+    """Core and a dataset deployed, an ingested object, and what ingest and the API create
+    outside CloudFormation: the tier's Glue database with the dataset's table, the page-token key."""
+    assert edl("deploy-core") == 0
+    assert edl("deploy-dataset", "trials", "--tier", "internal", "--owner", "bob") == 0
+    cloud.as_deployer("s3").put_object(Bucket=f"{PREFIX}-local-internal-us-east-1",
+                                       Key="trials/data/1/p.parquet", Body=b"rows")
+    glue = cloud.as_deployer("glue")
+    glue.create_database(DatabaseInput={"Name": "edl_local_internal"})
+    glue.create_table(DatabaseName="edl_local_internal", TableInput={"Name": "trials"})
+    cloud.as_deployer("ssm").put_parameter(Name="/edl/local/page-token-key", Value="k",
+                                           Type="SecureString")
 
+
+def _buckets(cloud, region="us-east-1") -> set[str]:
+    return {b["Name"] for b in cloud.as_deployer("s3", region).list_buckets()["Buckets"]
+            if b["Name"].startswith(PREFIX)}
+
+
+def _enabled_keys(cloud, region="us-east-1") -> int:
+    """The tier keys (not the AWS-managed key SSM makes) that are not scheduled for deletion."""
+    kms = cloud.as_deployer("kms", region)
+    metas = [kms.describe_key(KeyId=k["KeyId"])["KeyMetadata"] for k in kms.list_keys()["Keys"]]
+    return sum(1 for m in metas
+               if m["KeyState"] == "Enabled" and m.get("Description", "").startswith("EDL "))
+
+
+def test_destroy_needs_confirmation_then_keeps_the_data_and_removes_the_rest(cloud, capsys):
+    _lake_with_data(cloud)
     assert edl("destroy") == 2  # no terminal to ask on, and no --yes
     assert "pass --yes" in capsys.readouterr().err
     assert len(_stack_names(cloud)) + len(_stack_names(cloud, "eu-west-1")) == 13
 
     assert edl("destroy", "--yes") == 0
+    out = capsys.readouterr()
     assert _stack_names(cloud) == set() and _stack_names(cloud, "eu-west-1") == set()
-    assert not [b for b in s3.list_buckets()["Buckets"] if b["Name"].startswith(PREFIX)]
+    # The data, drop and log buckets stay, with what they hold; the artifacts bucket goes.
+    assert _buckets(cloud) == {
+        name for region in ("us-east-1", "eu-west-1") for name in (
+            f"{PREFIX}-logs-local-{region}",
+            *(f"{PREFIX}-{kind}local-{tier}-{region}" for kind in ("", "drop-")
+              for tier in naming.TIERS))}
+    for region in ("us-east-1", "eu-west-1"):
+        assert _enabled_keys(cloud, region) == 3
+    s3 = cloud.as_deployer("s3")
+    assert s3.get_object(Bucket=f"{PREFIX}-local-internal-us-east-1",
+                         Key="trials/data/1/p.parquet")["Body"].read() == b"rows"
+    tables = cloud.as_deployer("dynamodb").list_tables()["TableNames"]
+    assert {f"edl-local-{t}" for t in naming.METADATA_TABLES} <= set(tables)
+    # What EDL made outside CloudFormation is gone.
+    assert cloud.as_deployer("glue").get_databases()["DatabaseList"] == []
+    assert cloud.as_deployer("ssm").get_parameters_by_path(
+        Path="/edl/local", Recursive=True)["Parameters"] == []
+    text = out.out + out.err
+    assert "kept" in text and f"{PREFIX}-local-internal-us-east-1" in text
+    assert "--delete-data" in text
+
+
+def test_destroy_delete_data_also_deletes_data_even_after_a_first_destroy(cloud, capsys):
+    _lake_with_data(cloud)
+    assert edl("destroy", "--yes") == 0  # keeps the data: it is no longer in any stack
+    capsys.readouterr()
+    assert edl("plan", "destroy", "--delete-data") == 0
+    assert f"{PREFIX}-local-internal-us-east-1" in capsys.readouterr().out
+    assert edl("destroy", "--yes", "--delete-data") == 0
+    assert _buckets(cloud) == set()
+    for region in ("us-east-1", "eu-west-1"):
+        assert _enabled_keys(cloud, region) == 0
+    tables = cloud.as_deployer("dynamodb").list_tables()["TableNames"]
+    assert not [t for t in tables if t.startswith("edl-local-")]
+
+
+def test_plan_destroy_shows_the_order_and_what_is_kept_and_changes_nothing(cloud, capsys):
+    _lake_with_data(cloud)
+    capsys.readouterr()
+    assert edl("plan", "destroy") == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+
+    def first_line(text: str) -> int:
+        return next(i for i, line in enumerate(lines) if text in line)
+
+    # A stack is deleted before the stacks it reads from.
+    assert first_line("edl-local-dataset-trials") < first_line("edl-local-buckets-internal-us")
+    assert first_line("edl-local-default-acls") < first_line("edl-local-buckets-internal-us")
+    assert first_line("edl-local-buckets-internal-us") < first_line("edl-local-artifacts-us")
+    assert "keeps" in out and "edl_local_internal" in out and "/edl/local/page-token-key" in out
+    assert len(_stack_names(cloud)) + len(_stack_names(cloud, "eu-west-1")) == 13
 
 
 def test_lint_error_stops_the_deploy_before_any_stack(cloud, monkeypatch, capsys):
