@@ -15,12 +15,14 @@ from edl import naming
 from edl.cloudformation import render
 from edl.cloudformation.components.core import core_stacks
 from edl.cloudformation.components.dataset import dataset_stacks
+from edl.cloudformation.destroy import Destroyer
 from edl.cloudformation.stack_client import FINGERPRINT_PARAMETER, StackClient
 from edl.cloudformation.stack_manager import (Action, OutputRef, StackManager, StackSpec, fingerprint,
                                              in_dependency_order)
 from edl.config import load_config
 from edl.errors import DeployError
-from tests.unit.test_stack_client import STACK_TYPE, FakeCloudFormation, FakeS3, physical_id
+from tests.unit.test_stack_client import (STACK_TYPE, FakeCloudFormation, FakeS3, client_error,
+                                          physical_id)
 
 CONFIG = load_config()
 LOCAL = CONFIG.instance("local")
@@ -385,3 +387,47 @@ def test_the_order_comes_from_the_outputs_a_stack_reads():
         ["edl-local-logs", "edl-local-keys", "edl-local-reader"]
     for spec in SPECS:  # the real components: every dependency is a stack of the core
         assert set(spec.depends_on) <= CORE, spec.name
+
+
+# -- destroy ---------------------------------------------------------------------------------------
+
+class NothingOutsideCloudFormation:
+    """Glue, SSM, S3, KMS and DynamoDB of an account where EDL made nothing outside its stacks."""
+
+    def get_paginator(self, operation: str):
+        def paginate(**kwargs):
+            if operation == "get_tables":
+                raise client_error("GetTables", code="EntityNotFoundException")
+            return [{"get_parameters_by_path": {"Parameters": []},
+                     "list_keys": {"Keys": []}}[operation]]
+        return type("Paginator", (), {"paginate": staticmethod(paginate)})()
+
+    def head_bucket(self, **kwargs):
+        raise client_error("HeadBucket", code="404")
+
+    def describe_table(self, **kwargs):
+        raise client_error("DescribeTable", code="ResourceNotFoundException")
+
+
+def test_destroy_deletes_a_stack_before_the_stacks_it_reads_from_and_accounts_for_all(cloud):
+    deployed_core(cloud)
+    [dataset] = dataset_stacks(CONFIG, LOCAL, "clinical_trials", "restricted")
+    setup = manager(cloud)
+    cloud["us-east-1"].add_stack(dataset.name, "CREATE_COMPLETE",
+                                 setup.resolve(dataset, setup.live_stacks()),
+                                 setup.render(dataset.template).body)
+    cloud["eu-west-1"].add_stack("edl-local-hand-made", "CREATE_COMPLETE", {}, "{}")
+    plan = Destroyer(CONFIG, LOCAL, manager(cloud),
+                     lambda service, region: NothingOutsideCloudFormation()).plan(delete_data=False)
+    wave = {s.name: s.wave for s in plan.stacks}
+    assert set(wave) == CORE | {dataset.name, "edl-local-hand-made"}  # every live stack
+    assert [s.name for s in plan.stacks if not s.known] == ["edl-local-hand-made"]
+    assert wave["edl-local-hand-made"] == 0
+    for spec in SPECS + [dataset]:
+        for dependency in spec.depends_on:
+            assert wave[spec.name] < wave[dependency], (spec.name, dependency)
+    kept = {(r.stack, r.logical_id) for r in plan.kept}
+    assert ("edl-local-buckets-sensitive-eu-west-1", "DataBucket") in kept
+    assert ("edl-local-metadata", "AuditTable") in kept
+    assert not any(stack == "edl-local-artifacts-us-east-1" and logical == "ArtifactsBucket"
+                   for stack, logical in kept)
