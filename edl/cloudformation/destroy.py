@@ -37,7 +37,8 @@ from edl.cloudformation.components.core import core_stacks
 from edl.cloudformation.components.dataset import dataset_stack, dataset_stacks
 from edl.cloudformation.components.rest_api import page_token_parameter
 from edl.cloudformation.stack_client import StackState
-from edl.cloudformation.stack_manager import StackManager, StackSpec, in_dependency_order
+from edl.cloudformation.plan import Action, Plan, StackSpec, in_dependency_order
+from edl.cloudformation.stack_manager import StackManager
 from edl.config import Instance, LakeConfig
 from edl.errors import DeployError
 
@@ -158,6 +159,17 @@ class Destroyer:
         orphans = tuple(r for r in self._data_resources() if r.physical_id not in in_stacks)
         return DestroyPlan(title, tuple(stacks), tuple(self._api_objects()), orphans, delete_data)
 
+    def kept_data_in_the_way(self, plan: Plan) -> list[Resource]:
+        """Buckets and tables kept by an earlier destroy that the plan's creates would collide
+        with (a new stack cannot take over a resource by name; CloudFormation would have to
+        import it). Only read when the plan creates stacks."""
+        creates = [s.spec for s in plan.stacks if s.action in (Action.CREATE, Action.RECREATE)]
+        if not creates:
+            return []
+        in_stacks = {r.physical_id for state in plan.live.values()
+                     for r in self._deletion(state, 0, known=True).retained}
+        return [r for r in self._data_resources(keys=False) if r.physical_id not in in_stacks]
+
     def _deletion(self, state: StackState, wave: int, *, known: bool) -> StackDeletion:
         client = self.manager.client(state.region)
         template = client.template(state.name)
@@ -174,7 +186,7 @@ class Destroyer:
                 emptied.append(resource)
         return StackDeletion(state, wave, known, tuple(retained), tuple(emptied))
 
-    def _data_resources(self) -> list[Resource]:
+    def _data_resources(self, *, keys: bool = True) -> list[Resource]:
         """The instance's data resources that exist, found by name (see the module doc)."""
         prefix, name = self.config.bucket_prefix, self.instance.name
         found: list[Resource] = []
@@ -192,7 +204,8 @@ class Destroyer:
                         continue
                     raise _api_failure(f"look for bucket {bucket}", region, exc) from exc
                 found.append(Resource("", region, "", "AWS::S3::Bucket", bucket))
-            found.extend(self._keys(region))
+            if keys:
+                found.extend(self._keys(region))
         dynamodb = self.client_for("dynamodb", self.instance.default_region)
         for table in naming.METADATA_TABLES:
             table_name = naming.table_name(name, table)

@@ -245,6 +245,13 @@ def test_destroy_needs_confirmation_then_keeps_the_data_and_removes_the_rest(clo
     assert "kept" in text and f"{PREFIX}-local-internal-us-east-1" in text
     assert "--delete-data" in text
 
+    # A new deploy cannot take the kept buckets and tables over: refused by name, nothing made.
+    assert edl("deploy-core") == 1
+    err = capsys.readouterr().err
+    assert f"{PREFIX}-local-internal-us-east-1" in err and "edl-local-datasets" in err
+    assert "--delete-data" in err
+    assert _stack_names(cloud) == set() and _stack_names(cloud, "eu-west-1") == set()
+
 
 def test_destroy_delete_data_also_deletes_data_even_after_a_first_destroy(cloud, capsys):
     _lake_with_data(cloud)

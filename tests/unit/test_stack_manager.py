@@ -17,8 +17,9 @@ from edl.cloudformation.components.core import core_stacks
 from edl.cloudformation.components.dataset import dataset_stacks
 from edl.cloudformation.destroy import Destroyer
 from edl.cloudformation.stack_client import FINGERPRINT_PARAMETER, StackClient
-from edl.cloudformation.stack_manager import (Action, OutputRef, StackManager, StackSpec, fingerprint,
-                                             in_dependency_order)
+from edl.cloudformation.plan import (Action, OutputRef, StackSpec, fingerprint,
+                                     in_dependency_order)
+from edl.cloudformation.stack_manager import StackManager
 from edl.config import load_config
 from edl.errors import DeployError
 from tests.unit.test_stack_client import (STACK_TYPE, FakeCloudFormation, FakeS3, client_error,

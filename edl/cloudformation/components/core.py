@@ -10,7 +10,7 @@ every region.
 from __future__ import annotations
 
 from edl import naming
-from edl.cloudformation.stack_manager import OutputRef, StackSpec
+from edl.cloudformation.plan import OutputRef, StackSpec
 from edl.config import Instance, LakeConfig
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from edl import naming
 from edl.cloudformation.components.core import key_arn
-from edl.cloudformation.stack_manager import StackSpec
+from edl.cloudformation.plan import StackSpec
 from edl.config import Instance, LakeConfig
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from edl import naming
 from edl.cloudformation import packaging
 from edl.cloudformation.components.core import artifacts_bucket_ref, key_arn
-from edl.cloudformation.stack_manager import StackSpec, Upload
+from edl.cloudformation.plan import StackSpec, Upload
 from edl.config import Instance, LakeConfig
 
 # Glue runs this as the job script; the `edl` package comes from --extra-py-files.

@@ -17,7 +17,7 @@ from edl import naming
 from edl.api_config import get_api_config
 from edl.cloudformation import packaging
 from edl.cloudformation.components.core import artifacts_bucket_ref, key_arn
-from edl.cloudformation.stack_manager import StackSpec, Upload
+from edl.cloudformation.plan import StackSpec, Upload
 from edl.config import Instance, LakeConfig
 
 

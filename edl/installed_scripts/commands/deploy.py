@@ -11,8 +11,8 @@ from edl import naming
 from edl.cloudformation.components.core import core_stacks
 from edl.cloudformation.components.dataset import dataset_stacks
 from edl.cloudformation.destroy import DestroyPlan
-from edl.cloudformation.stack_manager import Action, Plan, PlannedStack
-from edl.errors import UsageError
+from edl.cloudformation.plan import Action, Plan, PlannedStack
+from edl.errors import DeployError, UsageError
 from edl.installed_scripts.commands.options import CommonOptions
 from edl.installed_scripts.factory import Factory
 from edl.ui import UI
@@ -109,6 +109,15 @@ def _execute(ui: UI, factory: Factory, plan: Plan, allow_replace: List[str]) -> 
         ui.success(f"{plan.title}: up to date ({len(plan.stacks)} stacks unchanged)")
         return
     _show_plan(ui, plan)
+    in_the_way = factory.destroyer.kept_data_in_the_way(plan)
+    if in_the_way:
+        raise DeployError(
+            f"{len(in_the_way)} bucket(s) or table(s) kept by an earlier `edl destroy` have the "
+            f"names new stacks would create: {', '.join(r.physical_id for r in in_the_way)}; "
+            "nothing was deployed",
+            hint="copy out what you need, then delete them with `edl destroy --instance "
+                 f"{factory.instance.name} --delete-data`; EDL does not import existing "
+                 "resources into new stacks")
     started = time.monotonic()
     results = factory.stack_manager.execute(plan, frozenset(allow_replace))
     changed = sum(1 for r in results if r.changed)
