@@ -25,7 +25,6 @@ description buckets.yaml gives them); `delete_data` deletes orphans too.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,13 +35,12 @@ from edl import naming
 from edl.cloudformation.components.core import core_stacks
 from edl.cloudformation.components.dataset import dataset_stack, dataset_stacks
 from edl.cloudformation.components.rest_api import page_token_parameter
-from edl.cloudformation.stack_client import StackState
 from edl.cloudformation.plan import Action, Plan, StackSpec, in_dependency_order
+from edl.cloudformation.render import parse_template
+from edl.cloudformation.stack_client import StackState
 from edl.cloudformation.stack_manager import StackManager
 from edl.config import Instance, LakeConfig
 from edl.errors import DeployError
-
-log = logging.getLogger(__name__)
 
 ClientFor = Callable[[str, str], Any]
 """(service, region) -> a boto3 client acting as the deploy role."""
@@ -162,8 +160,10 @@ class Destroyer:
     def kept_data_in_the_way(self, plan: Plan) -> list[Resource]:
         """Buckets and tables kept by an earlier destroy that the plan's creates would collide
         with (a new stack cannot take over a resource by name; CloudFormation would have to
-        import it). Only read when the plan creates stacks."""
-        creates = [s.spec for s in plan.stacks if s.action in (Action.CREATE, Action.RECREATE)]
+        import it). Only read when the plan creates a stack that holds retained resources."""
+        creates = [s for s in plan.stacks if s.action in (Action.CREATE, Action.RECREATE)
+                   and any(r.get("DeletionPolicy") == "Retain" for r in (parse_template(
+                       s.template.body, s.template.name).get("Resources") or {}).values())]
         if not creates:
             return []
         in_stacks = {r.physical_id for state in plan.live.values()
