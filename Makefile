@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 # KEEP=1 leaves the local cloud running after `make demo`.
 KEEP   ?= 0
 
-.PHONY: demo test venv java bench clean lock lint
+.PHONY: demo test venv java bench checkov clean lock lint
 
 venv: $(STAMP)
 
@@ -39,6 +39,10 @@ demo: venv java
 
 bench: venv java
 	$(BIN)/python -m bench
+
+# checkov over `edl render --instance dev01` (its own venv, .venv-checkov/; INSTANCE=uat for another)
+checkov: venv
+	scripts/checkov.sh $(or $(INSTANCE),dev01)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

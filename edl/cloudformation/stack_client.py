@@ -2,10 +2,14 @@
 
 It knows how to get one stack from where it is to where its template says, and nothing about
 which stacks make up the lake (that is `stack_manager`). Every deploy goes through a change set
-whose `ChangeSetType` is always given. A change set that finds nothing to change is success. A
-stack stuck in `ROLLBACK_COMPLETE` (a failed first create) is deleted and created again. Templates
-over 51,200 bytes go through the artifacts bucket. Each error names the stack and the first
-failure reason.
+whose `ChangeSetType` is always given. A change set that finds nothing to change is success.
+Templates over 51,200 bytes go through the artifacts bucket. Each error names the stack and the
+first failure reason.
+
+A stack is deleted by a deploy in one case only: its first create failed and rolled back, and it
+holds nothing (`ROLLBACK_COMPLETE`, never complete, every resource deleted; `safe_to_recreate`).
+A stack in a failed state (`STUCK`) may hold data: the client refuses to touch it, and the stack
+manager tells the user the command that recovers it.
 
 Outputs: on moto a stack made by executing a change set has no `Outputs`, while in AWS it has.
 So that users get the same answer from both, EDL never reads `Outputs` from `describe_stacks`:
@@ -36,8 +40,11 @@ FINGERPRINT_PARAMETER = "EdlFingerprint"
 
 STABLE_OK = frozenset({"CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_ROLLBACK_COMPLETE",
                        "IMPORT_COMPLETE", "IMPORT_ROLLBACK_COMPLETE"})
-# A stack in one of these never got created properly: delete it and create it again.
-RECREATE = frozenset({"ROLLBACK_COMPLETE", "ROLLBACK_FAILED", "CREATE_FAILED", "DELETE_FAILED"})
+# A stack whose first create failed: recreated when `safe_to_recreate` says it holds nothing.
+FIRST_CREATE_FAILED = "ROLLBACK_COMPLETE"
+# A stack in one of these needs a person (it may hold data): EDL never deletes it on a deploy.
+STUCK = frozenset({"CREATE_FAILED", "ROLLBACK_FAILED", "DELETE_FAILED", "UPDATE_ROLLBACK_FAILED"})
+_OPERATION_STARTS = ("CREATE_IN_PROGRESS", "UPDATE_IN_PROGRESS", "DELETE_IN_PROGRESS")
 # Events carry the server's clock; allow a little skew against ours.
 _CLOCK_SKEW = timedelta(seconds=5)
 _NO_CHANGES = ("No updates are to be performed", "didn't contain changes",
@@ -139,6 +146,14 @@ class StackClient:
         body = self._call(name, "GetTemplate", self.cfn.get_template, StackName=name)["TemplateBody"]
         return body if isinstance(body, dict) else parse_template(body, name)
 
+    def resources(self, name: str) -> dict[str, str]:
+        """The stack's resources: logical id -> physical id."""
+        try:
+            return {r.get("LogicalResourceId"): r.get("PhysicalResourceId", "")
+                    for r in self.cfn.describe_stack_resources(StackName=name)["StackResources"]}
+        except (ClientError, BotoCoreError) as exc:
+            raise DeployError(f"stack {name}: cannot read its resources: {_error_detail(exc)}") from exc
+
     def outputs(self, name: str, template: dict[str, Any],
                 parameters: dict[str, str] | None = None) -> dict[str, str]:
         """The stack's outputs, evaluated from its template against its resources (see module doc).
@@ -146,11 +161,7 @@ class StackClient:
         declared = template.get("Outputs") or {}
         if not declared:
             return {}
-        try:
-            resources = {r.get("LogicalResourceId"): r.get("PhysicalResourceId", "")
-                         for r in self.cfn.describe_stack_resources(StackName=name)["StackResources"]}
-        except (ClientError, BotoCoreError) as exc:
-            raise DeployError(f"stack {name}: cannot read its resources: {_error_detail(exc)}") from exc
+        resources = self.resources(name)
         if parameters is None:
             state = self.describe(name)
             parameters = state.parameters if state else {}
@@ -164,6 +175,48 @@ class StackClient:
                 result[key] = value
         return result
 
+    def history(self, name: str) -> list[dict[str, Any]]:
+        """Every event of the stack, oldest first."""
+        events: list[dict[str, Any]] = []
+        kwargs: dict[str, str] = {"StackName": name}
+        try:
+            while True:
+                page = self.cfn.describe_stack_events(**kwargs)
+                events.extend(page["StackEvents"])
+                if not page.get("NextToken"):
+                    break
+                kwargs["NextToken"] = page["NextToken"]
+        except (ClientError, BotoCoreError) as exc:
+            raise DeployError(f"stack {name}: cannot read its events: {_error_detail(exc)}") from exc
+        return list(reversed(events))
+
+    def safe_to_recreate(self, name: str) -> bool:
+        """True when the stack's first create failed and it holds nothing: no event says the
+        stack itself was ever complete, and every resource it had is deleted (a retained
+        resource, `DELETE_SKIPPED`, is data that a new create would collide with)."""
+        for event in self.history(name):
+            if event.get("LogicalResourceId") == name and event["ResourceStatus"] in STABLE_OK:
+                return False
+        try:
+            resources = self.cfn.describe_stack_resources(StackName=name)["StackResources"]
+        except (ClientError, BotoCoreError) as exc:
+            raise DeployError(f"stack {name}: cannot read its resources: {_error_detail(exc)}") from exc
+        return all(r.get("ResourceStatus") == "DELETE_COMPLETE" for r in resources)
+
+    def last_failure(self, name: str) -> tuple[str | None, tuple[str, ...]]:
+        """The first failure reason of the stack's last operation, and every resource that
+        failed in it (what `delete-stack --retain-resources` would name)."""
+        events = self.history(name)
+        starts = [i for i, e in enumerate(events) if e.get("LogicalResourceId") == name
+                  and e["ResourceStatus"] in _OPERATION_STARTS]
+        last = events[starts[-1]:] if starts else events
+        failed = [e for e in last if e["ResourceStatus"].endswith("FAILED")]
+        reason = next((f"{e['LogicalResourceId']}: {e['ResourceStatusReason']}" for e in failed
+                       if e.get("ResourceStatusReason")), None)
+        resources = tuple(dict.fromkeys(e["LogicalResourceId"] for e in failed
+                                        if e.get("LogicalResourceId") != name))
+        return reason, resources
+
     # -- changing ----------------------------------------------------------------------------------
 
     def deploy(self, name: str, body: str, parameters: dict[str, str], *,
@@ -175,7 +228,15 @@ class StackClient:
                 f"stack {name} is busy ({current.status})",
                 hint="wait for the running operation to finish, then deploy again",
             )
-        if current is not None and current.status in RECREATE:
+        if current is not None and current.status in STUCK:
+            raise DeployError(f"stack {name} is {current.status}; EDL does not touch it",
+                              hint="recover it first (edl plan shows the command)")
+        if current is not None and current.status == FIRST_CREATE_FAILED:
+            if not self.safe_to_recreate(name):
+                raise DeployError(
+                    f"stack {name} is {current.status} but was complete once or still holds "
+                    "resources; EDL does not delete it",
+                    hint="recover it first (edl plan shows the command)")
             log.info("%s - %s: deleting it so it can be created again", name, current.status)
             self.delete(name)
             current = None

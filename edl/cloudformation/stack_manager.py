@@ -1,132 +1,46 @@
 """Plans and executes the deployment of the lake's components as CloudFormation stacks.
 
 A component (core, a dataset: see `components/`) is a list of `StackSpec`s: a stack name, a
-region, a template, parameters and the stacks it depends on. Deploying is two steps:
+region, a template and parameters. Parameters may name another stack's output (`OutputRef`); a
+stack depends on exactly the stacks whose outputs it reads, so the order of deploys (and of
+deletes, reversed) follows from the parameters and cannot drift from them. An output is resolved
+from its stack once that stack is deployed (or, when it is unchanged, already at plan time).
+
+Deploying is two steps:
 
 1. `plan()` renders and lints every template, reads the live stacks with one describe call per
-   region, and decides for each stack: create, update, recreate or unchanged. A stack is unchanged
-   when its `EdlFingerprint` parameter (a hash of the rendered template and its parameters) is the
-   one we would deploy now, so an unchanged stack costs no change set. The plan is frozen data:
-   `edl plan` prints it, `edl deploy-*` executes it.
-2. `execute()` deploys the stacks that change, each as soon as the stacks it depends on are done,
-   at most `max_workers` at a time.
-
-Parameters may name another stack's output (`OutputRef`); it is resolved from that stack once it
-is deployed (or, when it is unchanged, already at plan time).
+   region, and decides for each stack: create, update, recreate, unchanged or blocked. A stack is
+   unchanged when its `EdlFingerprint` parameter (a hash of the rendered template and its
+   parameters) is the one we would deploy now, so an unchanged stack costs no change set. For an
+   update, the deployed template is compared with the new one to find retained resources (data)
+   that the update would replace (`replacement.py`). A stack in a failed state is blocked, with
+   the command that recovers it. The plan is frozen data: `edl plan` prints it, `edl deploy-*`
+   executes it.
+2. `execute()` refuses a plan with a blocked stack or a replacement the user did not allow, before
+   touching anything; else it deploys the stacks that change, each as soon as the stacks it reads
+   from are done, at most `max_workers` at a time.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
-from enum import Enum
-from typing import Union
 
 from botocore.exceptions import ClientError
 
-from edl.cloudformation.render import (RenderedTemplate, lint_templates, render_template,
-                                       template_context)
-from edl.cloudformation.stack_client import (FINGERPRINT_PARAMETER, RECREATE, STABLE_OK,
-                                             DeployResult, StackClient, StackState)
+from edl.cloudformation.plan import (Action, OutputRef, Plan, PlannedStack, StackSpec, fingerprint,
+                                     in_dependency_order)
+from edl.cloudformation.render import (RenderedTemplate, lint_templates, parse_template,
+                                       render_template, template_context)
+from edl.cloudformation.replacement import Replacement, retained_replacements
+from edl.cloudformation.stack_client import (FINGERPRINT_PARAMETER, FIRST_CREATE_FAILED,
+                                             STABLE_OK, STUCK, DeployResult, StackClient,
+                                             StackState)
 from edl.config import Instance, LakeConfig
 from edl.errors import DeployError
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class OutputRef:
-    """A parameter value taken from another stack's output, optionally formatted (`{}`)."""
-
-    stack: str
-    output: str
-    format: str = "{}"
-
-    def __str__(self) -> str:
-        return self.format.format(f"<{self.stack}.{self.output}>")
-
-
-ParamValue = Union[str, OutputRef, tuple]  # a tuple becomes a comma-delimited list
-
-
-@dataclass(frozen=True)
-class Upload:
-    """An object a stack needs in S3 before it deploys (job or Lambda code). Its key names its
-    content (a hash), so an object already there is never uploaded again."""
-
-    bucket: str
-    key: str
-    body: Callable[[], bytes] = field(compare=False, repr=False)
-
-    @property
-    def url(self) -> str:
-        return f"s3://{self.bucket}/{self.key}"
-
-
-@dataclass(frozen=True)
-class StackSpec:
-    name: str
-    region: str
-    template: str
-    parameters: tuple[tuple[str, ParamValue], ...]
-    depends_on: tuple[str, ...] = ()
-    uploads: tuple[Upload, ...] = ()
-
-    def refs(self) -> list[OutputRef]:
-        found = []
-        for _, value in self.parameters:
-            for item in value if isinstance(value, tuple) else (value,):
-                if isinstance(item, OutputRef):
-                    found.append(item)
-        return found
-
-
-class Action(str, Enum):
-    CREATE = "create"
-    UPDATE = "update"
-    RECREATE = "recreate"
-    UNCHANGED = "unchanged"
-
-
-@dataclass(frozen=True)
-class PlannedStack:
-    spec: StackSpec
-    action: Action
-    reason: str
-    template: RenderedTemplate
-    current: StackState | None
-
-    @property
-    def name(self) -> str:
-        return self.spec.name
-
-
-@dataclass(frozen=True)
-class Plan:
-    title: str
-    stacks: tuple[PlannedStack, ...]
-    live: Mapping[str, StackState] = field(default_factory=dict, compare=False)
-    """The instance's stacks as the plan saw them (execute resolves references from them)."""
-
-    @property
-    def changes(self) -> tuple[PlannedStack, ...]:
-        return tuple(s for s in self.stacks if s.action is not Action.UNCHANGED)
-
-    def counts(self) -> dict[str, int]:
-        counts = {a.value: 0 for a in Action}
-        for stack in self.stacks:
-            counts[stack.action.value] += 1
-        return counts
-
-
-def fingerprint(template: RenderedTemplate, parameters: dict[str, str]) -> str:
-    digest = hashlib.sha256(template.body.encode())
-    digest.update(json.dumps(parameters, sort_keys=True).encode())
-    return digest.hexdigest()[:20]
 
 
 class StackManager:
@@ -178,7 +92,7 @@ class StackManager:
                 hint=f"deploy core first: edl deploy-core --instance {self.instance.name}",
             )
         planned: dict[str, PlannedStack] = {}
-        for spec in _in_dependency_order(specs):
+        for spec in in_dependency_order(specs):
             planned[spec.name] = self._plan_one(spec, live, planned)
         return Plan(title, tuple(planned[s.name] for s in specs), live)
 
@@ -188,24 +102,66 @@ class StackManager:
         current = live.get(spec.name)
         if current is None:
             return PlannedStack(spec, Action.CREATE, "does not exist yet", template, None)
-        if current.status in RECREATE:
-            return PlannedStack(spec, Action.RECREATE,
-                                f"its first create failed ({current.status})", template, current)
+        if current.status in STUCK or current.status == FIRST_CREATE_FAILED:
+            return self._failed_state(spec, template, current)
         if current.in_progress:
             return PlannedStack(spec, Action.UPDATE, f"busy ({current.status})", template, current)
-        waiting = [r.stack for r in spec.refs()
-                   if r.stack in planned and planned[r.stack].action is not Action.UNCHANGED]
+        waiting = sorted({r.stack for r in spec.refs()
+                          if r.stack in planned and planned[r.stack].action is not Action.UNCHANGED})
         if waiting:
             return PlannedStack(spec, Action.UPDATE,
-                                f"takes values from {', '.join(sorted(set(waiting)))}, which change",
-                                template, current)
+                                f"takes values from {', '.join(waiting)}, which change",
+                                template, current,
+                                self._replacements(spec, template, current, live, set(waiting)))
         parameters = self.resolve(spec, live)
         if current.status in STABLE_OK and current.fingerprint == fingerprint(template, parameters):
             return PlannedStack(spec, Action.UNCHANGED, "template and parameters as deployed",
                                 template, current)
         why = "template or parameters changed" if current.status in STABLE_OK \
             else f"last operation ended {current.status}"
-        return PlannedStack(spec, Action.UPDATE, why, template, current)
+        return PlannedStack(spec, Action.UPDATE, why, template, current,
+                            self._replacements(spec, template, current, live, set()))
+
+    def _failed_state(self, spec: StackSpec, template: RenderedTemplate,
+                      current: StackState) -> PlannedStack:
+        """A stack whose first create failed and that holds nothing is recreated; any other
+        failed state is left alone (it may hold data), with the command that recovers it."""
+        client = self.client(spec.region)
+        if current.status == FIRST_CREATE_FAILED and client.safe_to_recreate(spec.name):
+            return PlannedStack(spec, Action.RECREATE,
+                                f"its first create failed ({current.status}) and it holds nothing",
+                                template, current)
+        reason, failed = client.last_failure(spec.name)
+        return PlannedStack(spec, Action.BLOCKED,
+                            f"{current.status}: {reason or 'no failure reason was reported'}",
+                            template, current, recovery=self._recovery(current, failed))
+
+    def _recovery(self, state: StackState, failed: tuple[str, ...]) -> str:
+        where = f"--stack-name {state.name} --region {state.region}"
+        if self.instance.is_local:
+            where += f" --endpoint-url {self.instance.endpoint_url}"
+        if state.status == "UPDATE_ROLLBACK_FAILED":
+            skip = f" --resources-to-skip {' '.join(failed)}" if failed else ""
+            return (f"fix what failed, then: aws cloudformation continue-update-rollback "
+                    f"{where}{skip}; then deploy again")
+        retain = f" --retain-resources {' '.join(failed)}" \
+            if failed and state.status == "DELETE_FAILED" else ""
+        return (f"check what the stack still holds, then: aws cloudformation delete-stack "
+                f"{where}{retain} (as the deploy role); then deploy again")
+
+    def _replacements(self, spec: StackSpec, template: RenderedTemplate, current: StackState,
+                      live: dict[str, StackState], changing: set[str]) -> tuple[Replacement, ...]:
+        """Retained resources the update would replace. Values read from stacks that change in
+        this plan are not known yet (None): properties made of them are not compared."""
+        if current.status not in STABLE_OK:
+            return ()  # nothing deployed to compare with (a stack still in review)
+        known = spec.without_values_from(changing)
+        parameters: dict[str, str | None] = {k: None for k, v in spec.parameters}
+        parameters.update(self.resolve(known, live))
+        deployed = self.client(spec.region).template(spec.name)
+        return tuple(retained_replacements(spec.name, deployed, current.parameters,
+                                           parse_template(template.body, template.name),
+                                           parameters))
 
     def resolve(self, spec: StackSpec, live: dict[str, StackState]) -> dict[str, str]:
         """The spec's parameters as strings, with output references looked up."""
@@ -238,8 +194,12 @@ class StackManager:
 
     # -- execute ---------------------------------------------------------------------------------
 
-    def execute(self, plan: Plan) -> list[DeployResult]:
-        """Deploy what the plan changes, each stack once its dependencies are done."""
+    def execute(self, plan: Plan, allow_replace: frozenset[str] = frozenset()
+                ) -> list[DeployResult]:
+        """Deploy what the plan changes, each stack once its dependencies are done. Refused,
+        before anything is deployed, if a stack is blocked or the plan would replace a retained
+        resource not named in `allow_replace`."""
+        self._check(plan, allow_replace)
         todo = {s.name: s for s in plan.changes}
         results: list[DeployResult] = []
         failures: list[DeployError] = []
@@ -277,11 +237,39 @@ class StackManager:
             raise DeployError(message, hint=failures[0].hint)
         return results
 
+    def _check(self, plan: Plan, allow_replace: frozenset[str]) -> None:
+        blocked = [s for s in plan.changes if s.action is Action.BLOCKED]
+        if blocked:
+            first = blocked[0]
+            others = f" (and {len(blocked) - 1} more blocked stack(s))" if len(blocked) > 1 else ""
+            raise DeployError(f"stack {first.name} is {first.reason}; EDL does not delete a "
+                              f"stack that may hold data{others}; nothing was deployed",
+                              hint=first.recovery)
+        replacements = [r for s in plan.changes for r in s.replacements]
+        unknown = sorted(allow_replace - {r.name for r in replacements})
+        if unknown:
+            raise DeployError(f"--allow-replace names no replacement of this plan: "
+                              f"{', '.join(unknown)}",
+                              hint="run `edl plan` to see what would be replaced")
+        refused = [r for r in replacements if r.name not in allow_replace]
+        if refused:
+            raise DeployError(
+                "the deploy would replace retained resources (their data stays behind, the "
+                f"stack gets a new empty one): {'; '.join(map(str, refused))}; nothing was deployed",
+                hint="if that is intended, deploy again with "
+                     + " ".join(f"--allow-replace {r.name}" for r in refused))
+
     def _deploy_one(self, planned: PlannedStack, live: dict[str, StackState]) -> DeployResult:
         spec = planned.spec
         client = self.client(spec.region)
         parameters = self.resolve(spec, live)
         parameters[FINGERPRINT_PARAMETER] = fingerprint(planned.template, parameters)
+        current = planned.current
+        if planned.action is Action.UPDATE and current is not None \
+                and current.status in STABLE_OK and current.fingerprint == parameters[FINGERPRINT_PARAMETER]:
+            # Planned because a stack it reads from changed; that stack's outputs did not.
+            log.info("%s - unchanged: the outputs it reads are as before", spec.name)
+            return DeployResult(spec.name, False, current.status, 0.0)
         log.info("%s - %s (%s)", spec.name, planned.action.value, planned.reason)
         if spec.uploads:
             self._upload(spec, client)
@@ -331,27 +319,3 @@ class StackManager:
             errors = [f.exception() for f in futures if f.exception()]
         if errors:
             raise errors[0]
-
-
-def _in_dependency_order(specs: Sequence[StackSpec]) -> list[StackSpec]:
-    by_name = {s.name: s for s in specs}
-    ordered: list[StackSpec] = []
-    visiting: set[str] = set()
-    placed: set[str] = set()
-
-    def visit(spec: StackSpec) -> None:
-        if spec.name in placed:
-            return
-        if spec.name in visiting:
-            raise DeployError(f"stacks depend on each other in a cycle through {spec.name}")
-        visiting.add(spec.name)
-        for dep in spec.depends_on:
-            if dep in by_name:
-                visit(by_name[dep])
-        visiting.discard(spec.name)
-        placed.add(spec.name)
-        ordered.append(spec)
-
-    for spec in specs:
-        visit(spec)
-    return ordered

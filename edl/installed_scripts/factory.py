@@ -10,6 +10,7 @@ from functools import cached_property
 
 from edl import naming
 from edl.aws import AwsSessions, Identity
+from edl.cloudformation.destroy import Destroyer
 from edl.cloudformation.stack_client import StackClient
 from edl.cloudformation.stack_manager import StackManager
 from edl.config import Instance, LakeConfig, get_config
@@ -51,6 +52,11 @@ class Factory:
     @cached_property
     def stack_manager(self) -> StackManager:
         return StackManager(self.config, self.instance, self.stack_client)
+
+    @cached_property
+    def destroyer(self) -> Destroyer:
+        return Destroyer(self.config, self.instance, self.stack_manager,
+                         lambda service, region: self.sessions.deploy_client(service, region))
 
     def metadata(self) -> MetadataStore:
         """The metadata tables, written as the deploy role (deploy-dataset records datasets)."""

@@ -79,13 +79,19 @@ def test_deploy_the_lake_step_by_step(local_cloud):
                   "--instance", "local")
     assert dataset.returncode == 0, dataset.stderr
     iam = client(local_cloud, "iam")
-    for level in ("read", "write"):
+    regions = local_cloud.instance.regions
+    data_area = {f"arn:aws:s3:::{PREFIX}-local-sensitive-{r}/clinical_trials/*" for r in regions}
+    drop_areas = {f"arn:aws:s3:::{PREFIX}-drop-local-sensitive-{r}/{area}clinical_trials/*"
+                  for r in regions for area in ("", "uploads/")}
+    for level, expected in (("read", data_area), ("write", data_area | drop_areas)):
         statements = _policy_statements(iam, f"edl-local-clinical_trials-{level}")
         object_arns = {r for s in statements for r in s["Resource"]
                        if isinstance(s["Resource"], list) and r.startswith("arn:aws:s3:::")
                        and "/" in r}
-        assert object_arns == {f"arn:aws:s3:::{PREFIX}-local-sensitive-{r}/clinical_trials/*"
-                               for r in local_cloud.instance.regions}
+        assert object_arns == expected, level
+        # Nothing puts into the data bucket: "write" is "may ingest" (through the drop areas).
+        puts = {r for s in statements if "s3:PutObject" in s["Action"] for r in s["Resource"]}
+        assert not puts & data_area
 
     status = edl("status", "--instance", "local")
     assert status.returncode == 0
@@ -96,10 +102,19 @@ def test_deploy_the_lake_step_by_step(local_cloud):
     assert render.returncode == 0
     assert (local_cloud.home / "rendered" / "edl-dev01-metadata.yaml").exists()
 
+    plan = edl("plan", "destroy", "--instance", "local")
+    assert plan.returncode == 0 and "keeps" in plan.stdout
     destroy = edl("destroy", "--instance", "local", "--yes")
     assert destroy.returncode == 0, destroy.stderr
     cfn = client(local_cloud, "cloudformation")
     assert [s["StackName"] for s in cfn.describe_stacks()["Stacks"]] == []
+    s3 = client(local_cloud, "s3")
+    kept = {b["Name"] for b in s3.list_buckets()["Buckets"]}
+    assert f"{PREFIX}-local-sensitive-us-east-1" in kept  # the data outlives its stacks
+    # ...until asked for; the cloud is left empty for the other tests of the session.
+    purge = edl("destroy", "--instance", "local", "--yes", "--delete-data")
+    assert purge.returncode == 0, purge.stderr
+    assert not [b for b in s3.list_buckets()["Buckets"] if b["Name"].startswith(PREFIX)]
 
 
 def test_unprivileged_user_cannot_deploy(local_cloud):

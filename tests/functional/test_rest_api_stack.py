@@ -13,10 +13,11 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from edl import naming
 from edl.api_config import get_api_config
 from edl.cloudformation.components.rest_api import handler_package, rest_api_stacks
 from edl.cloudformation.render import render_template, template_context
-from edl.cloudformation.stack_manager import OutputRef
+from edl.cloudformation.plan import OutputRef
 from edl.config import load_config
 
 CONFIG = load_config()
@@ -29,6 +30,9 @@ pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse AWS..ApiGateway..
 
 def _parameters(spec) -> list[dict]:
     def one(value) -> str:
+        if isinstance(value, OutputRef) and value.output == "ArtifactsBucket":
+            return value.format.format(naming.artifacts_bucket(CONFIG.bucket_prefix, LOCAL.name,
+                                                               REGION))
         if isinstance(value, OutputRef):  # a buckets stack's KeyId, as the stack manager resolves it
             return value.format.format("0000-test-key")
         return str(value)

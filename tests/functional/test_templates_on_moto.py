@@ -159,11 +159,12 @@ def policy_documents(role: str) -> dict[str, dict]:
     return {n: iam.get_role_policy(RoleName=role, PolicyName=n)["PolicyDocument"] for n in names}
 
 
-def allowed(document: dict) -> dict[str, set[str]]:
-    """action -> the resources a policy document allows it on."""
+def allowed(document: dict, effect: str = "Allow") -> dict[str, set[str]]:
+    """action -> the resources a policy document allows (or denies) it on."""
     result: dict[str, set[str]] = {}
     for statement in document["Statement"]:
-        assert statement["Effect"] == "Allow"
+        if statement["Effect"] != effect:
+            continue
         actions = statement["Action"] if isinstance(statement["Action"], list) else [
             statement["Action"]]
         resources = statement["Resource"] if isinstance(statement["Resource"], list) else [
@@ -184,8 +185,10 @@ def acl_arns(tier: str, object_suffix: str) -> dict[str, list[str]]:
 def test_default_acls_role_reads_every_internal_bucket(cfn):
     role = naming.default_reader_role(LOCAL.name)
     arns = acl_arns("internal", "*")
+    working = [f"{b}/_*" for b in arns["BucketArns"]]
     outputs = create_stack(cfn, naming.stack_name("local", "default-acls"), "default_acls.yaml",
-                           RoleName=role, TrustedPrincipalArns=[ADMIN], **arns)
+                           RoleName=role, TrustedPrincipalArns=[ADMIN],
+                           WorkingAreaObjectArns=working, **arns)
     assert outputs["Role"] == role
     iam = boto3.client("iam")
     trust = iam.get_role(RoleName=role)["Role"]["AssumeRolePolicyDocument"]
@@ -198,6 +201,7 @@ def test_default_acls_role_reads_every_internal_bucket(cfn):
         "kms:Decrypt": set(arns["KeyArns"]),
         "kms:DescribeKey": set(arns["KeyArns"]),
     }
+    assert allowed(document, "Deny") == {"s3:GetObject": set(working)}
 
 
 def test_folder_acls_roles_reach_exactly_the_dataset_prefixes(cfn):
@@ -205,9 +209,14 @@ def test_folder_acls_roles_reach_exactly_the_dataset_prefixes(cfn):
     read_role = naming.dataset_role(LOCAL.name, dataset, "read")
     write_role = naming.dataset_role(LOCAL.name, dataset, "write")
     arns = acl_arns("restricted", f"{dataset}/*")
+    drops = [f"arn:aws:s3:::{naming.drop_bucket(PREFIX, LOCAL.name, 'restricted', r)}"
+             for r in LOCAL.regions]
+    drop_areas = [f"{b}/{area}" for b in drops
+                  for area in (f"{dataset}/*", f"uploads/{dataset}/*")]
     outputs = create_stack(cfn, naming.stack_name("local", "dataset", dataset), "folder_acls.yaml",
                            Dataset=dataset, ReadRoleName=read_role, WriteRoleName=write_role,
-                           TrustedPrincipalArns=[ADMIN], **arns)
+                           TrustedPrincipalArns=[ADMIN], DropBucketArns=drops,
+                           DropObjectArns=drop_areas, **arns)
     assert outputs["ReadRole"] == read_role and outputs["WriteRole"] == write_role
 
     objects, buckets, keys = (set(arns[k]) for k in ("ObjectArns", "BucketArns", "KeyArns"))
@@ -216,8 +225,10 @@ def test_folder_acls_roles_reach_exactly_the_dataset_prefixes(cfn):
     expected = {
         read_role: {"s3:GetObject": objects, "s3:ListBucket": buckets,
                     "kms:Decrypt": keys, "kms:DescribeKey": keys},
-        write_role: {"s3:GetObject": objects, "s3:PutObject": objects,
-                     "s3:AbortMultipartUpload": objects, "s3:ListBucket": buckets,
+        # "write" is "may ingest": files go to the drop areas, never into the data bucket
+        write_role: {"s3:GetObject": objects, "s3:PutObject": set(drop_areas),
+                     "s3:AbortMultipartUpload": set(drop_areas),
+                     "s3:ListBucket": buckets | set(drops),
                      "kms:Decrypt": keys, "kms:DescribeKey": keys,
                      "kms:GenerateDataKey": keys, "kms:Encrypt": keys},
     }
@@ -226,7 +237,8 @@ def test_folder_acls_roles_reach_exactly_the_dataset_prefixes(cfn):
         assert len(documents) == 1, f"{role} should have exactly one attached policy"
         (document,) = documents.values()
         assert allowed(document) == rights
-        (listing,) = [s for s in document["Statement"] if s["Action"] == "s3:ListBucket"]
-        assert listing["Condition"] == {
-            "StringLike": {"s3:prefix": ["clinical_trials/*", "clinical_trials/"]}}
+        listing = [s for s in document["Statement"] if s["Action"] == "s3:ListBucket"
+                   and s["Resource"] == sorted(buckets, key=arns["BucketArns"].index)]
+        assert [s["Condition"] for s in listing] == [
+            {"StringLike": {"s3:prefix": ["clinical_trials/*", "clinical_trials/"]}}]
         assert "s3:DeleteObject" not in json.dumps(document)

@@ -164,3 +164,21 @@ def test_render_prints_each_template_once_to_stdout(capsys, aws_calls):
         assert out.count(f"# ---- {name} (instance prod) ----") == 1
         assert render_template(name, context).body in out
     assert aws_calls == []
+
+
+# -- destroy's confirmation ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("argv, told", [
+    (("--yes",), "--confirm dev01"),              # --yes never destroys a non-local instance
+    (("--confirm", "uat"), "--confirm dev01"),     # the wrong name
+    ((), "--confirm dev01"),                      # no terminal to type the name on
+])
+def test_destroying_a_cloud_instance_needs_its_name(capsys, aws_calls, argv, told):
+    code, _, err = run(capsys, "destroy", "--instance", "dev01", *argv)
+    assert code == 2 and told in err
+    assert aws_calls == []  # refused before anything was read
+
+
+def test_plan_destroy_is_a_plan_target(capsys):
+    code, out, _ = run(capsys, "plan", "--help")
+    assert code == 0 and "destroy" in out

@@ -11,7 +11,8 @@ import pytest
 from edl.cloudformation import packaging, render
 from edl.cloudformation.components.core import core_stacks
 from edl.cloudformation.components.ingest import ingest_stacks
-from edl.cloudformation.stack_manager import Action, StackManager, StackSpec, Upload
+from edl.cloudformation.plan import Action, StackSpec, Upload
+from edl.cloudformation.stack_manager import StackManager
 from edl.config import load_config
 from edl.errors import DeployError
 from tests.unit.test_stack_client import FakeCloudFormation, FakeS3

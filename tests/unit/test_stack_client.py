@@ -47,6 +47,7 @@ class FakeStack:
     parameters: dict[str, str] = field(default_factory=dict)
     template: str = ""
     resources: dict[str, str] = field(default_factory=dict)  # logical id -> resource type
+    resource_status: dict[str, str] = field(default_factory=dict)  # default: CREATE_COMPLETE
     events: list[dict] = field(default_factory=list)  # newest first, as CloudFormation answers
     frames: list[tuple] = field(default_factory=list)  # (status, events) revealed one per describe
 
@@ -230,7 +231,7 @@ class FakeCloudFormation:
             return {"StackResources": [
                 {"StackName": stack.name, "LogicalResourceId": logical,
                  "PhysicalResourceId": physical_id(stack.name, logical), "ResourceType": rtype,
-                 "ResourceStatus": "CREATE_COMPLETE"}
+                 "ResourceStatus": stack.resource_status.get(logical, "CREATE_COMPLETE")}
                 for logical, rtype in stack.resources.items()]}
 
     def get_template(self, **kwargs):
@@ -395,8 +396,26 @@ def test_a_change_set_that_fails_otherwise_names_the_stack_and_reason(client, cf
 
 # -- recovery and refusal --------------------------------------------------------------------------
 
+def failed_first_create(cfn: FakeCloudFormation, *, once_complete: bool = False,
+                        left: str = "DELETE_COMPLETE") -> FakeStack:
+    """A stack whose create failed and rolled back, as CloudFormation leaves it: its events, and
+    its resources in `left` (DELETE_COMPLETE, or DELETE_SKIPPED for a retained one)."""
+    stack = cfn.add_stack(NAME, "ROLLBACK_COMPLETE", {"Tier": "internal"}, BODY)
+    start = datetime.now(timezone.utc) - timedelta(minutes=10)
+    history = [(NAME, STACK_TYPE, "CREATE_IN_PROGRESS", "User Initiated")]
+    if once_complete:  # not possible in AWS today, but then the stack held something once
+        history += [(NAME, STACK_TYPE, "CREATE_COMPLETE", None),
+                    (NAME, STACK_TYPE, "UPDATE_IN_PROGRESS", "User Initiated")]
+    history += [("DataBucket", "AWS::S3::Bucket", "CREATE_FAILED", "bucket name taken"),
+                (NAME, STACK_TYPE, "ROLLBACK_COMPLETE", None)]
+    for i, (logical, rtype, status, reason) in enumerate(history):
+        cfn.add_event(stack, logical, rtype, status, reason, when=start + timedelta(seconds=i))
+    stack.resource_status = {logical: left for logical in stack.resources}
+    return stack
+
+
 def test_rollback_complete_is_deleted_then_created(client, cfn):
-    cfn.add_stack(NAME, "ROLLBACK_COMPLETE", {"Tier": "internal"}, BODY)
+    failed_first_create(cfn)
     result = deploy(client)
     assert result.changed and result.status == "CREATE_COMPLETE"
     ops = [op for op in cfn.operations() if op in ("delete_stack", "create_change_set",
@@ -404,6 +423,46 @@ def test_rollback_complete_is_deleted_then_created(client, cfn):
     assert ops == ["delete_stack", "create_change_set", "execute_change_set"]
     assert cfn.called("create_change_set")[0]["ChangeSetType"] == "CREATE"
     assert cfn.stacks[NAME].status == "CREATE_COMPLETE"
+
+
+@pytest.mark.parametrize("once_complete, left", [(True, "DELETE_COMPLETE"),
+                                                (False, "DELETE_SKIPPED")])
+def test_a_rolled_back_stack_that_held_something_is_never_deleted(client, cfn, once_complete,
+                                                                  left):
+    failed_first_create(cfn, once_complete=once_complete, left=left)
+    assert not client.safe_to_recreate(NAME)
+    with pytest.raises(DeployError) as caught:
+        deploy(client)
+    assert NAME in caught.value.message and "does not delete it" in caught.value.message
+    assert not cfn.called("delete_stack") and not cfn.called("create_change_set")
+    assert cfn.stacks[NAME].status == "ROLLBACK_COMPLETE"
+
+
+@pytest.mark.parametrize("status", ["DELETE_FAILED", "ROLLBACK_FAILED", "UPDATE_ROLLBACK_FAILED",
+                                    "CREATE_FAILED"])
+def test_a_stack_in_a_failed_state_is_refused_and_left_as_it_is(client, cfn, status):
+    cfn.add_stack(NAME, status, {"Tier": "internal"}, BODY)
+    with pytest.raises(DeployError) as caught:
+        deploy(client)
+    assert NAME in caught.value.message and status in caught.value.message
+    assert not cfn.called("delete_stack") and not cfn.called("create_change_set")
+    assert cfn.stacks[NAME].status == status
+
+
+def test_the_last_failure_is_that_of_the_last_operation(client, cfn):
+    stack = cfn.add_stack(NAME, "UPDATE_ROLLBACK_FAILED", {"Tier": "internal"}, BODY)
+    start = datetime.now(timezone.utc) - timedelta(hours=1)
+    for i, (logical, status, reason) in enumerate([
+            (NAME, "UPDATE_IN_PROGRESS", "User Initiated"),
+            ("Key", "UPDATE_FAILED", "an old failure"),
+            (NAME, "UPDATE_ROLLBACK_COMPLETE", None),
+            (NAME, "UPDATE_IN_PROGRESS", "User Initiated"),
+            ("DataBucket", "UPDATE_FAILED", "Access Denied"),
+            ("DropBucket", "UPDATE_FAILED", "Resource update cancelled"),
+            (NAME, "UPDATE_ROLLBACK_FAILED", None)]):
+        cfn.add_event(stack, logical, "AWS::S3::Bucket", status, reason,
+                      when=start + timedelta(seconds=i))
+    assert client.last_failure(NAME) == ("DataBucket: Access Denied", ("DataBucket", "DropBucket"))
 
 
 @pytest.mark.parametrize("status", ["UPDATE_IN_PROGRESS", "CREATE_IN_PROGRESS",

@@ -11,14 +11,19 @@ import time
 
 import pytest
 
+from edl import naming
 from edl.cloudformation import render
 from edl.cloudformation.components.core import core_stacks
 from edl.cloudformation.components.dataset import dataset_stacks
+from edl.cloudformation.destroy import Destroyer
 from edl.cloudformation.stack_client import FINGERPRINT_PARAMETER, StackClient
-from edl.cloudformation.stack_manager import Action, StackManager, fingerprint
+from edl.cloudformation.plan import (Action, OutputRef, StackSpec, fingerprint,
+                                     in_dependency_order)
+from edl.cloudformation.stack_manager import StackManager
 from edl.config import load_config
 from edl.errors import DeployError
-from tests.unit.test_stack_client import STACK_TYPE, FakeCloudFormation, FakeS3, physical_id
+from tests.unit.test_stack_client import (STACK_TYPE, FakeCloudFormation, FakeS3, client_error,
+                                          physical_id)
 
 CONFIG = load_config()
 LOCAL = CONFIG.instance("local")
@@ -126,7 +131,8 @@ def test_core_on_an_empty_account_is_all_creates(cloud):
     plan = manager(cloud).plan("core of local", SPECS)
     assert set(actions(plan)) == CORE and len(plan.stacks) == len(CORE)
     assert set(actions(plan).values()) == {Action.CREATE}
-    assert plan.counts() == {"create": len(CORE), "update": 0, "recreate": 0, "unchanged": 0}
+    assert plan.counts() == {"create": len(CORE), "update": 0, "recreate": 0, "unchanged": 0,
+                             "blocked": 0}
     # One describe per region, nothing else read.
     assert {cfn.region: cfn.operations() for cfn in cloud.values()} == \
         {r: ["describe_stacks"] for r in REGIONS}
@@ -142,20 +148,57 @@ def test_core_as_deployed_is_all_unchanged_and_deploys_nothing(cloud):
 
 
 def test_a_changed_parameter_updates_that_stack_only(cloud):
-    deployed_core(cloud, changed={"edl-local-metadata": {"TablePrefix": "edl-old"}})
+    deployed_core(cloud, changed={"edl-local-default-acls": {"RoleName": "edl-old-reader"}})
     stacks = manager(cloud)
     plan = stacks.plan("core of local", SPECS)
     assert {n: a for n, a in actions(plan).items() if a is not Action.UNCHANGED} == \
-        {"edl-local-metadata": Action.UPDATE}
+        {"edl-local-default-acls": Action.UPDATE}
     [result] = stacks.execute(plan)
-    assert result.name == "edl-local-metadata" and result.status == "UPDATE_COMPLETE"
+    assert result.name == "edl-local-default-acls" and result.status == "UPDATE_COMPLETE"
     [change_set] = change_sets(cloud)
-    assert change_set["StackName"] == "edl-local-metadata"
+    assert change_set["StackName"] == "edl-local-default-acls"
     assert change_set["ChangeSetType"] == "UPDATE"
     sent = {p["ParameterKey"]: p["ParameterValue"] for p in change_set["Parameters"]}
-    template = stacks.render("metadata.yaml")
-    assert sent == {"TablePrefix": "edl-local",
-                    FINGERPRINT_PARAMETER: fingerprint(template, {"TablePrefix": "edl-local"})}
+    assert sent["RoleName"] == "edl-local-internal-reader"
+    template = stacks.render("default_acls.yaml")
+    assert sent[FINGERPRINT_PARAMETER] == fingerprint(
+        template, {k: v for k, v in sent.items() if k != FINGERPRINT_PARAMETER})
+
+
+def test_an_update_that_would_replace_the_tables_is_shown_and_refused_unless_allowed(cloud):
+    deployed_core(cloud, changed={"edl-local-metadata": {"TablePrefix": "edl-old"}})
+    stacks = manager(cloud)
+    plan = stacks.plan("core of local", SPECS)
+    [update] = plan.changes
+    assert update.name == "edl-local-metadata" and update.action is Action.UPDATE
+    tables = [f"edl-local-metadata.{t.title()}Table" for t in naming.METADATA_TABLES]
+    assert sorted(r.name for r in update.replacements) == sorted(tables)
+    assert "TableName changes from edl-old-datasets to edl-local-datasets" in \
+        {str(r).split(": ", 1)[1] for r in update.replacements}
+    with pytest.raises(DeployError) as caught:
+        stacks.execute(plan, allow_replace=frozenset(tables[:1]))
+    assert "nothing was deployed" in caught.value.message and tables[1] in caught.value.message
+    assert all(f"--allow-replace {t}" in caught.value.hint for t in tables[1:])
+    assert change_sets(cloud) == []
+    [result] = stacks.execute(plan, allow_replace=frozenset(tables))
+    assert result.name == "edl-local-metadata" and result.changed
+
+
+def test_allowing_a_replacement_the_plan_does_not_have_is_refused(cloud):
+    deployed_core(cloud)
+    stacks = manager(cloud)
+    with pytest.raises(DeployError, match="edl-local-metadata.DatasetsTable"):
+        stacks.execute(stacks.plan("core of local", SPECS),
+                       allow_replace=frozenset({"edl-local-metadata.DatasetsTable"}))
+
+
+def test_a_bucket_name_change_is_a_replacement_of_the_bucket_not_of_its_key(cloud):
+    bucket = "edl-local-buckets-internal-eu-west-1"
+    deployed_core(cloud, changed={bucket: {"DataBucketName": "old-name"}})
+    plan = manager(cloud).plan("core of local", SPECS)
+    [planned] = [s for s in plan.stacks if s.name == bucket]
+    assert [(r.logical_id, r.resource_type) for r in planned.replacements] == \
+        [("DataBucket", "AWS::S3::Bucket")]
 
 
 def test_a_changed_bucket_stack_updates_the_stack_that_takes_its_outputs(cloud):
@@ -169,17 +212,50 @@ def test_a_changed_bucket_stack_updates_the_stack_that_takes_its_outputs(cloud):
 
 def test_a_stack_whose_first_create_failed_is_recreated(cloud):
     deployed_core(cloud)
-    cloud["eu-west-1"].stacks["edl-local-artifacts-eu-west-1"].status = "ROLLBACK_COMPLETE"
+    failed = cloud["eu-west-1"].stacks["edl-local-artifacts-eu-west-1"]
+    failed.status = "ROLLBACK_COMPLETE"
+    failed.resource_status = {logical: "DELETE_COMPLETE" for logical in failed.resources}
     stacks = manager(cloud)
     plan = stacks.plan("core of local", SPECS)
-    assert [(s.name, s.action) for s in plan.changes] == \
-        [("edl-local-artifacts-eu-west-1", Action.RECREATE)]
-    stacks.execute(plan)
+    # Its readers, and theirs: the tiers' buckets (its log bucket), the stacks of their keys.
+    readers = {*(f"edl-local-buckets-{t}-eu-west-1" for t in naming.TIERS),
+               "edl-local-default-acls", "edl-local-ingest-job", "edl-local-rest-api"}
+    assert {s.name: s.action for s in plan.changes} == \
+        {"edl-local-artifacts-eu-west-1": Action.RECREATE, **dict.fromkeys(readers, Action.UPDATE)}
+    results = stacks.execute(plan)
+    # The outputs came back the same: the stacks that read them need no change set.
+    assert {r.name for r in results if not r.changed} == readers
     eu = cloud["eu-west-1"]
     assert [op for op in eu.operations() if op in ("delete_stack", "create_change_set")] == \
         ["delete_stack", "create_change_set"]
     assert eu.called("create_change_set")[0]["ChangeSetType"] == "CREATE"
     assert eu.stacks["edl-local-artifacts-eu-west-1"].status == "CREATE_COMPLETE"
+
+
+@pytest.mark.parametrize("status", ["DELETE_FAILED", "UPDATE_ROLLBACK_FAILED", "ROLLBACK_FAILED",
+                                    "ROLLBACK_COMPLETE"])
+def test_a_stack_in_a_failed_state_is_reported_with_its_recovery_and_never_deleted(cloud, status):
+    deployed_core(cloud)
+    eu = cloud["eu-west-1"]
+    stuck = eu.stacks["edl-local-buckets-sensitive-eu-west-1"]
+    stuck.status = status  # a ROLLBACK_COMPLETE here still holds its (CREATE_COMPLETE) resources
+    eu.add_event(stuck, stuck.name, STACK_TYPE, "DELETE_IN_PROGRESS", "User Initiated")
+    eu.add_event(stuck, "DataBucket", "AWS::S3::Bucket", "DELETE_FAILED", "The bucket is not empty")
+    stacks = manager(cloud)
+    plan = stacks.plan("core of local", SPECS)
+    [blocked] = [s for s in plan.changes if s.action is Action.BLOCKED]
+    assert blocked.name == stuck.name
+    assert blocked.reason == f"{status}: DataBucket: The bucket is not empty"
+    assert f"--stack-name {stuck.name} --region eu-west-1" in blocked.recovery
+    command = "continue-update-rollback" if status == "UPDATE_ROLLBACK_FAILED" else "delete-stack"
+    assert f"aws cloudformation {command}" in blocked.recovery
+    if status == "DELETE_FAILED":
+        assert "--retain-resources DataBucket" in blocked.recovery
+    with pytest.raises(DeployError) as caught:
+        stacks.execute(plan)
+    assert stuck.name in caught.value.message and "The bucket is not empty" in caught.value.message
+    assert caught.value.hint == blocked.recovery
+    assert change_sets(cloud) == [] and not eu.called("delete_stack")
 
 
 def test_a_busy_stack_is_planned_and_then_refused_by_name(cloud):
@@ -297,3 +373,62 @@ def test_the_pool_never_runs_more_than_max_workers(cloud, max_workers):
     assert len(results) == len(CORE)
     assert recorder.peak == max_workers  # bounded, and the bound is used
 
+
+
+def test_the_order_comes_from_the_outputs_a_stack_reads():
+    """No hand-kept list: a stack that reads another's output goes after it, whatever the order
+    the specs come in."""
+    reader = StackSpec("edl-local-reader", "us-east-1", "default_acls.yaml",
+                       (("KeyArns", (OutputRef("edl-local-keys", "KeyId"),)),))
+    keys = StackSpec("edl-local-keys", "us-east-1", "buckets.yaml",
+                     (("LogsBucketName", OutputRef("edl-local-logs", "LogsBucket")),))
+    logs = StackSpec("edl-local-logs", "us-east-1", "artifacts.yaml", ())
+    assert reader.depends_on == ("edl-local-keys",) and logs.depends_on == ()
+    assert [s.name for s in in_dependency_order([reader, keys, logs])] == \
+        ["edl-local-logs", "edl-local-keys", "edl-local-reader"]
+    for spec in SPECS:  # the real components: every dependency is a stack of the core
+        assert set(spec.depends_on) <= CORE, spec.name
+
+
+# -- destroy ---------------------------------------------------------------------------------------
+
+class NothingOutsideCloudFormation:
+    """Glue, SSM, S3, KMS and DynamoDB of an account where EDL made nothing outside its stacks."""
+
+    def get_paginator(self, operation: str):
+        def paginate(**kwargs):
+            if operation == "get_tables":
+                raise client_error("GetTables", code="EntityNotFoundException")
+            return [{"get_parameters_by_path": {"Parameters": []},
+                     "list_keys": {"Keys": []}}[operation]]
+        return type("Paginator", (), {"paginate": staticmethod(paginate)})()
+
+    def head_bucket(self, **kwargs):
+        raise client_error("HeadBucket", code="404")
+
+    def describe_table(self, **kwargs):
+        raise client_error("DescribeTable", code="ResourceNotFoundException")
+
+
+def test_destroy_deletes_a_stack_before_the_stacks_it_reads_from_and_accounts_for_all(cloud):
+    deployed_core(cloud)
+    [dataset] = dataset_stacks(CONFIG, LOCAL, "clinical_trials", "restricted")
+    setup = manager(cloud)
+    cloud["us-east-1"].add_stack(dataset.name, "CREATE_COMPLETE",
+                                 setup.resolve(dataset, setup.live_stacks()),
+                                 setup.render(dataset.template).body)
+    cloud["eu-west-1"].add_stack("edl-local-hand-made", "CREATE_COMPLETE", {}, "{}")
+    plan = Destroyer(CONFIG, LOCAL, manager(cloud),
+                     lambda service, region: NothingOutsideCloudFormation()).plan(delete_data=False)
+    wave = {s.name: s.wave for s in plan.stacks}
+    assert set(wave) == CORE | {dataset.name, "edl-local-hand-made"}  # every live stack
+    assert [s.name for s in plan.stacks if not s.known] == ["edl-local-hand-made"]
+    assert wave["edl-local-hand-made"] == 0
+    for spec in SPECS + [dataset]:
+        for dependency in spec.depends_on:
+            assert wave[spec.name] < wave[dependency], (spec.name, dependency)
+    kept = {(r.stack, r.logical_id) for r in plan.kept}
+    assert ("edl-local-buckets-sensitive-eu-west-1", "DataBucket") in kept
+    assert ("edl-local-metadata", "AuditTable") in kept
+    assert not any(stack == "edl-local-artifacts-us-east-1" and logical == "ArtifactsBucket"
+                   for stack, logical in kept)

@@ -2,13 +2,15 @@
 
 Per region: the artifacts and access-log buckets, then one stack per tier with its KMS key, data
 bucket and drop bucket. In the default region: the metadata tables, and the role that reads every
-internal-tier dataset (it needs the internal keys of all regions, so it comes last).
+internal-tier dataset. The order follows from the outputs each stack reads (`OutputRef`): a tier's
+buckets log into the artifacts stack's log bucket, the reader role takes the internal keys of
+every region.
 """
 
 from __future__ import annotations
 
 from edl import naming
-from edl.cloudformation.stack_manager import OutputRef, StackSpec
+from edl.cloudformation.plan import OutputRef, StackSpec
 from edl.config import Instance, LakeConfig
 
 
@@ -25,6 +27,11 @@ def artifacts_stack(instance: Instance, region: str) -> str:
 
 def buckets_stack(instance: Instance, tier: str, region: str) -> str:
     return naming.stack_name(instance.name, "buckets", tier, region)
+
+
+def artifacts_bucket_ref(instance: Instance, region: str, format: str = "{}") -> OutputRef:
+    """The region's artifacts bucket, from its stack: what reads it deploys after it."""
+    return OutputRef(artifacts_stack(instance, region), "ArtifactsBucket", format)
 
 
 def key_arn(instance: Instance, tier: str, region: str) -> OutputRef:
@@ -52,10 +59,9 @@ def core_stacks(config: LakeConfig, instance: Instance) -> list[StackSpec]:
                     ("Tier", tier),
                     ("DataBucketName", naming.data_bucket(prefix, name, tier, region)),
                     ("DropBucketName", naming.drop_bucket(prefix, name, tier, region)),
-                    ("LogsBucketName", naming.logs_bucket(prefix, name, region)),
+                    ("LogsBucketName", OutputRef(artifacts_stack(instance, region), "LogsBucket")),
                     ("KeyAliasName", naming.kms_alias(name, tier)),
                 ),
-                depends_on=(artifacts_stack(instance, region),),
             ))
     specs.append(StackSpec(
         name=naming.stack_name(name, "metadata"), region=instance.default_region,
@@ -70,9 +76,9 @@ def core_stacks(config: LakeConfig, instance: Instance) -> list[StackSpec]:
             ("TrustedPrincipalArns", (instance.platform_admin_arn,)),
             ("BucketArns", tuple(f"arn:aws:s3:::{b}" for b in internal_buckets)),
             ("ObjectArns", tuple(f"arn:aws:s3:::{b}/*" for b in internal_buckets)),
+            ("WorkingAreaObjectArns", tuple(f"arn:aws:s3:::{b}/_*" for b in internal_buckets)),
             ("KeyArns", tuple(key_arn(instance, "internal", r) for r in instance.regions)),
         ),
-        depends_on=tuple(buckets_stack(instance, "internal", r) for r in instance.regions),
     ))
     ingest_stacks, rest_api_stacks = _later_components()
     return specs + ingest_stacks(config, instance) + rest_api_stacks(config, instance)

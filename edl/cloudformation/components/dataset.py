@@ -1,5 +1,7 @@
 """One dataset (`edl deploy-dataset`): its roles, one per access level, each allowed exactly the
-dataset's prefixes in its tier's data bucket of every region and the tier's KMS keys.
+dataset's prefixes in its tier's data bucket of every region and the tier's KMS keys; the write
+level may also drop files into the dataset's areas of the tier's drop buckets (the areas the
+ingest API accepts as the dataset's own), which is what "write" means: may ingest.
 
 The roles are IAM, so global: the stack lives in the instance's default region. The dataset's
 record (tier, owner, delta convention) is written to the metadata table once the stack is done.
@@ -8,8 +10,8 @@ record (tier, owner, delta convention) is written to the metadata table once the
 from __future__ import annotations
 
 from edl import naming
-from edl.cloudformation.components.core import buckets_stack, key_arn
-from edl.cloudformation.stack_manager import StackSpec
+from edl.cloudformation.components.core import key_arn
+from edl.cloudformation.plan import StackSpec
 from edl.config import Instance, LakeConfig
 
 
@@ -23,6 +25,8 @@ def dataset_stacks(config: LakeConfig, instance: Instance, dataset: str,
     naming.validate_tier(tier)
     buckets = [naming.data_bucket(config.bucket_prefix, instance.name, tier, r)
                for r in instance.regions]
+    drops = [naming.drop_bucket(config.bucket_prefix, instance.name, tier, r)
+             for r in instance.regions]
     return [StackSpec(
         name=dataset_stack(instance, dataset), region=instance.default_region,
         template="folder_acls.yaml",
@@ -33,7 +37,9 @@ def dataset_stacks(config: LakeConfig, instance: Instance, dataset: str,
             ("TrustedPrincipalArns", (instance.platform_admin_arn,)),
             ("BucketArns", tuple(f"arn:aws:s3:::{b}" for b in buckets)),
             ("ObjectArns", tuple(f"arn:aws:s3:::{b}/{dataset}/*" for b in buckets)),
+            ("DropBucketArns", tuple(f"arn:aws:s3:::{b}" for b in drops)),
+            ("DropObjectArns", tuple(f"arn:aws:s3:::{b}/{area}*" for b in drops
+                                     for area in (f"{dataset}/", f"uploads/{dataset}/"))),
             ("KeyArns", tuple(key_arn(instance, tier, r) for r in instance.regions)),
         ),
-        depends_on=tuple(buckets_stack(instance, tier, r) for r in instance.regions),
     )]

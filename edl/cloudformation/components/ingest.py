@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from edl import naming
 from edl.cloudformation import packaging
-from edl.cloudformation.components.core import artifacts_stack, buckets_stack, key_arn
-from edl.cloudformation.stack_manager import StackSpec, Upload
+from edl.cloudformation.components.core import artifacts_bucket_ref, key_arn
+from edl.cloudformation.plan import StackSpec, Upload
 from edl.config import Instance, LakeConfig
 
 # Glue runs this as the job script; the `edl` package comes from --extra-py-files.
@@ -37,12 +37,11 @@ def ingest_stacks(config: LakeConfig, instance: Instance) -> list[StackSpec]:
     code_key = code.key("code/edl", ".zip")
     script_key = f"jobs/ingest/{script.short_hash}/main.py"
 
-    data, drop, tier_stacks = [], [], []
+    data, drop = [], []
     for r in instance.regions:
         for tier in naming.TIERS:
             data.append(naming.data_bucket(prefix, name, tier, r))
             drop.append(naming.drop_bucket(prefix, name, tier, r))
-            tier_stacks.append(buckets_stack(instance, tier, r))
     if instance.is_local:
         # moto authorises DynamoDB and Glue against the resource "*" (see the template's header).
         metadata_arns: tuple = ("*",)
@@ -71,12 +70,11 @@ def ingest_stacks(config: LakeConfig, instance: Instance) -> list[StackSpec]:
                               for r in instance.regions for t in naming.TIERS)),
             ("MetadataResourceArns", metadata_arns),
             ("CatalogResourceArns", catalog_arns),
-            ("ArtifactsBucketArn", f"arn:aws:s3:::{artifacts}"),
+            ("ArtifactsBucketArn", artifacts_bucket_ref(instance, region, "arn:aws:s3:::{}")),
             ("ScriptLocation", f"s3://{artifacts}/{script_key}"),
             ("CodeLocation", f"s3://{artifacts}/{code_key}"),
             ("PythonModules", PYTHON_MODULES),
         ),
-        depends_on=(artifacts_stack(instance, region), *tier_stacks),
         uploads=(
             Upload(artifacts, code_key, lambda: code.data),
             Upload(artifacts, script_key, lambda: script.data),

@@ -16,8 +16,8 @@ from pathlib import Path
 from edl import naming
 from edl.api_config import get_api_config
 from edl.cloudformation import packaging
-from edl.cloudformation.components.core import artifacts_stack, buckets_stack, key_arn
-from edl.cloudformation.stack_manager import StackSpec, Upload
+from edl.cloudformation.components.core import artifacts_bucket_ref, key_arn
+from edl.cloudformation.plan import StackSpec, Upload
 from edl.config import Instance, LakeConfig
 
 
@@ -50,11 +50,8 @@ def rest_api_stacks(config: LakeConfig, instance: Instance) -> list[StackSpec]:
     artifacts = naming.artifacts_bucket(prefix, name, region)
     code = handler_package()
     code_key = code.key("code/rest-api", ".zip")
-    uploads, tier_stacks = [], []
-    for r in instance.regions:
-        for tier in naming.TIERS:
-            uploads.append(f"arn:aws:s3:::{naming.drop_bucket(prefix, name, tier, r)}/uploads/*")
-            tier_stacks.append(buckets_stack(instance, tier, r))
+    uploads = [f"arn:aws:s3:::{naming.drop_bucket(prefix, name, tier, r)}/uploads/*"
+               for r in instance.regions for tier in naming.TIERS]
     parameter = page_token_parameter(name)
     if instance.is_local:
         # moto authorises DynamoDB and SSM calls against the resource "*" (it computes no table
@@ -81,9 +78,8 @@ def rest_api_stacks(config: LakeConfig, instance: Instance) -> list[StackSpec]:
             ("IngestJobArn", f"arn:aws:glue:{region}:{account}:job/{naming.ingest_job_name(name)}"),
             ("PageTokenParameterName", parameter),
             ("PageTokenParameterArn", parameter_arn),
-            ("CodeS3Bucket", artifacts),
+            ("CodeS3Bucket", artifacts_bucket_ref(instance, region)),
             ("CodeS3Key", code_key),
         ),
-        depends_on=(artifacts_stack(instance, region), *tier_stacks),
         uploads=(Upload(artifacts, code_key, lambda: code.data),),
     )]

@@ -30,7 +30,8 @@ COMMANDS: dict[str, Command] = {
     "status": Command(deploy.StatusOptions, deploy.status,
                       "list the instance's stacks, their state and outputs"),
     "destroy": Command(deploy.DestroyOptions, deploy.destroy,
-                       "delete every stack of the instance, emptying its buckets (asks first)"),
+                       "delete every stack of the instance; keeps its data unless --delete-data",
+                       deploy.DESTROY_HELP),
     "render": Command(templates.RenderOptions, templates.render,
                       "print or write the rendered templates (no AWS needed)"),
     "validate": Command(templates.ValidateOptions, templates.validate,
@@ -40,4 +41,4 @@ COMMANDS: dict[str, Command] = {
                      local.LOCAL_HELP),
 }
 
-PLAN_TARGETS = ("deploy-core", "deploy-dataset")
+PLAN_TARGETS = ("deploy-core", "deploy-dataset", "destroy")
