@@ -101,3 +101,11 @@ def test_every_type_reads_back_with_the_values_of_the_source(lake, spark, case):
     assert frame.columns == expected.column_names
     assert _rows(frame.toArrow()) == _rows(expected)
 
+
+def test_a_file_without_a_known_extension_ingests_with_its_format_given(lake, spark, capsys):
+    source = lake.put("export.dat", b"id,name\n1,a\n2,b\n")
+    assert ingest(lake, spark, source, "--format", "csv") == 0
+    assert sorted(tuple(r) for r in lakeapi.read(spark, DATASET).collect()) == [(1, "a"),
+                                                                                (2, "b")]
+    [update] = lakeapi.list_updates(DATASET)
+    assert [f.format for f in update.files] == ["csv"]

@@ -37,7 +37,7 @@ from edl.core_resources.pipelines.ingest import tasks
 from edl.core_resources.pipelines.ingest.archives import ArchiveLimits, RawFile, Unpacker
 from edl.core_resources.pipelines.ingest.errors import (DeltaKeyError, DuplicatePathError,
                                                         IngestError)
-from edl.core_resources.pipelines.ingest.formats import FormatOptions, detect_format
+from edl.core_resources.pipelines.ingest.formats import FormatOptions
 from edl.core_resources.pipelines.ingest.sources import parse_source
 from edl.errors import EdlError
 from edl.utils.catalog import GlueCatalog
@@ -126,7 +126,7 @@ class IngestJob:
         if update.kind == "delta":
             self._check_convention(dataset)
         raw, copies = self._fetch(unit, source, update, access, request.limits)
-        formats = [detect_format(f.path) for f in raw]
+        formats = [request.options.format_of(f.path) for f in raw]
         results = self._convert(unit, raw, formats, update, access, request.options, copies)
         raw = [replace(f, bytes=r.raw_bytes, sha256=r.raw_sha256) if r.raw_sha256 else f
                for f, r in zip(raw, results)]
