@@ -58,6 +58,17 @@ def test_ingest_help_names_its_options(cli):
         assert option in out
 
 
+def test_ingest_help_names_exactly_the_sources_the_api_takes(cli):
+    from edl.naming import SOURCE_SCHEMES
+
+    _, out, _ = cli("ingest", "--help")
+    source_help = " ".join(out.split("--source SOURCE", 2)[-1].split("--kind")[0].split())
+    assert source_help == "a local file, " + ", ".join(f"{s}://…" for s in SOURCE_SCHEMES)
+    assert "sftp" not in out
+    code, _, err = cli("ingest", "sales", "--source", "sftp://me@host/a.csv", "--kind", "delta")
+    assert code == 2 and "unsupported source" in err and not cli.built
+
+
 def test_no_command_prints_help_and_exits_2(cli):
     code, out, _ = cli()
     assert code == 2 and "COMMAND" in out

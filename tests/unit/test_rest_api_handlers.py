@@ -220,7 +220,8 @@ def test_malformed_body_is_400(lake, raw, code):
      "invalid_option", "quote"),
     ({"source": f"s3://{drop()}/uploads/sales/a.csv", "kind": "snapshot", "format": "xml"},
      "bad_request", "csv"),
-    ({"source": "ftp://host/a.csv", "kind": "snapshot"}, "invalid_source", "unsupported"),
+    ({"source": "ftp://host/a.csv", "kind": "snapshot"}, "invalid_source",
+     "the API takes " + ", ".join(f"{s}://" for s in naming.SOURCE_SCHEMES)),
     ({"source": "sftp://me@host/a.csv", "kind": "snapshot"}, "invalid_source", "sftp"),
 ])
 def test_bad_ingest_body_is_400_and_changes_nothing(lake, payload, code, text):
