@@ -139,6 +139,7 @@ def _copy(client, bucket: str, key: str, out, source: str) -> None:
 
 def _refused(exc: Exception, url: str) -> SourceReadError:
     code = exc.response["Error"]["Code"] if isinstance(exc, ClientError) else type(exc).__name__
+    code = {"403": "AccessDenied", "Forbidden": "AccessDenied"}.get(code, code)  # HEAD: no body
     return SourceReadError(
         f"you cannot read {url} ({code}), so it is not ingested",
         hint="the ingest reads an S3 source outside the lake with your own credentials: ask "

@@ -578,6 +578,9 @@ def test_an_s3_source_the_caller_may_not_read_is_refused_before_anything_is_uplo
     assert "you cannot read s3://partner/feed/secret.csv (AccessDenied)" in err
     assert "Hint:" in err and "Traceback" not in err
     assert stub.requests == []
+    code, _, err = cli("ingest", "sales", "--source", "s3://partner/feed/secret.csv",
+                       "--kind", "snapshot")
+    assert code == 1 and "secret.csv (AccessDenied)" in err and stub.requests == []
 
 
 def test_a_failed_job_exits_non_zero_with_the_jobs_error(stub, cli, tmp_path):
