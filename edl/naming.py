@@ -28,6 +28,11 @@ def validate_dataset_name(name: str) -> str:
             hint="use 3-63 lowercase letters, digits and '_', starting with a letter "
             "(for example clinical_trials)",
         )
+    if name in RESERVED_DATASET_NAMES:
+        raise NamingError(
+            f"dataset name {name!r} is reserved: the lake's buckets use {name}/ for their own",
+            hint=f"choose another name; reserved: {', '.join(sorted(RESERVED_DATASET_NAMES))}",
+        )
     return name
 
 
@@ -117,3 +122,21 @@ def ingest_job_name(instance: str) -> str:
 
 def role_arn(account_id: str, role: str) -> str:
     return f"arn:aws:iam::{account_id}:role/{role}"
+
+
+# -- areas at the roots of the lake's buckets, and the sources the ingest API takes -------------
+
+# The prefixes EDL itself writes at a bucket's root: the drop bucket's `uploads/`, the artifacts
+# bucket's `code/`, `jobs/` and `templates/`. A dataset owns `<dataset>/` in the drop bucket, so
+# a dataset named like one of them would own every other dataset's uploads (or the lake's code).
+RESERVED_DATASET_NAMES = frozenset({"uploads", "code", "jobs", "templates"})
+
+# The URL schemes `start_ingest` takes a source by (plus `http` on the local instance); the
+# client's `edl-api ingest --help` says the same, from this list.
+SOURCE_SCHEMES = ("s3", "https")
+
+
+def drop_areas(dataset: str) -> tuple[str, str]:
+    """The key prefixes of a drop bucket that belong to `dataset`: where `create_upload` puts
+    files, and where systems drop files for it."""
+    return f"uploads/{dataset}/", f"{dataset}/"

@@ -87,8 +87,8 @@ def job(opts: argparse.Namespace, s: Session) -> int:
 
 def ingest(opts: argparse.Namespace, s: Session) -> int:
     local_file(opts.source)  # a missing local file is refused before any request
-    options = {"format": opts.format, "delimiter": opts.delimiter, "encoding": opts.encoding,
-               "header": opts.header}
+    options = {"format": opts.format, "delimiter": opts.delimiter, "quote": opts.quote,
+               "encoding": opts.encoding, "header": opts.header}
     with _UploadView(s.ui) as view:
         started = s.api.ingest(opts.name, opts.source, opts.kind, options, on_upload=view.start)
     if not opts.wait:

@@ -25,7 +25,8 @@ from edl.naming import validate_dataset_name
 from edl.ui import UI
 from edl_api import commands
 from edl_api.client import ApiClient
-from edl_api.lake_api import FORMATS, KINDS, LakeApi
+from edl_api.lake_api import FORMATS, KINDS, SOURCES_HELP, LakeApi
+from edl_api.outside_sources import OutsideSources
 
 DESCRIPTION = """Talk to the Enterprise Data Lake's REST API: list datasets and updates, ingest
 data and follow ingest jobs. Requests are signed with your AWS credentials (--profile, AWS_PROFILE
@@ -87,15 +88,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("ingest", "ingest a file or a remote source as a new update", commands.ingest,
             description="Ingest a source as a new update of a dataset. A local file is uploaded "
-                        "to the tier's drop bucket first; s3://, https:// and sftp:// sources "
-                        "are read by the ingest job. Answers at once with the update and job "
-                        "ids; --wait follows the job until it has succeeded or failed.")
+                        "to the tier's drop bucket first. An s3:// source outside the lake (an "
+                        "object, or every object under a prefix) is read with your own "
+                        "credentials and uploaded the same way; the dataset's own drop area "
+                        "and https:// sources are read by the ingest job. Answers at once with "
+                        "the update and job ids; --wait follows the job until it has succeeded "
+                        "or failed.")
     p.add_argument("name", type=_dataset_name, help="the dataset's name")
-    p.add_argument("--source", required=True,
-                   help="a local file, or s3://…, https://…, sftp://…")
+    p.add_argument("--source", required=True, help=SOURCES_HELP)
     p.add_argument("--kind", required=True, choices=KINDS, help="a full snapshot or a delta")
     p.add_argument("--format", choices=FORMATS, help="the files' format (default: by extension)")
     p.add_argument("--delimiter", help="CSV delimiter (default: ,)")
+    p.add_argument("--quote", help="CSV quote character (default: \")")
     p.add_argument("--encoding", help="CSV text encoding (default: utf-8)")
     p.add_argument("--header", action=argparse.BooleanOptionalAction, default=None,
                    help="whether CSV files have a header row (default: they do)")
@@ -153,6 +157,7 @@ def describe_error(exc: BaseException) -> tuple[str, str | None, int | None]:
 
 def run(argv: Sequence[str], *, ui: UI | None = None,
         connect: Callable[[str, str | None], ApiClient] = ApiClient.for_instance,
+        outside: Callable[[str, str | None], OutsideSources] = OutsideSources.for_instance,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic) -> int:
     """`edl-api ARGV` with its collaborators handed in (tests give a fast sleep)."""
@@ -172,8 +177,9 @@ def run(argv: Sequence[str], *, ui: UI | None = None,
             logging.getLogger(noisy).setLevel(logging.WARNING)
     ui = ui or UI()
     try:
-        session = commands.Session(lambda: LakeApi(connect(opts.instance, opts.profile)), ui,
-                                   sleep=sleep, clock=clock)
+        session = commands.Session(
+            lambda: LakeApi(connect(opts.instance, opts.profile),
+                            outside(opts.instance, opts.profile)), ui, sleep=sleep, clock=clock)
         return opts.run(opts, session)
     except KeyboardInterrupt:
         ui.error("interrupted")

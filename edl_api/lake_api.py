@@ -3,8 +3,10 @@
 Besides one method per endpoint, two flows a user wants in one step:
 
 - `ingest()`: a local file is put into the tier's drop bucket first (POST uploads → a presigned
-  PUT URL → PUT the file), then the ingest starts from the `source` the API returned; any other
-  source (s3://, https://, sftp://) goes to start_ingest as it is.
+  PUT URL → PUT the file), then the ingest starts from the `source` the API returned. An s3://
+  source outside the lake is read as the caller into a local file first (`outside_sources`) and
+  then uploaded the same way; any other source (the lake's own s3://, https://) goes to
+  start_ingest as it is.
 - `wait_for_job()`: poll get_job until the job has succeeded or failed, with a growing interval
   and a timeout; sleep and clock are injectable.
 """
@@ -12,19 +14,23 @@ Besides one method per endpoint, two flows a user wants in one step:
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from edl.errors import EdlError, UsageError
-from edl.naming import validate_dataset_name
+from edl.naming import SOURCE_SCHEMES, validate_dataset_name
 from edl_api.client import ApiClient, path_part
+from edl_api.outside_sources import OutsideSources
 
 KINDS = ("snapshot", "delta")
 FORMATS = ("csv", "jsonl", "parquet", "excel")
 JOB_DONE = ("succeeded", "failed")
-REMOTE_SCHEMES = ("s3://", "https://", "http://", "sftp://")
+# The API's own list; plain http:// goes to the API too, which takes it on the local instance.
+REMOTE_SCHEMES = tuple(f"{scheme}://" for scheme in SOURCE_SCHEMES) + ("http://",)
+SOURCES_HELP = "a local file, " + ", ".join(f"{scheme}://…" for scheme in SOURCE_SCHEMES)
 
 # Told (path, size) when an upload starts; may answer a callback for the bytes sent so far.
 OnUpload = Callable[[Path, int], "Callable[[int], None] | None"]
@@ -35,8 +41,9 @@ class JobTimeoutError(EdlError):
 
 
 class LakeApi:
-    def __init__(self, client: ApiClient) -> None:
+    def __init__(self, client: ApiClient, outside: OutsideSources | None = None) -> None:
         self.client = client
+        self.outside = outside
 
     # -- datasets and updates -------------------------------------------------------------------
 
@@ -94,8 +101,11 @@ class LakeApi:
         if kind not in KINDS:
             raise UsageError(f"unknown kind {kind!r}", hint=f"choose one of: {', '.join(KINDS)}")
         local = local_file(source)
-        if local is not None:
-            source = self.upload_file(dataset, local, on_upload)
+        with tempfile.TemporaryDirectory(prefix="edl-api-") as spool:
+            if local is None and self.outside is not None and self.outside.is_outside(source):
+                local = self.outside.fetch(source, Path(spool))
+            if local is not None:
+                source = self.upload_file(dataset, local, on_upload)
         started = self.start_ingest(dataset, source, kind, options)
         return {**started, "source": started.get("source", source)}
 
@@ -127,11 +137,10 @@ def local_file(source: str) -> Path | None:
         return None
     path = Path(source[len("file://"):] if source.startswith("file://") else source).expanduser()
     if "://" in source and not source.startswith("file://"):
-        raise UsageError(f"unsupported source {source!r}",
-                         hint="use a local file, s3://…, https://… or sftp://…")
+        raise UsageError(f"unsupported source {source!r}", hint=f"use {SOURCES_HELP}")
     if not path.exists():
         raise UsageError(f"no such file: {path}",
-                         hint="give a local file, or a remote source (s3://…, https://…, sftp://…)")
+                         hint=f"give {SOURCES_HELP}")
     if not path.is_file():
         raise UsageError(f"{path} is not a file",
                          hint="ingest one file at a time; zip a folder to ingest it as one update")

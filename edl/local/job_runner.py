@@ -161,7 +161,7 @@ def ingest_arguments(item: dict) -> list[str]:
         argv = [arg for field, flag in _FIELD_ARGUMENTS if item.get(field)
                 for arg in (flag, str(item[field]))]
         options = item.get("options") or {}
-        for key in ("delimiter", "quote", "encoding"):
+        for key in ("format", "delimiter", "quote", "encoding"):
             if options.get(key):
                 argv += [f"--{key}", str(options[key])]
         if options.get("header") is False:

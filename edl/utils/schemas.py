@@ -23,6 +23,7 @@ import base64
 from typing import Iterable, Sequence
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from edl.errors import EdlError
 
@@ -106,7 +107,9 @@ def unify_schemas(labelled: Sequence[tuple[str, pa.Schema]], what: str = "files"
 
 
 def conform_batch(batch: pa.RecordBatch, target: pa.Schema) -> pa.RecordBatch:
-    """`batch` with `target`'s columns, order and types (missing columns are null)."""
+    """`batch` with `target`'s columns, order and types (missing columns are null). Every cast
+    is checked except a timestamp's unit: a nanosecond column read into Spark's microseconds
+    keeps its instant to the microsecond."""
     if batch.schema.equals(target):
         return batch
     columns = []
@@ -116,7 +119,8 @@ def conform_batch(batch: pa.RecordBatch, target: pa.Schema) -> pa.RecordBatch:
             columns.append(pa.nulls(batch.num_rows, f.type))
         else:
             column = batch.column(index)
-            columns.append(column if column.type.equals(f.type) else column.cast(f.type))
+            columns.append(column if column.type.equals(f.type) else pc.cast(
+                column, options=pc.CastOptions(f.type, allow_time_truncate=True)))
     return pa.RecordBatch.from_arrays(columns, schema=target)
 
 
@@ -180,27 +184,61 @@ def glue_type(t: pa.DataType) -> str:
 
 
 def spark_schema(schema: pa.Schema):
-    """The Spark StructType for an Arrow schema (null columns become strings)."""
+    """The Spark StructType for an Arrow schema, through `spark_holdable` (null columns become
+    strings, unsigned integers signed or decimal)."""
     from pyspark.sql.pandas.types import from_arrow_schema
 
-    return from_arrow_schema(sparkable_schema(schema))
+    return from_arrow_schema(spark_holdable(schema))
 
 
 def sparkable_schema(schema: pa.Schema) -> pa.Schema:
-    """`schema` with the types Spark cannot hold replaced by ones it can: null → string,
-    nanosecond timestamps → microseconds, unsigned 64-bit → decimal(20,0)."""
-    return pa.schema([pa.field(f.name, _sparkable(f.type)) for f in schema])
+    """The Arrow schema of the batches Spark accepts for `spark_schema(schema)`.
+
+    It is Spark's own translation back (`to_arrow_schema`), so the declared schema and the
+    batches agree by construction — a Python data source refuses a batch whose Arrow schema is
+    not exactly this one (`DATA_SOURCE_RETURN_SCHEMA_MISMATCH`). What that means for values:
+
+    - timestamps are microseconds (Spark holds no other unit): seconds and milliseconds widen
+      exactly; nanoseconds are truncated to the microsecond (`conform_batch` allows that cast
+      and no other lossy one);
+    - a timestamp with a time zone is an instant: Spark's `TimestampType`, carried as UTC (the
+      same instant, whatever zone the file named);
+    - a naive timestamp is a wall-clock reading: Spark's `TimestampNTZType`. As a
+      `TimestampType` it would be taken for UTC and shown shifted into the session's time zone;
+      as NTZ it reads back as the very digits the file held;
+    - `large_string` is `string`, `date64` is `date32`, lists and structs are translated
+      member by member (list items are named `element`)."""
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    return to_arrow_schema(spark_schema(schema), timezone="UTC")
 
 
-def _sparkable(t: pa.DataType) -> pa.DataType:
+def spark_holdable(schema: pa.Schema) -> pa.Schema:
+    """`schema` with the types Spark has no counterpart for replaced by ones it has:
+    null → string, unsigned 64-bit → decimal(20,0), other unsigned → int64, date64 → date32,
+    decimal256 → decimal128 (Spark's decimals stop at 38 digits; wider ones → string)."""
+    return pa.schema([pa.field(f.name, _holdable(f.type), nullable=f.nullable) for f in schema])
+
+
+def _holdable(t: pa.DataType) -> pa.DataType:
     if pa.types.is_null(t):
         return pa.string()
-    if pa.types.is_large_string(t):
-        return pa.string()
-    if pa.types.is_timestamp(t) and t.unit == "ns":
-        return pa.timestamp("us", tz=t.tz)
     if pa.types.is_uint64(t):
         return pa.decimal128(20, 0)
     if pa.types.is_unsigned_integer(t):
         return pa.int64()
+    if pa.types.is_date64(t):
+        return pa.date32()
+    if pa.types.is_decimal256(t):
+        return pa.decimal128(t.precision, t.scale) if t.precision <= 38 else pa.string()
+    if pa.types.is_dictionary(t):
+        return _holdable(t.value_type)
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        return pa.list_(pa.field(t.value_field.name, _holdable(t.value_type),
+                                 nullable=t.value_field.nullable))
+    if pa.types.is_map(t):
+        return pa.map_(_holdable(t.key_type), _holdable(t.item_type))
+    if pa.types.is_struct(t):
+        return pa.struct([pa.field(t.field(i).name, _holdable(t.field(i).type),
+                                   nullable=t.field(i).nullable) for i in range(t.num_fields)])
     return t

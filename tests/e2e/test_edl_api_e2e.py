@@ -13,7 +13,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import boto3
 import pytest
+
+from edl.aws import read_local_profile
 
 BIN = Path(sys.executable).parent
 DATASET = "api_users_trials"
@@ -77,3 +80,56 @@ def test_unknown_dataset_and_unknown_user_are_clear_errors(dataset):
     stranger = run("edl-api", "datasets", user="mallory")
     assert stranger.returncode != 0
     assert "mallory" in stranger.stderr and "Traceback" not in stranger.stderr
+
+
+PARTNER_BUCKET = "partner-feed-e2e"
+
+
+def as_admin(local_cloud, service: str):
+    """A client of the platform admin working through the privileged CloudFormation role, as
+    the account team would set up a partner's bucket and a user's rights."""
+    key, secret = read_local_profile("admin")
+    kwargs = dict(endpoint_url=local_cloud.status.endpoint_url, region_name="us-east-1")
+    creds = boto3.client("sts", aws_access_key_id=key, aws_secret_access_key=secret, **kwargs) \
+        .assume_role(RoleArn=local_cloud.instance.cfn_role_arn,
+                     RoleSessionName="e2e")["Credentials"]
+    return boto3.client(service, aws_access_key_id=creds["AccessKeyId"],
+                        aws_secret_access_key=creds["SecretAccessKey"],
+                        aws_session_token=creds["SessionToken"], **kwargs)
+
+
+def test_an_s3_prefix_outside_the_lake_is_ingested_with_the_callers_own_rights(
+        dataset, local_cloud):
+    s3, iam = as_admin(local_cloud, "s3"), as_admin(local_cloud, "iam")
+    s3.create_bucket(Bucket=PARTNER_BUCKET)
+    for name, row in (("a.csv", "T8,Lille,8"), ("eu/b.csv", "T9,Nantes,9")):
+        s3.put_object(Bucket=PARTNER_BUCKET, Key=f"feed/2026/{name}",
+                      Body=f"trial_id,site,enrolled\n{row}\n".encode())
+    source = f"s3://{PARTNER_BUCKET}/feed/2026"
+    before = json.loads(run("edl-api", "updates", dataset, "--json", user="bob").stdout)["items"]
+
+    refused = run("edl-api", "ingest", dataset, "--source", source, "--kind", "snapshot",
+                  user="alice")
+    assert refused.returncode == 1, refused.stderr
+    assert f"you cannot read s3://{PARTNER_BUCKET}/feed/2026 (AccessDenied)" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    after = json.loads(run("edl-api", "updates", dataset, "--json", user="bob").stdout)["items"]
+    assert after == before, "a source alice cannot read must create no update"
+
+    iam.put_user_policy(UserName="alice", PolicyName="read-partner-feed", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "s3:GetObject",
+             "Resource": f"arn:aws:s3:::{PARTNER_BUCKET}/*"},
+            {"Effect": "Allow", "Action": "s3:ListBucket",
+             "Resource": f"arn:aws:s3:::{PARTNER_BUCKET}"}]}))
+    try:
+        done = run("edl-api", "ingest", dataset, "--source", source, "--kind", "snapshot",
+                   "--wait", "--json", user="alice")
+    finally:
+        iam.delete_user_policy(UserName="alice", PolicyName="read-partner-feed")
+    assert done.returncode == 0, done.stderr
+    newest = json.loads(run("edl-api", "updates", dataset, "--json", user="bob").stdout)["items"][-1]
+    update_id = newest["update_id"]
+    record = json.loads(run("edl-api", "update", dataset, update_id, "--json", user="bob").stdout)
+    assert record["status"] == "complete" and record["rows"] == 2
+    assert sorted(f["path"] for f in record["files"]) == ["a.csv", "eu/b.csv"]

@@ -110,3 +110,26 @@ def test_two_concurrent_ingests_both_succeed(lake, spark):
     seen = [[r.id for r in lakeapi.read(spark, DATASET, as_of=u.update_id).collect()]
             for u in updates]
     assert sorted(seen) == [[0], [1]]   # each update holds exactly its own source
+
+
+UPDATE_LIMITS = {
+    "plain files, refused from the listing": (
+        {"a.csv": b"id\n" + b"1\n" * 20, "b.csv": b"id\n" + b"2\n" * 20}, "60",
+        "the source of clinical_trials/0000000001: 86 bytes, more than 60 bytes in one update"),
+    "archives, refused once unpacked": (
+        {"a.csv.gz": gzip.compress(b"id\n" + b"1\n" * 1000),
+         "b.csv.gz": gzip.compress(b"id\n" + b"2\n" * 1000)}, "3000",
+        "the unpacked files of clinical_trials/0000000001: 4006 bytes, more than 3000 bytes"),
+}
+
+
+@pytest.mark.parametrize("case", list(UPDATE_LIMITS))
+def test_an_update_is_limited_in_bytes_across_all_its_files(lake, spark, capsys, case):
+    files, limit, reason = UPDATE_LIMITS[case]
+    for name, body in files.items():
+        lake.put(f"batch/{name}", body)
+    code = ingest(lake, spark, f"s3://{lake.drop_bucket}/batch",
+                  "--max-total-gib", repr(int(limit) / (1 << 30)))
+    assert code == 1
+    assert reason in capsys.readouterr().err
+    assert_failed_and_invisible(lake, spark, reason)

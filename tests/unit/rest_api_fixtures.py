@@ -45,28 +45,6 @@ def create_metadata_tables(dynamodb_client, instance: str) -> None:
         dynamodb_client.create_table(**kwargs)
 
 
-class FakeIam:
-    """IAM's policy simulator as a test sets it: which (principal, action, resource) are allowed."""
-
-    def __init__(self, allowed: set[tuple[str, str, str]]) -> None:
-        self.allowed = allowed
-        self.calls: list[tuple[str, str, str]] = []
-
-    def simulate_principal_policy(self, PolicySourceArn, ActionNames, ResourceArns):  # noqa: N803
-        results = []
-        for action in ActionNames:
-            for resource in ResourceArns:
-                self.calls.append((PolicySourceArn, action, resource))
-                decision = "allowed" if (PolicySourceArn, action, resource) in self.allowed \
-                    else "implicitDeny"
-                results.append({"EvalActionName": action, "EvalResourceName": resource,
-                                "EvalDecision": decision})
-        return {"EvaluationResults": results}
-
-    def get_role(self, RoleName):  # noqa: N803
-        return {"Role": {"Arn": f"arn:aws:iam::{ACCOUNT}:role/{RoleName}"}}
-
-
 class Lake:
     """The handlers' world in one object: tables, clients, the ApiContext, and event helpers."""
 

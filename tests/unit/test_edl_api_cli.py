@@ -58,6 +58,21 @@ def test_ingest_help_names_its_options(cli):
         assert option in out
 
 
+def test_ingest_help_names_exactly_the_sources_the_api_takes(cli):
+    from edl.api_config import get_api_config
+    from edl.naming import SOURCE_SCHEMES
+
+    _, out, _ = cli("ingest", "--help")
+    source_help = " ".join(out.split("--source SOURCE", 2)[-1].split("--kind")[0].split())
+    assert source_help == "a local file, " + ", ".join(f"{s}://…" for s in SOURCE_SCHEMES)
+    assert "sftp" not in out
+    documented = next(f for f in get_api_config().endpoint("start_ingest").body
+                      if f.name == "source").description
+    assert all(f"{s}://" in documented for s in SOURCE_SCHEMES) and "sftp" not in documented
+    code, _, err = cli("ingest", "sales", "--source", "sftp://me@host/a.csv", "--kind", "delta")
+    assert code == 2 and "unsupported source" in err and not cli.built
+
+
 def test_no_command_prints_help_and_exits_2(cli):
     code, out, _ = cli()
     assert code == 2 and "COMMAND" in out

@@ -4,6 +4,7 @@ tables and --json, and the ingest flow upload → PUT → start → poll."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -11,6 +12,7 @@ import socket
 import subprocess
 import sys
 import threading
+import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -20,6 +22,7 @@ import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
+from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
 from edl.config import get_config
@@ -28,6 +31,7 @@ from edl_api.client import ApiClient, ApiConnectionError, ApiError, RetryPolicy
 from edl_api.discovery import ApiNotDeployedError, cloud_api_url
 from edl_api.edl_api import run
 from edl_api.lake_api import LakeApi
+from edl_api.outside_sources import OutsideSources
 
 KEY_ID, SECRET = "AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
 RESET = "reset"  # a reply that drops the connection without an answer
@@ -344,13 +348,59 @@ def cli(stub, edl_home, aws_credentials, capsys, monkeypatch):
     monkeypatch.delenv("EDL_INSTANCE", raising=False)
     sleeps = Sleeps()
 
+    s3 = FakeS3()
+
     def invoke(*argv: str) -> tuple[int, str, str]:
-        code = run(list(argv), sleep=sleeps)
+        code = run(list(argv), sleep=sleeps,
+                   outside=lambda instance, profile: OutsideSources(lambda: s3, PREFIX))
         out, err = capsys.readouterr()
         return code, out, err
 
     invoke.sleeps = sleeps
+    invoke.s3 = s3
     return invoke
+
+
+PREFIX = "sanofi-datalake"
+DROP = f"{PREFIX}-drop-local-internal-us-east-1"
+
+
+class FakeS3:
+    """The caller's S3 as S3 answers them: `objects` by key, `denied` keys give AccessDenied."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes] = {}
+        self.denied: set[str] = set()
+        self.calls: list[tuple[str, str, str]] = []
+
+    @staticmethod
+    def _error(code: str, operation: str) -> ClientError:
+        return ClientError({"Error": {"Code": code, "Message": code}}, operation)
+
+    def head_object(self, Bucket, Key):  # noqa: N803
+        self.calls.append(("head_object", Bucket, Key))
+        if Key in self.denied:
+            raise self._error("403", "HeadObject")
+        if Key not in self.objects:
+            raise self._error("404", "HeadObject")
+        return {"ContentLength": len(self.objects[Key])}
+
+    def get_object(self, Bucket, Key):  # noqa: N803
+        self.calls.append(("get_object", Bucket, Key))
+        if Key in self.denied:
+            raise self._error("AccessDenied", "GetObject")
+        return {"Body": io.BytesIO(self.objects[Key])}
+
+    def get_paginator(self, name):
+        assert name == "list_objects_v2"
+        fake = self
+
+        class Paginator:
+            def paginate(self, Bucket, Prefix):  # noqa: N803
+                fake.calls.append(("list_objects_v2", Bucket, Prefix))
+                keys = sorted(k for k in fake.objects if k.startswith(Prefix))
+                yield {"Contents": [{"Key": k, "Size": len(fake.objects[k])} for k in keys]}
+        return Paginator()
 
 
 # As the handlers answer (edl/core_resources/rest_api/datasets.py): `updates` counts the ids
@@ -422,7 +472,8 @@ def test_an_unknown_dataset_exits_3_with_the_apis_message(stub, cli):
 def test_a_refused_ingest_exits_1_with_a_hint(stub, cli, tmp_path):
     stub.on("POST", "/v1/datasets/sales/ingest", (403, {"error": {
         "code": "Forbidden", "message": "carol may not write sales"}}))
-    code, _, err = cli("ingest", "sales", "--source", "s3://elsewhere/a.csv", "--kind", "delta")
+    code, _, err = cli("ingest", "sales", "--source", f"s3://{DROP}/uploads/sales/a.csv",
+                       "--kind", "delta")
     assert code == 1
     assert "carol may not write sales" in err and "Hint:" in err
 
@@ -479,14 +530,57 @@ def test_ingest_without_wait_answers_at_once(stub, cli, tmp_path):
     assert not stub.calls("GET")
 
 
-def test_a_remote_source_is_not_uploaded(stub, cli):
+@pytest.mark.parametrize("source", [f"s3://{DROP}/sales/batch7/", "https://example.com/a.csv"])
+def test_a_source_the_job_reads_is_not_uploaded(stub, cli, source):
     ingest_routes(stub, job("succeeded"))
-    code, out, _ = cli("ingest", "sales", "--source", "s3://bucket/key.csv", "--kind", "delta",
+    code, out, _ = cli("ingest", "sales", "--source", source, "--kind", "delta",
                        "--wait", "--json")
     assert code == 0
     assert [r["path"] for r in stub.calls("POST")] == ["/v1/datasets/sales/ingest"]
-    assert not stub.calls("PUT")
+    assert json.loads(stub.calls("POST")[0]["body"])["source"] == source
+    assert not stub.calls("PUT") and not cli.s3.calls
     assert json.loads(out)["status"] == "succeeded"
+
+
+def test_an_s3_object_outside_the_lake_is_read_as_the_caller_and_uploaded(stub, cli):
+    body = b"id,name\n1,a\n"
+    cli.s3.objects = {"feed/2026/batch.csv": body, "feed/2026/other.csv": b"x"}
+    ingest_routes(stub, job("succeeded"))
+    code, out, err = cli("ingest", "sales", "--source", "s3://partner/feed/2026/batch.csv",
+                         "--kind", "snapshot", "--json")
+    assert code == 0, err
+    upload, put, start = stub.requests[:3]
+    assert json.loads(upload["body"]) == {"filename": "batch.csv"}
+    assert put["body"] == body
+    assert json.loads(start["body"])["source"].startswith(f"s3://{DROP}/uploads/sales/")
+    assert ("get_object", "partner", "feed/2026/batch.csv") in cli.s3.calls
+
+
+def test_an_s3_prefix_outside_the_lake_comes_as_one_zip_of_every_object_below_it(stub, cli):
+    cli.s3.objects = {"feed/a.csv": b"id\n1\n", "feed/eu/b.csv": b"id\n2\n",
+                      "feed/": b"", "feedback/c.csv": b"not under the prefix"}
+    ingest_routes(stub, job("succeeded"))
+    code, _, err = cli("ingest", "sales", "--source", "s3://partner/feed", "--kind", "snapshot")
+    assert code == 0, err
+    upload, put = stub.requests[:2]
+    assert json.loads(upload["body"]) == {"filename": "feed.zip"}
+    with zipfile.ZipFile(io.BytesIO(put["body"])) as archive:
+        assert {n: archive.read(n) for n in archive.namelist()} == {
+            "a.csv": b"id\n1\n", "eu/b.csv": b"id\n2\n"}
+
+
+def test_an_s3_source_the_caller_may_not_read_is_refused_before_anything_is_uploaded(stub, cli):
+    cli.s3.objects = {"feed/a.csv": b"id\n1\n", "feed/secret.csv": b"id\n2\n"}
+    cli.s3.denied = {"feed/secret.csv"}
+    ingest_routes(stub, job("succeeded"))
+    code, _, err = cli("ingest", "sales", "--source", "s3://partner/feed/", "--kind", "snapshot")
+    assert code == 1
+    assert "you cannot read s3://partner/feed/secret.csv (AccessDenied)" in err
+    assert "Hint:" in err and "Traceback" not in err
+    assert stub.requests == []
+    code, _, err = cli("ingest", "sales", "--source", "s3://partner/feed/secret.csv",
+                       "--kind", "snapshot")
+    assert code == 1 and "secret.csv (AccessDenied)" in err and stub.requests == []
 
 
 def test_a_failed_job_exits_non_zero_with_the_jobs_error(stub, cli, tmp_path):

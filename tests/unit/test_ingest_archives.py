@@ -13,6 +13,7 @@ import pytest
 
 from edl.core_resources.pipelines.ingest.archives import (ArchiveLimits, LocalSink, Unpacker,
                                                           safe_member_path)
+from edl.core_resources.pipelines.ingest.limits import GiB, MiB, check_update_totals
 from edl.core_resources.pipelines.ingest.errors import (ArchiveBombError, CorruptArchiveError,
                                                         DuplicatePathError, EmptyFileError,
                                                         UnsafeArchivePathError)
@@ -175,3 +176,87 @@ def test_a_server_side_copy_is_checked_like_a_written_file(tmp_path):
     with pytest.raises(ArchiveBombError, match="expands beyond"):
         unpacker.add_copied("big.csv", "s3://drop/big.csv", 200)
     assert len(unpacker.files) == 1
+
+
+# -- tar extended headers, nested zips, per-update totals -------------------------------------
+
+def make_tar(members: dict[str, bytes], fmt: int, declared: dict[str, int] | None = None) -> bytes:
+    """A plain tar in `fmt` (pax or GNU); `declared` overrides a member's header size (the
+    body written stays the real one, as a crafted archive would)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=fmt) as archive:
+        for name, body in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = (declared or {}).get(name, len(body))
+            buf.write(info.tobuf(fmt, "utf-8", "surrogateescape"))
+            buf.write(body + b"\0" * (-len(body) % tarfile.BLOCKSIZE))
+            archive.offset = buf.tell()
+    return buf.getvalue()
+
+
+LONG = "folder-" * 20
+
+
+@pytest.mark.parametrize("fmt", [tarfile.PAX_FORMAT, tarfile.GNU_FORMAT], ids=["pax", "gnu"])
+def test_a_long_name_header_climbing_out_of_the_folder_is_refused(tmp_path, fmt):
+    data = make_tar({f"{LONG}/../../../evil.csv": b"id\n1\n"}, fmt)
+    with pytest.raises(UnsafeArchivePathError, match="escapes the archive's folder"):
+        unpack(tmp_path, "batch.tar", data)
+    assert not (tmp_path / "evil.csv").exists()
+
+
+@pytest.mark.parametrize("fmt", [tarfile.PAX_FORMAT, tarfile.GNU_FORMAT], ids=["pax", "gnu"])
+def test_a_long_name_header_lands_in_place_within_the_header_limit(tmp_path, fmt):
+    unpacker = unpack(tmp_path, "batch.tar", make_tar({f"{LONG}/a.csv": b"id\n1\n"}, fmt))
+    assert [f.path for f in unpacker.files] == [f"{LONG}/a.csv"]
+    with pytest.raises(ArchiveBombError, match="extended header"):
+        unpack(tmp_path / "small", "batch.tar", make_tar({f"{LONG}/a.csv": b"id\n1\n"}, fmt),
+               ArchiveLimits(max_header_bytes=64))
+
+
+def test_a_tar_member_declaring_a_huge_size_is_refused_before_it_is_read(tmp_path):
+    data = make_tar({"huge.csv": b"id\n1\n"}, tarfile.PAX_FORMAT, declared={"huge.csv": 60 * GiB})
+    with pytest.raises(ArchiveBombError, match="huge.csv: declares 60 GiB"):
+        unpack(tmp_path, "batch.tar", data)
+    assert not (tmp_path / "raw" / "huge.csv").exists()
+
+
+def test_a_zip_inside_a_zip_is_spooled_not_inflated_again_per_member(tmp_path, monkeypatch):
+    inner = make_zip({f"part{i}.csv": b"id\n%d\n" % i for i in range(5)})
+    read = []
+    original = zipfile.ZipExtFile.read
+
+    def counting_read(self, n=-1):
+        data = original(self, n)
+        if self.name == "inner.zip":
+            read.append(len(data))
+        return data
+
+    monkeypatch.setattr(zipfile.ZipExtFile, "read", counting_read)
+    unpacker = unpack(tmp_path, "outer.zip", make_zip({"inner.zip": inner}))
+    assert sorted(f.path for f in unpacker.files) == [f"part{i}.csv" for i in range(5)]
+    assert sum(read) == len(inner)          # the inner archive's bytes were inflated once
+
+
+def test_a_nested_zip_bomb_is_refused(tmp_path):
+    inner = make_zip({"zeros.csv": b"0" * (8 * MiB)})
+    limits = ArchiveLimits(ratio_grace_bytes=1 * MiB)
+    with pytest.raises(ArchiveBombError, match="inner.zip: declares 8 MiB"):
+        unpack(tmp_path, "outer.zip", make_zip({"inner.zip": inner}), limits)
+    assert not (tmp_path / "raw" / "zeros.csv").exists()
+
+
+def test_one_file_larger_than_the_per_file_limit_is_refused_while_streaming(tmp_path):
+    limits = ArchiveLimits(max_file_bytes=3 * MiB)
+    with pytest.raises(ArchiveBombError, match="larger than 3 MiB"):
+        unpack(tmp_path, "big.csv.gz", gzip.compress(b"1\n" * (2 * MiB)), limits)
+
+
+@pytest.mark.parametrize("sizes, limits, message", [
+    ([10, 10, 10], ArchiveLimits(max_members=2), "3 files, more than 2 in one update"),
+    ([60, 50], ArchiveLimits(max_total_bytes=100), "110 bytes, more than 100 bytes in one update"),
+])
+def test_an_update_is_limited_in_files_and_bytes_across_all_its_files(sizes, limits, message):
+    check_update_totals(sizes[:-1], limits, "batch")      # within the limits
+    with pytest.raises(ArchiveBombError, match=f"batch: {message}"):
+        check_update_totals(sizes, limits, "batch")

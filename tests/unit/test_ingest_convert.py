@@ -14,18 +14,21 @@ import pyarrow.parquet as pq
 import pytest
 
 from edl.core_resources.pipelines.ingest.convert import convert_file
-from edl.core_resources.pipelines.ingest.errors import (EmptyFileError, EncodingError,
+from edl.core_resources.pipelines.ingest.errors import (ArchiveBombError, EmptyFileError,
+                                                        EncodingError, IngestError,
                                                         MalformedFileError, UnknownFormatError)
 from edl.core_resources.pipelines.ingest.formats import FormatOptions, detect_format
+from edl.core_resources.pipelines.ingest.limits import ArchiveLimits, MiB
 from edl.utils.schemas import SchemaConflictError
 
 
-def convert(tmp_path: Path, name: str, data: bytes, options=FormatOptions()):
+def convert(tmp_path: Path, name: str, data: bytes, options=FormatOptions(),
+            limits=ArchiveLimits()):
     src = tmp_path / name
     src.write_bytes(data)
     out = tmp_path / (name + ".parquet")
-    result = convert_file(detect_format(name), name, lambda: open(src, "rb"),
-                          lambda: open(out, "wb"), options)
+    result = convert_file(options.format_of(name), name, lambda: open(src, "rb"),
+                          lambda: open(out, "wb"), options, limits)
     return result, pq.read_table(out)
 
 
@@ -140,6 +143,66 @@ def test_excel_first_sheet(tmp_path):
     assert table.column("id").to_pylist() == [1, 2]
     assert table.column("when").to_pylist()[1] == datetime.datetime(2024, 3, 4)
     assert table.column("mixed").to_pylist() == ["5", "five"]
+
+
+def test_json_lines_without_any_line_break_stop_at_the_line_limit(tmp_path):
+    one_line = b'{"id": 1, "text": "' + b"x" * (3 * MiB) + b'"}'
+    with pytest.raises(MalformedFileError, match=r"one.jsonl line 1: longer than 1 MiB"):
+        convert(tmp_path, "one.jsonl", one_line, limits=ArchiveLimits(max_line_bytes=1 * MiB))
+    result, _ = convert(tmp_path, "one.jsonl", one_line + b"\n",
+                        limits=ArchiveLimits(max_line_bytes=4 * MiB))
+    assert result.rows == 1
+
+
+def _workbook(padding: bytes = b"") -> bytes:
+    """An .xlsx of one sheet; `padding` is appended (as XML whitespace) to the sheet's XML."""
+    import zipfile
+
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    book.active.append(["id"])
+    book.active.append([1])
+    plain = io.BytesIO()
+    book.save(plain)
+    padded = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(plain.getvalue())) as src, \
+            zipfile.ZipFile(padded, "w", zipfile.ZIP_DEFLATED) as out:
+        for info in src.infolist():
+            body = src.read(info)
+            out.writestr(info.filename, body + padding if info.filename.endswith("sheet1.xml")
+                         else body)
+    return padded.getvalue()
+
+
+def test_an_xlsx_whose_inner_zip_is_a_bomb_is_refused_before_it_is_opened(tmp_path):
+    limits = ArchiveLimits(ratio_grace_bytes=1 * MiB)
+    bomb = _workbook(padding=b" " * (16 * MiB))
+    with pytest.raises(ArchiveBombError, match="book.xlsx: declares 16 MiB uncompressed"):
+        convert(tmp_path, "book.xlsx", bomb, limits=limits)
+    result, table = convert(tmp_path, "ok.xlsx", _workbook(), limits=limits)
+    assert table.column("id").to_pylist() == [1]
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"encoding": "base64"}, "not a text encoding"),
+    ({"encoding": "zlib_codec"}, "not a text encoding"),
+    ({"delimiter": "\n"}, "line break"),
+    ({"delimiter": '"'}, "quote"),
+    ({"quote": "\r"}, "line break"),
+    ({"format": "xml"}, "unknown format 'xml'"),
+])
+def test_bad_options_are_refused_when_made(options, message):
+    with pytest.raises(IngestError, match=message):
+        FormatOptions(**options)
+
+
+def test_a_given_format_holds_for_any_file_name(tmp_path):
+    result, table = convert(tmp_path, "export.dat", b"id;name\n1;a\n",
+                            FormatOptions(format="csv", delimiter=";"))
+    assert table.to_pylist() == [{"id": 1, "name": "a"}]
+    with pytest.raises(UnknownFormatError, match="export.dat"):
+        FormatOptions().format_of("export.dat")
 
 
 def test_unknown_format_names_the_file():

@@ -6,7 +6,7 @@ import pyarrow as pa
 import pytest
 
 from edl.utils.schemas import (SchemaConflictError, conform_batch, glue_type, schema_from_text,
-                               schema_to_text, unify_schemas, widen_type)
+                               schema_to_text, sparkable_schema, unify_schemas, widen_type)
 
 
 @pytest.mark.parametrize("a, b, wider", [
@@ -59,3 +59,26 @@ def test_schema_text_round_trip_and_glue_types():
     assert schema_from_text(schema_to_text(schema)).equals(schema)
     assert [glue_type(f.type) for f in schema] == ["bigint", "timestamp", "array<int>",
                                                    "struct<x:double>"]
+
+
+@pytest.mark.parametrize("arrow, spark_arrow", [
+    (pa.timestamp("s"), pa.timestamp("us")),                      # naive: wall clock (NTZ)
+    (pa.timestamp("ns", tz="Europe/Paris"), pa.timestamp("us", tz="UTC")),   # an instant
+    (pa.date64(), pa.date32()),
+    (pa.null(), pa.string()),
+    (pa.large_string(), pa.string()),
+    (pa.uint64(), pa.decimal128(20, 0)),
+    (pa.decimal128(38, 10), pa.decimal128(38, 10)),
+    (pa.struct([("a", pa.list_(pa.uint8()))]),
+     pa.struct([("a", pa.list_(pa.field("element", pa.int64())))])),
+])
+def test_the_arrow_schema_given_to_spark_is_the_one_spark_declares(arrow, spark_arrow):
+    assert sparkable_schema(pa.schema([("c", arrow)])).field("c").type == spark_arrow
+
+
+def test_nanoseconds_are_read_to_the_microsecond_and_other_casts_stay_checked():
+    ns = pa.record_batch({"t": pa.array([1_000_001_999], pa.timestamp("ns"))})
+    out = conform_batch(ns, pa.schema([("t", pa.timestamp("us"))]))
+    assert out.column(0).to_pylist()[0].microsecond == 1
+    with pytest.raises(pa.ArrowInvalid):
+        conform_batch(pa.record_batch({"n": pa.array([300])}), pa.schema([("n", pa.int8())]))

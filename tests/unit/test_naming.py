@@ -148,3 +148,18 @@ def test_other_names():
     assert naming.dataset_prefixes("trials") == ("trials/raw/", "trials/data/")
     with pytest.raises(ValueError):
         naming.table_name("prod", "users")
+
+
+@pytest.mark.parametrize("name", sorted(naming.RESERVED_DATASET_NAMES))
+def test_a_dataset_named_like_an_area_of_the_buckets_is_refused(name):
+    with pytest.raises(NamingError, match="reserved") as err:
+        naming.validate_dataset_name(name)
+    assert "choose another name" in err.value.hint
+
+
+def test_a_datasets_drop_areas_never_hold_another_datasets_files():
+    uploads, own = naming.drop_areas("sales")
+    assert (uploads, own) == ("uploads/sales/", "sales/")
+    other = naming.drop_areas("sales_eu")
+    assert not any(key.startswith((uploads, own)) for key in other)
+    assert not naming.drop_areas("uploads_x")[1].startswith(uploads)

@@ -13,7 +13,7 @@ import pytest
 from edl import naming
 from edl.core_resources.rest_api import datasets, ingest, jobs, updates
 from edl.utils.updates import FileRecord
-from tests.unit.rest_api_fixtures import (ACCOUNT, ADMIN_ARN, CONFIG, LOCAL, REGION, FakeIam,
+from tests.unit.rest_api_fixtures import (ACCOUNT, ADMIN_ARN, CONFIG, LOCAL, REGION,
                                           call, event, lake, rest_api_world,  # noqa: F401 (fixtures)
                                           user_arn)
 
@@ -210,7 +210,18 @@ def test_malformed_body_is_400(lake, raw, code):
      "bad_request", "true or false"),
     ({"source": f"s3://{drop()}/uploads/sales/a.csv", "kind": "snapshot", "encoding": "klingon"},
      "invalid_option", "encoding"),
-    ({"source": "ftp://host/a.csv", "kind": "snapshot"}, "invalid_source", "unsupported"),
+    ({"source": f"s3://{drop()}/uploads/sales/a.csv", "kind": "snapshot", "encoding": "base64"},
+     "invalid_option", "not a text encoding"),
+    ({"source": f"s3://{drop()}/uploads/sales/a.csv", "kind": "snapshot", "delimiter": "\n"},
+     "invalid_option", "line break"),
+    ({"source": f"s3://{drop()}/uploads/sales/a.csv", "kind": "snapshot", "delimiter": "'",
+      "quote": "'"}, "invalid_option", "quote"),
+    ({"source": f"s3://{drop()}/uploads/sales/a.csv", "kind": "snapshot", "quote": "\r"},
+     "invalid_option", "quote"),
+    ({"source": f"s3://{drop()}/uploads/sales/a.csv", "kind": "snapshot", "format": "xml"},
+     "bad_request", "csv"),
+    ({"source": "ftp://host/a.csv", "kind": "snapshot"}, "invalid_source",
+     "the API takes " + ", ".join(f"{s}://" for s in naming.SOURCE_SCHEMES)),
     ({"source": "sftp://me@host/a.csv", "kind": "snapshot"}, "invalid_source", "sftp"),
 ])
 def test_bad_ingest_body_is_400_and_changes_nothing(lake, payload, code, text):
@@ -267,14 +278,21 @@ def test_s3_source_the_caller_could_not_read_is_403(lake, source):
     _nothing_changed(lake)
 
 
-def test_s3_source_outside_the_lake_follows_the_callers_own_iam_rights(lake):
+@pytest.mark.parametrize("source", [
+    "s3://partner-bucket/feed/a.csv",          # an object: the caller's read is S3's to decide
+    "s3://partner-bucket/feed/",               # a prefix: every object under it would be read
+])
+def test_s3_source_outside_the_drop_area_is_refused_with_the_way_to_bring_it_in(lake, source):
     lake.add_dataset("sales", owner="alice")
-    lake.overrides["iam"] = FakeIam({
-        (user_arn("alice"), "s3:GetObject", "arn:aws:s3:::partner-bucket/feed/a.csv"),
-        (user_arn("alice"), "s3:ListBucket", "arn:aws:s3:::partner-bucket")})
-    status, _ = _ingest(lake, {"source": "s3://partner-bucket/feed/b.csv", "kind": "snapshot"})
-    assert status == 403
-    status, body = _ingest(lake, {"source": "s3://partner-bucket/feed/a.csv", "kind": "snapshot"})
+    status, body = _ingest(lake, {"source": source, "kind": "snapshot"})
+    assert status == 403 and body["error"]["code"] == "source_forbidden"
+    assert f"edl-api ingest sales --source {source}" in body["error"]["message"]
+    _nothing_changed(lake)
+
+
+def test_a_prefix_in_the_datasets_own_drop_area_may_be_ingested(lake):
+    lake.add_dataset("sales", owner="alice")
+    status, body = _ingest(lake, {"source": f"s3://{drop()}/sales/batch7/", "kind": "snapshot"})
     assert status == 202, body
 
 
@@ -306,6 +324,22 @@ def test_ingest_creates_pending_update_and_queued_job_and_answers_202(lake):
     assert job_view["update_id"] == "0000000001"
 
 
+def test_the_format_and_quote_of_an_ingest_reach_the_jobs_command_line(lake):
+    from edl.core_resources.pipelines.ingest.__main__ import build_request, parse_args
+    from edl.local.job_runner import ingest_arguments
+
+    lake.add_dataset("sales", owner="alice")
+    source = f"s3://{drop()}/uploads/sales/0001/export.dat"
+    status, _ = _ingest(lake, {"source": source, "kind": "snapshot", "format": "csv",
+                               "quote": "'", "delimiter": "|", "encoding": "latin-1"})
+    assert status == 202
+    (job,) = lake.jobs()
+    request = build_request(parse_args(ingest_arguments(job)))
+    assert request.options.format_of("export.dat") == "csv"
+    assert (request.options.quote, request.options.delimiter, request.options.codec) == \
+        ("'", "|", "iso8859-1")
+
+
 def test_platform_admin_may_ingest_any_dataset(lake):
     lake.add_dataset("sales", owner="alice")
     status, _ = call(ingest.start_ingest, event(
@@ -325,9 +359,11 @@ def test_in_the_cloud_the_glue_job_is_started_with_the_update(lake):
             return {"JobRunId": "jr_123"}
 
     lake.overrides["glue"] = Glue()
-    status, body = _ingest(lake, {"source": "https://example.com/a.csv", "kind": "snapshot"})
+    status, body = _ingest(lake, {"source": "https://example.com/a", "kind": "snapshot",
+                                  "format": "jsonl", "quote": "'"})
     assert status == 202
     assert started["JobName"] == "edl-local-ingest"
+    assert (started["Arguments"]["--format"], started["Arguments"]["--quote"]) == ("jsonl", "'")
     assert started["Arguments"]["--update"] == body["update_id"]
     assert started["Arguments"]["--job-id"] == body["job_id"]
     (job,) = lake.jobs()

@@ -8,19 +8,22 @@ queued items from the jobs table and runs the same `IngestJob` with a warm Spark
 
 Who may ingest from where (the job's rights must never become a way around access control):
 
-- an `s3://` source in a drop bucket of the dataset's tier (any region of the instance), under
+- `s3://` only in a drop bucket of the dataset's tier (any region of the instance), under
   `uploads/<dataset>/` (where `create_upload` puts files) or `<dataset>/` (where systems drop
-  files for it): allowed to the dataset's writers, who are the only ones who get upload URLs there;
-- any other bucket of the lake itself (`<bucket_prefix>-…`: data, other drop folders, artifacts,
-  logs): refused — lake data moves through pipelines, not by re-ingesting it by URL;
-- any other `s3://` source: the caller's own IAM policies must allow `s3:GetObject` on it and
-  `s3:ListBucket` on its bucket, as IAM's policy simulator (`iam:SimulatePrincipalPolicy`)
-  evaluates them for the caller's user or role. If IAM cannot answer (the local cloud has no
-  simulator), the source is refused: unverifiable means no;
+  files for it): the dataset's writers may ingest there, and the job, which reads a prefix when
+  the key is not an object, reads nothing outside that area (a dataset cannot be named like an
+  area, `naming.RESERVED_DATASET_NAMES`);
+- any other `s3://` source is refused, the lake's own buckets as well as anyone else's. Which
+  objects the job would read under a prefix, and whether the caller may read each of them with
+  the bucket's policy as well as their own, is only known to S3 when the caller reads them: so
+  `edl-api ingest --source s3://…` reads them itself, with the caller's own credentials, puts
+  them into the dataset's drop area through `create_upload`, and ingests from there;
 - `https://` (and `http://` on the local instance): public by nature; the job itself refuses
   loopback, link-local and reserved addresses;
 - `sftp://`: refused through the API, which has no way to carry the caller's own SFTP
   credentials (the job's would not be theirs).
+
+`SOURCE_SCHEMES` (in `edl.naming`, shared with the client) lists what the API takes.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from edl import naming
 from edl.naming import ingest_job_name
 from edl.core_resources.pipelines.ingest.errors import IngestError
 from edl.core_resources.pipelines.ingest.formats import FormatOptions
-from edl.core_resources.rest_api.common import (ApiContext, BadRequest, Caller, Forbidden,
+from edl.core_resources.rest_api.common import (ApiContext, BadRequest, Forbidden,
                                                 Request, Unavailable, authorize, endpoint,
                                                 module_handler)
 from edl.utils.metadata import DatasetRecord
@@ -71,7 +74,7 @@ def create_upload(request: Request, api: ApiContext) -> tuple[int, dict]:
     filename = validate_filename(request.body["filename"])
     bucket = naming.drop_bucket(api.lake.config.bucket_prefix, api.instance.name, dataset.tier,
                                 dataset.home_region)
-    key = f"uploads/{dataset.dataset}/{api.new_id()}/{filename}"
+    key = f"{naming.drop_areas(dataset.dataset)[0]}{api.new_id()}/{filename}"
     url = api.client("s3", dataset.home_region).generate_presigned_url(
         "put_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=UPLOAD_URL_SECONDS)
     log.info("%s - upload URL for %s by %s", dataset.dataset, key, request.caller.arn)
@@ -88,7 +91,7 @@ def start_ingest(request: Request, api: ApiContext) -> tuple[int, dict]:
     authorize(request.endpoint, request.caller, api.instance, dataset)
     body = request.body
     source = body["source"]
-    check_source(api, request.caller, dataset, source)
+    check_source(api, dataset, source)
     options = _format_options(body)
 
     job_id = f"ingest-{api.new_id()}"
@@ -111,12 +114,15 @@ def start_ingest(request: Request, api: ApiContext) -> tuple[int, dict]:
 
 
 def _format_options(body: dict[str, Any]) -> FormatOptions:
+    """The body's parse options, checked as the job will check them: a bad one is a 400 now,
+    not a failed update later."""
     try:
-        return FormatOptions(delimiter=body.get("delimiter"),
+        return FormatOptions(delimiter=body.get("delimiter"), quote=body.get("quote", '"'),
                              encoding=body.get("encoding", "utf-8"),
-                             header=body.get("header", True))
+                             header=body.get("header", True), format=body.get("format"))
     except IngestError as exc:
-        raise BadRequest(exc.message, code="invalid_option") from None
+        message = exc.message if not exc.hint else f"{exc.message} ({exc.hint})"
+        raise BadRequest(message, code="invalid_option") from None
 
 
 def job_arguments(instance: str, dataset: str, update_id: str, job_id: str, caller_arn: str,
@@ -128,8 +134,12 @@ def job_arguments(instance: str, dataset: str, update_id: str, job_id: str, call
         "--instance": instance, "--dataset": dataset, "--source": body["source"],
         "--kind": body["kind"], "--update": update_id, "--job-id": job_id,
         "--requested-by": caller_arn, "--encoding": options.encoding}
+    if options.format is not None:
+        arguments["--format"] = options.format
     if options.delimiter is not None:
         arguments["--delimiter"] = options.delimiter
+    if options.quote != FormatOptions.quote:
+        arguments["--quote"] = options.quote
     if not options.header:
         arguments["--no-header"] = True
     return arguments
@@ -160,14 +170,15 @@ def _start_glue_job(api: ApiContext, dataset: str, update_id: str, job_id: str,
 
 # -- may the caller read the source? -----------------------------------------------------------
 
-def check_source(api: ApiContext, caller: Caller, dataset: DatasetRecord, source: str) -> None:
-    """Refuse (403) a source the caller could not read themselves; see the module's rules."""
+def check_source(api: ApiContext, dataset: DatasetRecord, source: str) -> None:
+    """Refuse (403) a source the caller could not read themselves, and (400) one the API does
+    not take; see the module's rules."""
     url = urlparse(source)
     scheme = url.scheme.lower()
     if scheme == "s3":
         if not url.netloc:
             raise BadRequest(f"source {source!r} names no bucket", code="invalid_source")
-        _check_s3_source(api, caller, dataset, url.netloc, unquote(url.path.lstrip("/")))
+        _check_s3_source(api, dataset, url.netloc, unquote(url.path.lstrip("/")))
     elif scheme == "https" or (scheme == "http" and api.lake.is_local):
         if not url.hostname:
             raise BadRequest(f"source {source!r} has no host", code="invalid_source")
@@ -181,57 +192,30 @@ def check_source(api: ApiContext, caller: Caller, dataset: DatasetRecord, source
         raise BadRequest("plain http:// sources are refused; use https://",
                          code="invalid_source")
     else:
-        raise BadRequest(f"unsupported source {source[:100]!r}: use s3://bucket/key or "
-                         "https://host/path", code="invalid_source")
+        schemes = ", ".join(f"{name}://" for name in naming.SOURCE_SCHEMES)
+        raise BadRequest(f"unsupported source {source[:100]!r}: the API takes {schemes} "
+                         "sources", code="invalid_source")
 
 
-def _check_s3_source(api: ApiContext, caller: Caller, dataset: DatasetRecord, bucket: str,
-                     key: str) -> None:
+def _check_s3_source(api: ApiContext, dataset: DatasetRecord, bucket: str, key: str) -> None:
     prefix = api.lake.config.bucket_prefix
     drops = {naming.drop_bucket(prefix, api.instance.name, dataset.tier, region)
              for region in api.instance.regions}
-    own_areas = (f"uploads/{dataset.dataset}/", f"{dataset.dataset}/")
+    own_areas = naming.drop_areas(dataset.dataset)
     if bucket in drops:
         if key.startswith(own_areas) and ".." not in key.split("/"):
             return
         raise Forbidden(f"s3://{bucket}/{key} is not in {dataset.dataset}'s area of the drop "
-                        f"bucket: use s3://{bucket}/uploads/{dataset.dataset}/… or "
-                        f"s3://{bucket}/{dataset.dataset}/…", code="source_forbidden")
+                        f"bucket: use s3://{bucket}/{own_areas[0]}… or "
+                        f"s3://{bucket}/{own_areas[1]}…", code="source_forbidden")
     if bucket.startswith(f"{prefix}-"):
         raise Forbidden(f"s3://{bucket}/ is one of the lake's own buckets; its data is not "
                         "ingested again by URL", code="source_forbidden")
-    if not caller_may_read(api, caller, bucket, key):
-        raise Forbidden(f"{caller.arn} may not read s3://{bucket}/{key} (or that could not be "
-                        "verified), so the ingest job will not read it either; upload the file "
-                        "with edl-api ingest --source ./FILE instead", code="source_forbidden")
-
-
-def caller_may_read(api: ApiContext, caller: Caller, bucket: str, key: str) -> bool:
-    """Whether IAM's policy simulator says the caller's own policies let them read the source."""
-    iam = api.client("iam", None)
-    try:
-        principal = _principal_arn(iam, caller)
-        objects = f"arn:aws:s3:::{bucket}/{key}" if key and not key.endswith("/") else \
-            f"arn:aws:s3:::{bucket}/{key}*"
-        results = []
-        for action, resource in (("s3:GetObject", objects), ("s3:ListBucket",
-                                                              f"arn:aws:s3:::{bucket}")):
-            page = iam.simulate_principal_policy(PolicySourceArn=principal,
-                                                 ActionNames=[action], ResourceArns=[resource])
-            results.extend(r["EvalDecision"] for r in page["EvaluationResults"])
-    except (ClientError, BotoCoreError, NotImplementedError, KeyError) as exc:
-        log.warning("cannot verify that %s may read s3://%s/%s: %s", caller.arn, bucket, key, exc)
-        return False
-    return bool(results) and all(decision == "allowed" for decision in results)
-
-
-def _principal_arn(iam, caller: Caller) -> str:
-    """The IAM user or role behind the caller (a role session is simulated as its role)."""
-    if caller.kind == "user":
-        return caller.arn
-    if caller.role_name:
-        return iam.get_role(RoleName=caller.role_name)["Role"]["Arn"]
-    raise KeyError(f"no IAM principal to simulate for {caller.arn}")
+    raise Forbidden(f"s3://{bucket}/{key} is outside {dataset.dataset}'s drop area, and the "
+                    "ingest job reads only what the API can vouch you may read; run edl-api "
+                    f"ingest {dataset.dataset} --source s3://{bucket}/{key}, which copies it "
+                    "into the drop area with your own credentials first",
+                    code="source_forbidden")
 
 
 # The Lambda entry point: this module's endpoints, chosen by path and method.

@@ -16,7 +16,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from edl import naming
 from edl.config import get_config
 from edl.core_resources.pipelines.ingest.archives import GiB, MiB, ArchiveLimits
-from edl.core_resources.pipelines.ingest.formats import FormatOptions
+from edl.core_resources.pipelines.ingest.formats import FORMAT_NAMES, FormatOptions
 from edl.core_resources.pipelines.ingest.job import IngestJob, IngestRequest
 from edl.errors import EdlError
 from edl.utils.context import LakeContext, resolve_instance
@@ -34,6 +34,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--update", help="a pending update created by the API (default: a new one)")
     parser.add_argument("--job-id", default="")
     parser.add_argument("--requested-by", default=os.environ.get("USER", ""))
+    parser.add_argument("--format", choices=FORMAT_NAMES,
+                        help="the files' format, whatever their names (default: by extension)")
     parser.add_argument("--delimiter", help="CSV delimiter (default ',' and tab for .tsv)")
     parser.add_argument("--quote", default='"', help="CSV quote character")
     parser.add_argument("--encoding", default="utf-8", help="text encoding (utf-8, latin-1, …)")
@@ -71,7 +73,8 @@ def build_request(args: argparse.Namespace) -> IngestRequest:
         dataset=args.dataset, source=args.source, kind=args.kind, update_id=args.update,
         job_id=args.job_id, requested_by=args.requested_by, limits=limits,
         options=FormatOptions(delimiter=args.delimiter, quote=args.quote,
-                              encoding=args.encoding, header=not args.no_header),
+                              encoding=args.encoding, header=not args.no_header,
+                              format=args.format),
         sftp_password=os.environ.get("EDL_SFTP_PASSWORD"), sftp_key_file=args.sftp_key_file,
         ca_bundle=args.ca_bundle)
 

@@ -10,18 +10,27 @@ Safety:
 - member paths are refused when absolute (`/etc/x`, `C:\\x`), when they climb (`..`), or hold
   control characters; tar links and devices are refused; two files landing on one path are refused;
 - zip bombs: an archive may expand to at most `max_ratio` times its compressed size once it has
-  produced more than `ratio_grace_bytes` (so small, very compressible files pass), to at most
-  `max_total_bytes` in total for a source file, to at most `max_members` files, nested at most
-  `max_depth` deep. Limits are enforced on the bytes actually produced, while streaming (headers
-  can lie), and zip headers are checked up front as well. Defaults: ratio 200, grace 64 MiB,
-  100 GiB, 100,000 files, depth 3.
+  produced more than `ratio_grace_bytes` (so small, very compressible files pass), one file to
+  at most `max_file_bytes`, nested at most `max_depth` deep; a whole update to at most
+  `max_total_bytes` and `max_members` files (`check_update_totals`: the job checks the source's
+  listing before it reads anything, and the raw files once every source file is in). Limits are
+  enforced on the bytes actually produced, while streaming (headers can lie), and the sizes
+  headers declare (zip entries, tar members) are checked up front as well. Defaults: ratio 200,
+  grace 64 MiB, 50 GiB a file, 100 GiB and 100,000 files an update, depth 3;
+- tar: a pax or GNU long-name header is read into memory by `tarfile`, so one larger than
+  `max_header_bytes` is refused before it is read; the names such headers give are checked like
+  any other member path;
+- a zip inside an archive is spooled to a temporary file (counted against the outer archive's
+  ratio while it is written), never opened in place: an archive member can only seek by
+  inflating again from its start, which would inflate it once per member.
 
 A plain file that the storage can copy itself (an S3 object, copied with CopyObject) goes through
 `Unpacker.add_copied` instead: the same checks, no byte read here; its sha256 is computed later,
 by the conversion that reads the copy (`RawFile.sha256` is empty until then).
 
-Everything streams: a zip is read in place when its stream can seek (S3, SFTP), otherwise it is
-spooled to a temporary file first (zip keeps its index at the end); gzip and tar never need that.
+Everything streams: a top-level zip is read in place when its stream can seek (S3, SFTP),
+otherwise it is spooled to a temporary file first (zip keeps its index at the end); gzip and tar
+never need that. The limits and the checks that need no archive open live in `limits.py`.
 """
 
 from __future__ import annotations
@@ -41,21 +50,14 @@ from typing import BinaryIO, Callable, Protocol
 from edl.core_resources.pipelines.ingest.errors import (ArchiveBombError, CorruptArchiveError,
                                                         DuplicatePathError, EmptyFileError,
                                                         UnsafeArchivePathError)
+from edl.core_resources.pipelines.ingest.limits import (GiB, MiB, ArchiveLimits, size_text,
+                                                        zip_bomb_check)
 
-MiB = 1 << 20
-GiB = 1 << 30
+__all__ = ["ArchiveLimits", "GiB", "LocalSink", "MiB", "RawFile", "Unpacker", "archive_kind",
+           "safe_member_path"]
 CHUNK = 1 * MiB
 _READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, tarfile.TarError,
                 gzip.BadGzipFile, RuntimeError, NotImplementedError, ValueError)
-
-
-@dataclass(frozen=True)
-class ArchiveLimits:
-    max_ratio: float = 200.0
-    ratio_grace_bytes: int = 64 * MiB
-    max_total_bytes: int = 100 * GiB
-    max_members: int = 100_000
-    max_depth: int = 3
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,23 @@ def safe_member_path(folder: str, name: str, archive: str) -> str:
         raise UnsafeArchivePathError(f"{archive}: member {name!r} has an invalid name",
                                      hint="rename the member")
     return posixpath.join(folder, *parts) if folder else posixpath.join(*parts)
+
+
+_EXTENDED_HEADERS = frozenset({tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE,
+                               tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK})
+
+
+def _bounded_tarinfo(limit: int, origin: str) -> type[tarfile.TarInfo]:
+    """A `TarInfo` that refuses a pax or GNU long-name header over `limit` bytes before
+    `tarfile` reads it into memory."""
+    class BoundedTarInfo(tarfile.TarInfo):
+        def _proc_member(self, tarfile_):
+            if self.type in _EXTENDED_HEADERS and self.size > limit:
+                raise ArchiveBombError(
+                    f"{origin}: a tar extended header of {self.size} bytes (limit {limit}) - "
+                    "refused as a possible archive bomb", hint="re-create the archive")
+            return super()._proc_member(tarfile_)
+    return BoundedTarInfo
 
 
 class _CountingReader:
@@ -179,13 +198,18 @@ class Unpacker:
 
     def _zip(self, stream: BinaryIO, folder: str, origin: str, depth: int,
              size: int | None) -> None:
-        seekable = getattr(stream, "seekable", lambda: False)()
-        if not seekable:
-            with tempfile.TemporaryFile(dir=self.tempdir) as spool:
-                size = self._spool(stream, spool, origin)
-                spool.seek(0)
-                self._zip(spool, folder, origin, depth, size)
+        """A source's own zip is read in place if it can seek; a zip inside an archive, or one
+        that cannot seek, from a spooled copy."""
+        if depth == 0 and getattr(stream, "seekable", lambda: False)():
+            self._zip_in_place(stream, folder, origin, depth, size)
             return
+        with tempfile.TemporaryFile(dir=self.tempdir) as spool:
+            size = self._spool(stream, spool, origin)
+            spool.seek(0)
+            self._zip_in_place(spool, folder, origin, depth, size)
+
+    def _zip_in_place(self, stream: BinaryIO, folder: str, origin: str, depth: int,
+                      size: int | None) -> None:
         if size is None:
             size = stream.seek(0, 2)
             stream.seek(0)
@@ -196,16 +220,8 @@ class Unpacker:
             raise CorruptArchiveError(f"{origin}: not a readable zip archive ({exc})",
                                       hint="check the file is complete, or re-create it") from None
         self._check_members(origin, len(members))
-        declared = sum(i.file_size for i in members)
-        limits = self.limits
-        if declared > limits.max_total_bytes or (
-                declared > limits.ratio_grace_bytes and declared > limits.max_ratio * size):
-            raise ArchiveBombError(
-                f"{origin}: declares {declared // MiB} MiB uncompressed from {size // MiB} MiB "
-                f"(limits: ratio {limits.max_ratio:g}, total {limits.max_total_bytes // GiB} GiB)"
-                " - refused as a possible zip bomb",
-                hint="if the data is genuine, split it into smaller archives")
-        self._expansions.append(_Expansion(origin, lambda: size, limits))
+        zip_bomb_check(archive, size, self.limits, origin)
+        self._expansions.append(_Expansion(origin, lambda: size, self.limits))
         try:
             for info in members:
                 path = safe_member_path(folder, info.filename, origin)
@@ -234,7 +250,9 @@ class Unpacker:
         self._expansions.append(_Expansion(origin, lambda: counted.count, self.limits))
         try:
             try:
-                archive = tarfile.open(fileobj=counted, mode="r|*")
+                archive = tarfile.open(fileobj=counted, mode="r|*",
+                                       tarinfo=_bounded_tarinfo(self.limits.max_header_bytes,
+                                                                origin))
             except _READ_ERRORS as exc:
                 raise CorruptArchiveError(f"{origin}: not a readable tar archive ({exc})",
                                           hint="check the file is complete, or re-create it") \
@@ -258,12 +276,22 @@ class Unpacker:
                             hint="archive the files themselves (tar --dereference)")
                     members += 1
                     self._check_members(origin, members)
+                    self._check_declared(info.size, f"{origin}!{info.name}")
                     member = archive.extractfile(info)
                     self.add(member, path, f"{origin}!{info.name}", depth + 1, size=info.size)
         finally:
             self._expansions.pop()
 
     # -- writing -----------------------------------------------------------------------------
+
+    def _check_declared(self, size: int, origin: str) -> None:
+        """Refuse a member whose header declares more than one file or the update may hold."""
+        if size > self.limits.max_file_bytes or self._total + size > self.limits.max_total_bytes:
+            raise ArchiveBombError(
+                f"{origin}: declares {size_text(size)} (limits: "
+                f"{size_text(self.limits.max_file_bytes)} a file, "
+                f"{size_text(self.limits.max_total_bytes)} an update) - refused as a possible "
+                "archive bomb", hint="split the source into several updates")
 
     def _check_members(self, origin: str, count: int) -> None:
         if count + len(self.files) > self.limits.max_members:
@@ -285,18 +313,23 @@ class Unpacker:
         self._total += n
         if self._total > self.limits.max_total_bytes:
             raise ArchiveBombError(
-                f"{origin}: the source expands beyond {self.limits.max_total_bytes // GiB} GiB",
+                f"{origin}: the source expands beyond {size_text(self.limits.max_total_bytes)}",
                 hint="split the source into several updates")
         for expansion in self._expansions:
             expansion.grow(n)
 
     def _spool(self, stream: BinaryIO, spool: BinaryIO, origin: str) -> int:
+        """Copy `stream` to `spool`; what an outer archive produces this way counts against its
+        ratio (its contents count again when they are written)."""
         size = 0
         while chunk := self._read(stream, origin, inside_archive=True):
             size += len(chunk)
-            if size > self.limits.max_total_bytes:
+            if size > self.limits.max_file_bytes:
                 raise ArchiveBombError(f"{origin}: larger than "
-                                       f"{self.limits.max_total_bytes // GiB} GiB")
+                                       f"{size_text(self.limits.max_file_bytes)}",
+                                       hint="split the source into several updates")
+            for expansion in self._expansions:
+                expansion.grow(len(chunk))
             spool.write(chunk)
         return size
 
@@ -308,6 +341,9 @@ class Unpacker:
         if size == 0:
             raise EmptyFileError(f"{origin} is empty (0 bytes)",
                                  hint="remove the empty file from the source, or fill it")
+        if size > self.limits.max_file_bytes:
+            raise ArchiveBombError(f"{origin}: larger than {size_text(self.limits.max_file_bytes)}",
+                                   hint="split the file, or ingest it as several updates")
         self._grow(size, origin)
         self.files.append(RawFile(path=path, bytes=size, sha256="", origin=origin))
 
@@ -326,6 +362,10 @@ class Unpacker:
                 self._grow(len(chunk), origin)
                 digest.update(chunk)
                 size += len(chunk)
+                if size > self.limits.max_file_bytes:
+                    raise ArchiveBombError(
+                        f"{origin}: larger than {size_text(self.limits.max_file_bytes)}",
+                        hint="split the file, or ingest it as several updates")
                 out.write(chunk)
         if size == 0:
             raise EmptyFileError(f"{origin} is empty (0 bytes)",

@@ -3,7 +3,9 @@
 A reader per format yields Arrow record batches (CSV: pyarrow's streaming CSV reader; JSON lines:
 newline-aligned 8 MiB chunks through pyarrow's JSON parser; parquet: row-group batches; Excel:
 openpyxl's read-only rows, 10,000 at a time); a `ParquetWriter` writes them out in row groups of
-about 32 MiB. Memory holds a block or a row group, never the file.
+about 32 MiB. Memory holds a block or a row group, never the file: a JSON line longer than
+`ArchiveLimits.max_line_bytes` is refused rather than held, and an `.xlsx` (a zip openpyxl
+inflates itself) is held to the archive limits before it is opened.
 
 Types are inferred while streaming, so a later block can hold a value the type inferred from the
 first block cannot (an integer column with `3.5` at line 2,000,000). Then the column is widened
@@ -22,6 +24,7 @@ import io
 import re
 import tempfile
 from dataclasses import dataclass
+from functools import partial
 from typing import BinaryIO, Callable, Iterator
 
 import pyarrow as pa
@@ -32,6 +35,7 @@ import pyarrow.parquet as pq
 from edl.core_resources.pipelines.ingest.errors import (EmptyFileError, EncodingError,
                                                         MalformedFileError)
 from edl.core_resources.pipelines.ingest.formats import FormatOptions
+from edl.core_resources.pipelines.ingest.limits import ArchiveLimits, size_text, zip_bomb_check
 from edl.utils.schemas import check_column_names, unify_schemas, widen_type
 
 Opener = Callable[[], BinaryIO]
@@ -57,12 +61,14 @@ class _Widen(Exception):
 
 
 def convert_file(fmt: str, label: str, open_input: Opener, open_output: Opener,
-                 options: FormatOptions = FormatOptions()) -> Converted:
+                 options: FormatOptions = FormatOptions(),
+                 limits: ArchiveLimits = ArchiveLimits()) -> Converted:
     """Convert the file `open_input` gives to parquet into `open_output`; `label` names the file
-    in errors. Both openers may be called again when a column has to be widened."""
+    in errors. Both openers may be called again when a column has to be widened. `limits` bound
+    what a reader holds: one JSON line, the zip inside an `.xlsx`."""
     readers = {"csv": _csv_batches, "jsonl": _json_batches, "parquet": _parquet_batches,
                "excel": _excel_batches}
-    read = readers[fmt]
+    read = partial(readers[fmt], limits=limits)
     hint: pa.Schema | None = None
     for _ in range(64):
         try:
@@ -124,7 +130,7 @@ _CONVERSION = re.compile(r"In CSV column #(\d+): .*CSV conversion error to (\w+)
 
 
 def _csv_batches(open_input: Opener, label: str, options: FormatOptions,
-                 hint: pa.Schema | None) -> Iterator[pa.RecordBatch]:
+                 hint: pa.Schema | None, limits: ArchiveLimits) -> Iterator[pa.RecordBatch]:
     codec = options.codec
     read_options = pacsv.ReadOptions(
         block_size=CSV_BLOCK, encoding="utf8" if codec.startswith("utf-8") else codec,
@@ -233,7 +239,7 @@ _ROW = re.compile(r"row (\d+)")
 
 
 def _json_batches(open_input: Opener, label: str, options: FormatOptions,
-                  hint: pa.Schema | None) -> Iterator[pa.RecordBatch]:
+                  hint: pa.Schema | None, limits: ArchiveLimits) -> Iterator[pa.RecordBatch]:
     codec = options.codec
     parse_options = pajson.ParseOptions(explicit_schema=hint, unexpected_field_behavior="infer")
     line, carry, seen = 0, b"", False
@@ -244,6 +250,12 @@ def _json_batches(open_input: Opener, label: str, options: FormatOptions,
             if data:
                 cut = buf.rfind(b"\n")
                 if cut < 0:
+                    if len(buf) > limits.max_line_bytes:
+                        raise MalformedFileError(
+                            f"{label} line {line + 1}: longer than "
+                            f"{size_text(limits.max_line_bytes)} without a line break",
+                            hint="JSON lines hold one object a line; a single JSON document "
+                            "this large is not ingested") from None
                     carry = buf
                     continue
                 chunk, carry = buf[:cut + 1], buf[cut + 1:]
@@ -286,7 +298,7 @@ def _utf8(chunk: bytes, codec: str, label: str, line: int) -> bytes:
 # -- parquet ----------------------------------------------------------------------------------
 
 def _parquet_batches(open_input: Opener, label: str, options: FormatOptions,
-                     hint: pa.Schema | None) -> Iterator[pa.RecordBatch]:
+                     hint: pa.Schema | None, limits: ArchiveLimits) -> Iterator[pa.RecordBatch]:
     with open_input() as src:
         try:
             parquet = pq.ParquetFile(src)
@@ -303,7 +315,7 @@ def _parquet_batches(open_input: Opener, label: str, options: FormatOptions,
 # -- Excel ------------------------------------------------------------------------------------
 
 def _excel_batches(open_input: Opener, label: str, options: FormatOptions,
-                   hint: pa.Schema | None) -> Iterator[pa.RecordBatch]:
+                   hint: pa.Schema | None, limits: ArchiveLimits) -> Iterator[pa.RecordBatch]:
     import zipfile
 
     import openpyxl
@@ -316,6 +328,13 @@ def _excel_batches(open_input: Opener, label: str, options: FormatOptions,
             spool.seek(0)
             src = spool
         try:
+            # An .xlsx is a zip that openpyxl inflates itself: its entries are held to the
+            # archive limits first (Python's zip reader never yields more than an entry declares).
+            size = src.seek(0, 2)
+            src.seek(0)
+            with zipfile.ZipFile(src) as workbook_zip:
+                zip_bomb_check(workbook_zip, size, limits, label)
+            src.seek(0)
             book = openpyxl.load_workbook(src, read_only=True, data_only=True)
         except (zipfile.BadZipFile, InvalidFileException, KeyError, OSError) as exc:
             raise MalformedFileError(f"{label}: not a readable Excel workbook ({exc})",

@@ -37,7 +37,8 @@ from edl.core_resources.pipelines.ingest import tasks
 from edl.core_resources.pipelines.ingest.archives import ArchiveLimits, RawFile, Unpacker
 from edl.core_resources.pipelines.ingest.errors import (DeltaKeyError, DuplicatePathError,
                                                         IngestError)
-from edl.core_resources.pipelines.ingest.formats import FormatOptions, detect_format
+from edl.core_resources.pipelines.ingest.formats import FormatOptions
+from edl.core_resources.pipelines.ingest.limits import check_update_totals
 from edl.core_resources.pipelines.ingest.sources import parse_source
 from edl.errors import EdlError
 from edl.utils.catalog import GlueCatalog
@@ -126,8 +127,8 @@ class IngestJob:
         if update.kind == "delta":
             self._check_convention(dataset)
         raw, copies = self._fetch(unit, source, update, access, request.limits)
-        formats = [detect_format(f.path) for f in raw]
-        results = self._convert(unit, raw, formats, update, access, request.options, copies)
+        formats = [request.options.format_of(f.path) for f in raw]
+        results = self._convert(unit, raw, formats, update, access, request, copies)
         raw = [replace(f, bytes=r.raw_bytes, sha256=r.raw_sha256) if r.raw_sha256 else f
                for f, r in zip(raw, results)]
         schema = unify_schemas([(f.path, schema_from_text(r.schema))
@@ -150,6 +151,7 @@ class IngestJob:
         """→ the raw files, and {raw path: (bucket, key, size)} of those the conversion tasks
         are to copy in first (when every source file is a plain S3 object)."""
         files = source.list_files()
+        check_update_totals((f.size for f in files), limits, f"the source of {unit}")
         if all(tasks.copyable(source, f) for f in files):
             log.info("%s - %d plain S3 object(s), copied into raw/ by their conversion", unit,
                      len(files))
@@ -170,14 +172,17 @@ class IngestJob:
                         f"{f.origin} and {raw[f.path].origin} would both be stored as "
                         f"{f.path!r}", hint="rename one of them, or ingest them separately")
                 raw[f.path] = f
+        check_update_totals((f.bytes for f in raw.values()), limits,
+                            f"the unpacked files of {unit}")
         log.info("%s - raw: %d file(s), %d bytes", unit, len(raw),
                  sum(f.bytes for f in raw.values()))
         return [raw[p] for p in sorted(raw)], {}
 
-    def _convert(self, unit, raw, formats, update, access, options, copies):
+    def _convert(self, unit, raw, formats, update, access, request, copies):
         jobs = [tasks.ConvertJob(access, update.bucket, f"{update.raw_prefix}{f.path}",
-                                 f"{update.data_prefix}{part_name(i)}", f.path, fmt, options,
-                                 checksum=not f.sha256, copy_from=copies.get(f.path))
+                                 f"{update.data_prefix}{part_name(i)}", f.path, fmt,
+                                 request.options, checksum=not f.sha256,
+                                 copy_from=copies.get(f.path), limits=request.limits)
                 for i, (f, fmt) in enumerate(zip(raw, formats))]
         results = self._run_tasks(f"ingest {unit}: convert", jobs, tasks.convert)
         log.info("%s - converted %d file(s), %d rows", unit, len(results),

@@ -142,6 +142,7 @@ class ConvertJob:
     options: FormatOptions
     checksum: bool = False   # the raw file's sha256 is not known yet: compute it while reading
     copy_from: tuple[str, str, int] | None = None   # (bucket, key, size): copy it to raw_key first
+    limits: ArchiveLimits = ArchiveLimits()          # what a reader may hold (JSON line, .xlsx)
 
 
 @dataclass(frozen=True)
@@ -171,7 +172,8 @@ def convert(job: ConvertJob) -> Outcome:
 
         converted = convert_file(
             job.format, job.label, open_input,
-            lambda: fs.open_output_stream(f"{job.bucket}/{job.part_key}"), job.options)
+            lambda: fs.open_output_stream(f"{job.bucket}/{job.part_key}"), job.options,
+            job.limits)
         size = fs.get_file_info(f"{job.bucket}/{job.part_key}").size
         result = ConvertResult(converted.rows, schema_to_text(converted.schema), size)
         if not job.checksum:
