@@ -60,3 +60,18 @@ def test_staging_left_by_a_complete_update_is_deleted_and_its_data_kept(lake, sp
     assert Sweeper(lake.context).sweep().cleaned == (f"{DATASET}/0000000001",)
     assert lake.keys(STAGING) == [] and lake.keys(f"{DATASET}/") == kept
     assert {r["id"]: r["val"] for r in lakeapi.read(spark, DATASET).collect()} == {1: "a"}
+
+
+def test_the_sweeper_lambda_sweeps_the_instance_named_by_its_environment(lake):
+    from edl.core_resources.rest_api import sweep
+
+    updates = lake.context.updates
+    update = updates.allocate_update(DATASET, "snapshot", "s3://x/a.csv", lake.data_bucket)
+    updates.fail_update(DATASET, update.update_id, "its job died before cleaning up")
+    stage(lake, update.update_id)
+
+    report = sweep.handler({"source": "aws.events", "detail-type": "Scheduled Event"}, None)
+
+    assert report == {"failed": [], "cleaned": [f"{DATASET}/{update.update_id}"],
+                      "registered": [], "errors": []}
+    assert lake.keys(STAGING) == [] and lake.keys(f"{DATASET}/") == []
