@@ -169,8 +169,8 @@ def status(options: StatusOptions, ui: UI) -> int:
 
 
 # Deleted in this order: what depends on others first.
-_DESTROY_ORDER = ("dataset", "rest-api", "ingest-job", "default-acls", "metadata", "buckets",
-                  "artifacts")
+_DESTROY_ORDER = ("dataset", "sweeper", "rest-api", "ingest-job", "default-acls", "metadata",
+                  "buckets", "artifacts")
 
 
 def destroy(options: DestroyOptions, ui: UI) -> int:
