@@ -26,11 +26,12 @@ drift apart. Items without `arguments` may give `dataset`, `source`, `kind`, `up
 `requested_by` and `options` (`delimiter`, `quote`, `encoding`, `header`) instead.
 
 Sweeps: at start and every `sweep_seconds` (30 s) the runner fails the jobs still `running`
-that another runner claimed (each claim records the claiming runner's `runner_id`; one runtime
-runs one runner, so a job running under another id was left by a runtime that died or was
-killed), with the reason, abandons their pending updates (failed, files removed), and then runs
-the lake's own sweep (`edl.utils.sweep`: overdue pending updates, leftovers of failed ones, Glue
-registrations to retry) - the work the sweeper Lambda does in AWS.
+whose runner is gone, with the reason, abandons their pending updates (failed, files removed),
+and then runs the lake's own sweep (`edl.utils.sweep`: overdue pending updates, leftovers of failed ones, Glue
+registrations to retry) - the work the sweeper Lambda does in AWS. Each claim records the
+claiming runner as `runner_id`, `<host>:<pid>:<token>`; the local cloud is one machine, so a
+runner is gone when its process no longer exists (a runtime that was stopped, restarted or
+killed), or when it ran on another host or before runners recorded themselves.
 
 Who acts: the job runs as the ingest job role (`edl-<instance>-ingest-job`, assumed as the
 platform admin, as Glue runs the job as that role), or the CloudFormation role until deploy-core
@@ -43,6 +44,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import sys
 import threading
 import time
@@ -247,7 +249,7 @@ class JobRunner:
         self._jobs_factory = jobs
         self._sweeper_factory = sweeper
         self.sweep_seconds = sweep_seconds
-        self.runner_id = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        self.runner_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
         self._swept_at: float | None = None
         self._lake_factory = lake
         self._spark_factory = spark
@@ -410,7 +412,8 @@ class JobRunner:
                   "or killed); ingest again")
         failed = []
         for item in jobs.running():
-            if item.get("runner_id") == self.runner_id or not jobs.fail_abandoned(item, reason):
+            if not self._runner_gone(item.get("runner_id", "")) or \
+                    not jobs.fail_abandoned(item, reason):
                 continue
             failed.append(item["job_id"])
             log.warning("%s - failed: %s", item["job_id"], reason)
@@ -419,6 +422,21 @@ class JobRunner:
         if sweeper is not None:
             sweeper.sweep()
         return failed
+
+    def _runner_gone(self, runner_id: str) -> bool:
+        if runner_id == self.runner_id:
+            return False
+        host, _, rest = runner_id.partition(":")
+        pid = rest.partition(":")[0]
+        if host != socket.gethostname() or not pid.isdigit():
+            return True
+        try:
+            os.kill(int(pid), 0)   # signal 0: only asks whether the process exists
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
 
     def _run(self, item: dict) -> None:
         job_id = item["job_id"]

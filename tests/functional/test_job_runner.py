@@ -193,3 +193,16 @@ def test_the_runner_sweeps_at_start_and_then_every_interval(lake, jobs):
         runner.run_once()
         counts.append(sweeper.sweeps)
     assert counts == [1, 1, 1, 2, 2, 3]
+
+
+def test_a_job_whose_runner_process_is_alive_is_left_running(lake, jobs):
+    import os
+    import socket
+
+    jobs.table.put_item(Item={"job_id": "ingest-0000000000ff", "status": RUNNING,
+                              "created_at": "0", "dataset": DATASET, "source": "s3://drop/y",
+                              "runner_id": f"{socket.gethostname()}:{os.getpid()}:another"})
+    runner = JobRunner(jobs=lambda: jobs, lake=lambda: lake.context, spark=lambda: None,
+                       warm_up=False)
+    assert runner.sweep() == []
+    assert item(jobs, "ingest-0000000000ff")["status"] == RUNNING
