@@ -18,8 +18,8 @@ one that is already readable. Commits of one dataset therefore pass one at a tim
 on the dataset's item (`committing` = the update, `committing_since`): taking the lock and taking
 the position (`ADD commit_seq`) are one conditional write, the complete record is written, then
 the lock is released. A committer that died holding the lock leaves a gap, never a duplicate: the
-next committer waits out the lease (`COMMIT_LEASE_SECONDS`), fails the holder's update if it is
-still pending (so it can never complete at the older position), and takes the lock over. Items
+next committer waits out the lease, fails the holder's update if it is still pending (so it can
+never complete at the older position), and takes the lock over (`edl.utils.commit_lock`). Items
 written before commit positions existed have no `commit_seq`; they sort first, by update id.
 
 The item stays small whatever the update's width (DynamoDB items stop at 400 KB): the schema is
@@ -39,7 +39,6 @@ are invisible. A rerun always allocates a new id.
 
 from __future__ import annotations
 
-import random
 import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -50,6 +49,7 @@ from botocore.exceptions import ClientError
 
 from edl import naming
 from edl.errors import EdlError
+from edl.utils.commit_lock import CommitLock
 from edl.utils.metadata import UnknownDatasetError
 from edl.utils.schemas import describe_schema, schema_from_text
 
@@ -57,9 +57,6 @@ PENDING, COMPLETE, FAILED = "pending", "complete", "failed"
 KINDS = ("snapshot", "delta")
 ID_WIDTH = 10
 MANIFEST = "_edl_manifest.json"
-# How long a committer may hold a dataset's commit lock (two small writes take milliseconds);
-# past it, the holder is taken to be dead and is fenced off.
-COMMIT_LEASE_SECONDS = 60.0
 
 
 class UpdateStateError(EdlError):
@@ -309,14 +306,26 @@ class UpdateStore:
         """Write the finished update (rows, schema, manifest checksum) and make it visible, only
         if it is still pending: the single commit point of an ingest. It takes the next commit
         position under the dataset's commit lock (see the module docstring)."""
-        seq = self._lock_commit(record.dataset, record.update_id)
+        lock = CommitLock(self._table("datasets"), is_pending=self._is_pending,
+                          fence=self._fence, clock=self._clock, sleep=self._sleep)
+        seq = lock.acquire(record.dataset, record.update_id)
         try:
             done = replace(record, status=COMPLETE, finished_at=self._now(), reason="",
                            commit_seq=seq)
             self._write_final(done)
         finally:
-            self._unlock_commit(record.dataset, record.update_id)
+            lock.release(record.dataset, record.update_id)
         return done
+
+    def _is_pending(self, dataset: str, update_id: str) -> bool:
+        return self.get_update(dataset, update_id).status == PENDING
+
+    def _fence(self, dataset: str, update_id: str, reason: str) -> None:
+        """Fail a dead committer's update so that it can never complete."""
+        try:
+            self.fail_update(dataset, update_id, reason)
+        except UpdateStateError:
+            pass   # it finished meanwhile; either way it is no longer pending
 
     def fail_update(self, dataset: str, update_id: str, reason: str) -> UpdateRecord:
         """Mark a pending update failed with `reason`; refused (`UpdateStateError`) if it is
@@ -340,70 +349,6 @@ class UpdateStore:
             UpdateExpression="SET #f = :true", ConditionExpression="#s = :status",
             ExpressionAttributeNames={"#f": flag, "#s": "status"},
             ExpressionAttributeValues={":true": True, ":status": status})
-
-    # -- the commit lock ------------------------------------------------------------------------
-
-    def _lock_commit(self, dataset: str, update_id: str) -> int:
-        """Take the dataset's commit lock and the next commit position, in one write."""
-        holder: str | None = None
-        delay = 0.05
-        while True:
-            condition = "attribute_not_exists(committing) OR committing = :me"
-            values: dict[str, Any] = {":me": update_id, ":one": 1, ":now": Decimal(
-                f"{self._clock():.3f}")}
-            if holder is not None:
-                condition = "committing = :holder"
-                values[":holder"] = holder
-            try:
-                attributes = self._table("datasets").update_item(
-                    Key={"dataset": dataset},
-                    UpdateExpression="SET committing = :me, committing_since = :now "
-                    "ADD commit_seq :one",
-                    ConditionExpression=f"attribute_exists(dataset) AND ({condition})",
-                    ExpressionAttributeValues=values, ReturnValues="UPDATED_NEW")["Attributes"]
-                return int(attributes["commit_seq"])
-            except ClientError as exc:
-                if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                    raise
-            holder = self._stale_holder(dataset)
-            if holder is None:
-                self._sleep(delay * (1 + random.random()))
-                delay = min(delay * 2, 1.0)
-
-    def _stale_holder(self, dataset: str) -> str | None:
-        """The update holding the dataset's commit lock if it may be taken over, else None
-        (free again, or held within its lease). A holder whose lease ran out is fenced first:
-        its update, if still pending, is failed, so it can never complete behind a later one."""
-        item = self._table("datasets").get_item(Key={"dataset": dataset},
-                                                ConsistentRead=True).get("Item")
-        if item is None:
-            raise UnknownDatasetError(f"dataset {dataset!r} does not exist in instance "
-                                      f"{self.instance!r}")
-        holder = item.get("committing")
-        if holder is None:
-            return None
-        current = self.get_update(dataset, holder)
-        if current.status != PENDING:
-            return holder   # it committed (or failed) but did not get to release the lock
-        if self._clock() - float(item.get("committing_since", 0)) < COMMIT_LEASE_SECONDS:
-            return None
-        try:
-            self.fail_update(dataset, holder, "abandoned while committing: its job held the "
-                             f"commit lock for more than {COMMIT_LEASE_SECONDS:.0f} s")
-        except UpdateStateError:
-            pass   # it finished meanwhile; either way it is no longer pending
-        return holder
-
-    def _unlock_commit(self, dataset: str, update_id: str) -> None:
-        try:
-            self._table("datasets").update_item(
-                Key={"dataset": dataset}, UpdateExpression="REMOVE committing, committing_since",
-                ConditionExpression="committing = :me",
-                ExpressionAttributeValues={":me": update_id})
-        except ClientError as exc:
-            # Taken over after our lease ran out: the lock is no longer ours to release.
-            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                raise
 
     def _write_final(self, record: UpdateRecord) -> None:
         try:
