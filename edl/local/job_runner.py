@@ -6,9 +6,9 @@ of the runtime process - runs it:
 
     queued → running → succeeded | failed
 
-It polls the table (a scan with a filter: the local table is small; `wake()` makes it look at
-once, which the API server calls after a write), takes one job with a conditional update (so two
-runners never take the same job), runs it with the same `IngestJob` Glue runs, and writes the
+It polls the table (`jobs_table.JobsTable`: a scan with a filter, the local table is small;
+`wake()` makes it look at once, which the API server calls after a write), takes one job with a
+conditional update (so two runners never take the same job), runs it with the same `IngestJob` Glue runs, and writes the
 outcome back to the item: `update_id`, `error` when it failed, `progress` (the job's own log
 lines), `started_at`, `finished_at` and `duration_seconds`. Jobs run one at a time, so they never
 fight over the one Spark session, which is created once - in a background thread at start, so
@@ -27,17 +27,17 @@ drift apart. Items without `arguments` may give `dataset`, `source`, `kind`, `up
 
 Sweeps: at start and every `sweep_seconds` (30 s) the runner fails the jobs still `running`
 whose runner is gone, with the reason, abandons their pending updates (failed, files removed),
-and then runs the lake's own sweep (`edl.utils.sweep`: overdue pending updates, leftovers of failed ones, Glue
-registrations to retry) - the work the sweeper Lambda does in AWS. Each claim records the
-claiming runner as `runner_id`, `<host>:<pid>:<token>`; the local cloud is one machine, so a
-runner is gone when its process no longer exists (a runtime that was stopped, restarted or
+and then runs the lake's own sweep (`edl.utils.sweep`: overdue pending updates, leftovers of
+failed ones, Glue registrations to retry) - the work the sweeper Lambda does in AWS. Each
+claim records the claiming runner as `runner_id`, `<host>:<pid>:<token>`; the local cloud is one
+machine, so a runner is gone when its process no longer exists (a runtime that was stopped, restarted or
 killed), or when it ran on another host or before runners recorded themselves.
 
 Who acts: the job runs as the ingest job role (`edl-<instance>-ingest-job`, assumed as the
 platform admin, as Glue runs the job as that role), or the CloudFormation role until deploy-core
 has created it. The runner's own bookkeeping - reading and writing job items, which Glue's
-service does in AWS - is done as the CloudFormation role, and so is the sweep (it scans the updates table, which the
-ingest job role may not).
+service does in AWS - is done as the CloudFormation role, and so is the sweep (it scans the
+updates table, which the ingest job role may not).
 """
 
 from __future__ import annotations
@@ -50,24 +50,19 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from edl.errors import EdlError
+from edl.local.jobs_table import FAILED, SUCCEEDED, JobsTable
 
 log = logging.getLogger("edl.local.jobs")
 
-QUEUED, RUNNING, SUCCEEDED, FAILED = "queued", "running", "succeeded", "failed"
 INGEST_LOGGER = "edl.core_resources.pipelines.ingest"
 _FIELD_ARGUMENTS = (("dataset", "--dataset"), ("source", "--source"), ("kind", "--kind"),
                     ("update_id", "--update"), ("requested_by", "--requested-by"))
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
 def build_warm_spark():
@@ -104,93 +99,6 @@ def _warm_workers(spark) -> None:
         sc.parallelize(range(2), 2).map(_import_task_modules).collect()
     finally:
         sc.setJobDescription(None)
-
-
-class JobsTable:
-    """The job items of one instance's jobs table (a boto3 DynamoDB Table)."""
-
-    def __init__(self, table, now: Callable[[], str] = _now) -> None:
-        self.table = table
-        self._now = now
-
-    def queued(self) -> list[dict]:
-        """Queued jobs, oldest first."""
-        from boto3.dynamodb.conditions import Attr
-
-        items, kwargs = [], {"FilterExpression": Attr("status").eq(QUEUED),
-                             "ConsistentRead": True}
-        while True:
-            page = self.table.scan(**kwargs)
-            items.extend(page["Items"])
-            if "LastEvaluatedKey" not in page:
-                break
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-        return sorted(items, key=lambda i: (str(i.get("created_at", "")), i["job_id"]))
-
-    def running(self) -> list[dict]:
-        """Jobs marked running (by this runner or by one that is gone)."""
-        from boto3.dynamodb.conditions import Attr
-
-        items, kwargs = [], {"FilterExpression": Attr("status").eq(RUNNING),
-                             "ConsistentRead": True}
-        while True:
-            page = self.table.scan(**kwargs)
-            items.extend(page["Items"])
-            if "LastEvaluatedKey" not in page:
-                break
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-        return items
-
-    def claim(self, job_id: str, runner_id: str = "") -> dict | None:
-        """Mark a queued job running, by `runner_id`; None if someone else took it first."""
-        try:
-            return self.table.update_item(
-                Key={"job_id": job_id},
-                UpdateExpression="SET #s = :running, started_at = :now, progress = :progress, "
-                "runner_id = :runner",
-                ConditionExpression="#s = :queued",
-                ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues={":running": RUNNING, ":queued": QUEUED,
-                                           ":now": self._now(), ":progress": "started",
-                                           ":runner": runner_id},
-                ReturnValues="ALL_NEW")["Attributes"]
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return None
-            raise
-
-    def progress(self, job_id: str, text: str) -> None:
-        self.table.update_item(
-            Key={"job_id": job_id}, UpdateExpression="SET progress = :p",
-            ExpressionAttributeValues={":p": text[:1000]})
-
-    def finish(self, job_id: str, status: str, fields: dict[str, Any]) -> None:
-        values = {"status": status, "finished_at": self._now(), **fields}
-        self.table.update_item(
-            Key={"job_id": job_id},
-            UpdateExpression="SET " + ", ".join(f"#{k} = :{k}" for k in values),
-            ExpressionAttributeNames={f"#{k}": k for k in values},
-            ExpressionAttributeValues={f":{k}": v for k, v in values.items()})
-
-    def fail_abandoned(self, item: dict, reason: str) -> bool:
-        """Fail a running job left by a runner that is gone; only if it is still running under
-        that runner (so a sweep never overwrites an outcome). → whether it was failed."""
-        try:
-            self.table.update_item(
-                Key={"job_id": item["job_id"]},
-                UpdateExpression="SET #s = :failed, finished_at = :now, #e = :reason, "
-                "progress = :failed",
-                ConditionExpression="#s = :running AND (attribute_not_exists(runner_id) OR "
-                "runner_id = :runner)",
-                ExpressionAttributeNames={"#s": "status", "#e": "error"},
-                ExpressionAttributeValues={":failed": FAILED, ":now": self._now(),
-                                           ":reason": reason, ":running": RUNNING,
-                                           ":runner": item.get("runner_id", "")})
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
 
 
 def ingest_arguments(item: dict) -> list[str]:

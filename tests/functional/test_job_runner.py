@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from edl.local.job_runner import FAILED, QUEUED, RUNNING, SUCCEEDED, JobRunner, JobsTable
+from edl.local.job_runner import JobRunner
+from edl.local.jobs_table import FAILED, QUEUED, RUNNING, SUCCEEDED, JobsTable
 from edl.utils import lake as lakeapi
 from edl.utils.sweep import Sweeper
 from edl.utils.updates import UpdateRecord
