@@ -8,12 +8,12 @@ of the runtime process - runs it:
 
 It polls the table (`jobs_table.JobsTable`: a scan with a filter, the local table is small;
 `wake()` makes it look at once, which the API server calls after a write), takes one job with a
-conditional update (so two runners never take the same job), runs it with the same `IngestJob` Glue runs, and writes the
-outcome back to the item: `update_id`, `error` when it failed, `progress` (the job's own log
-lines), `started_at`, `finished_at` and `duration_seconds`. Jobs run one at a time, so they never
-fight over the one Spark session, which is created once - in a background thread at start, so
-`edl local start` does not wait for it - and reused by every job: a small ingest costs seconds,
-not Spark's start-up.
+conditional update (so two runners never take the same job), runs it with the same `IngestJob` Glue
+runs, and writes the outcome back to the item: `update_id`, `error` when it failed, `progress` (the
+job's own log lines), `started_at`, `finished_at` and `duration_seconds`. Jobs run one at a time,
+so they never fight over the one Spark session, which is created once - in a background thread at
+start, so `edl local start` does not wait for it - and reused by every job: a small ingest costs
+seconds, not Spark's start-up.
 
 The job item (written by the ingest handler; `job_id` is the key):
 
@@ -25,13 +25,13 @@ The job item (written by the ingest handler; `job_id` is the key):
 drift apart. Items without `arguments` may give `dataset`, `source`, `kind`, `update_id`,
 `requested_by` and `options` (`delimiter`, `quote`, `encoding`, `header`) instead.
 
-Sweeps: at start and every `sweep_seconds` (30 s) the runner fails the jobs still `running`
-whose runner is gone, with the reason, abandons their pending updates (failed, files removed),
-and then runs the lake's own sweep (`edl.utils.sweep`: overdue pending updates, leftovers of
-failed ones, Glue registrations to retry) - the work the sweeper Lambda does in AWS. Each
-claim records the claiming runner as `runner_id`, `<host>:<pid>:<token>`; the local cloud is one
-machine, so a runner is gone when its process no longer exists (a runtime that was stopped, restarted or
-killed), or when it ran on another host or before runners recorded themselves.
+Sweeps: at start and every `sweep_seconds` (30 s) the runner fails the jobs still `running` whose
+runner is gone, with the reason, abandons their pending updates (failed, files removed), and then
+runs the lake's own sweep (`edl.utils.sweep`: overdue pending updates, leftovers of failed ones,
+Glue registrations to retry) - the work the sweeper Lambda does in AWS. Each claim records the
+claiming runner as `runner_id`, `<host>:<pid>:<token>`; the local cloud is one machine, so a runner
+is gone when its process no longer exists (a runtime that was stopped, restarted or killed), or
+when it ran on another host or before runners recorded themselves.
 
 Who acts: the job runs as the ingest job role (`edl-<instance>-ingest-job`, assumed as the
 platform admin, as Glue runs the job as that role), or the CloudFormation role until deploy-core

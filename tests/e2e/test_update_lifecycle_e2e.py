@@ -30,7 +30,7 @@ from tests.e2e.test_ingest_e2e import (DATA, DROP, deploy, ingest_in_process, re
                                        run)
 
 KILLED, RACED = "e2e_killed", "e2e_raced"
-FILES = 120
+FILES = 40
 
 
 def keys(s3, prefix: str) -> list[str]:
@@ -123,7 +123,8 @@ def test_ten_concurrent_ingests_get_distinct_ids_and_reads_as_of_each_are_stable
     # "as of" follows commit order: each delta's keys 10+n appear exactly from its commit on
     by_commit = sorted(updates[1:], key=lambda u: u.commit_seq)
     for position, update in enumerate(by_commit):
-        added = {int(u.source.rsplit("d", 1)[1].split(".")[0]) + 10 for u in by_commit[:position + 1]}
+        added = {int(u.source.rsplit("d", 1)[1].split(".")[0]) + 10
+                 for u in by_commit[:position + 1]}
         assert {k for k, _ in seen[update.update_id] if k >= 10} == added
 
 

@@ -53,7 +53,8 @@ from edl.utils.schemas import (SchemaConflictError, describe_schema, schema_from
                                schema_to_text, unify_schemas)
 from edl.utils.staging import StagedFile, promote, remove_update_files, write_manifest
 from edl.utils.storage import S3Access, delete_prefix
-from edl.utils.updates import COMPLETE, FAILED, FileRecord, UpdateRecord, UpdateStateError, part_name
+from edl.utils.updates import (COMPLETE, FAILED, FileRecord, UpdateRecord, UpdateStateError,
+                               part_name)
 
 log = logging.getLogger(__name__)
 
