@@ -23,6 +23,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from botocore.exceptions import ClientError
 
 from edl.utils import lake
 from tests.e2e.test_deploy_e2e import client
@@ -64,7 +65,8 @@ def test_an_ingest_killed_mid_way_ends_failed_nothing_readable_and_a_rerun_succe
         "created_at": {"S": "e2e"},
         "runner_id": {"S": f"{socket.gethostname()}:{process.pid}:e2e"}})
     try:
-        wait_for(lambda: keys(s3, f"_edl_staging/{KILLED}/"), "the ingest staged files", 240)
+        staged = wait_for(lambda: keys(s3, f"_edl_staging/{KILLED}/"), "the ingest staged files",
+                          240)
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait()
@@ -72,6 +74,9 @@ def test_an_ingest_killed_mid_way_ends_failed_nothing_readable_and_a_rerun_succe
     [update] = lake.list_updates(KILLED, instance="local")
     assert update.status in ("pending", "failed")      # the runner may have swept it already
     as_reader = reader(KILLED)
+    with pytest.raises(ClientError) as denied:         # staging is outside the read role's prefix
+        as_reader.s3_access("us-east-1").client().get_object(Bucket=DATA, Key=staged[0])
+    assert denied.value.response["Error"]["Code"] == "AccessDenied"
     with pytest.raises(lake.NoDataError):
         lake.read(spark, KILLED, context=as_reader)
 
