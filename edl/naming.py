@@ -109,6 +109,23 @@ def dataset_prefixes(dataset: str) -> tuple[str, str]:
     return f"{dataset}/raw/", f"{dataset}/data/"
 
 
+STAGING_ROOT = "_edl_staging"
+
+
+def staging_prefix(dataset: str, update_id: str) -> str:
+    """Where a pending update's files are written before it commits: outside every dataset's
+    prefixes, so the dataset roles (scoped to `<dataset>/*`) never read unfinished work."""
+    return f"{STAGING_ROOT}/{dataset}/{update_id}/"
+
+
+def staging_raw_prefix(dataset: str, update_id: str) -> str:
+    return f"{staging_prefix(dataset, update_id)}raw/"
+
+
+def staging_data_prefix(dataset: str, update_id: str) -> str:
+    return f"{staging_prefix(dataset, update_id)}data/"
+
+
 def ingest_job_role(instance: str) -> str:
     """The role the ingest job runs as (ingest_job.yaml): the Glue job's role in the cloud, the
     role the local job runner assumes on the local cloud."""

@@ -6,14 +6,14 @@ of the runtime process - runs it:
 
     queued → running → succeeded | failed
 
-It polls the table (a scan with a filter: the local table is small; `wake()` makes it look at
-once, which the API server calls after a write), takes one job with a conditional update (so two
-runners never take the same job), runs it with the same `IngestJob` Glue runs, and writes the
-outcome back to the item: `update_id`, `error` when it failed, `progress` (the job's own log
-lines), `started_at`, `finished_at` and `duration_seconds`. Jobs run one at a time, so they never
-fight over the one Spark session, which is created once - in a background thread at start, so
-`edl local start` does not wait for it - and reused by every job: a small ingest costs seconds,
-not Spark's start-up.
+It polls the table (`jobs_table.JobsTable`: a scan with a filter, the local table is small;
+`wake()` makes it look at once, which the API server calls after a write), takes one job with a
+conditional update (so two runners never take the same job), runs it with the same `IngestJob` Glue
+runs, and writes the outcome back to the item: `update_id`, `error` when it failed, `progress` (the
+job's own log lines), `started_at`, `finished_at` and `duration_seconds`. Jobs run one at a time,
+so they never fight over the one Spark session, which is created once - in a background thread at
+start, so `edl local start` does not wait for it - and reused by every job: a small ingest costs
+seconds, not Spark's start-up.
 
 The job item (written by the ingest handler; `job_id` is the key):
 
@@ -25,38 +25,44 @@ The job item (written by the ingest handler; `job_id` is the key):
 drift apart. Items without `arguments` may give `dataset`, `source`, `kind`, `update_id`,
 `requested_by` and `options` (`delimiter`, `quote`, `encoding`, `header`) instead.
 
+Sweeps: at start and every `sweep_seconds` (30 s) the runner fails the jobs still `running` whose
+runner is gone, with the reason, abandons their pending updates (failed, files removed), and then
+runs the lake's own sweep (`edl.utils.sweep`: overdue pending updates, leftovers of failed ones,
+Glue registrations to retry) - the work the sweeper Lambda does in AWS. Each claim records the
+claiming runner as `runner_id`, `<host>:<pid>:<token>`; the local cloud is one machine, so a runner
+is gone when its process no longer exists (a runtime that was stopped, restarted or killed), or
+when it ran on another host or before runners recorded themselves.
+
 Who acts: the job runs as the ingest job role (`edl-<instance>-ingest-job`, assumed as the
 platform admin, as Glue runs the job as that role), or the CloudFormation role until deploy-core
 has created it. The runner's own bookkeeping - reading and writing job items, which Glue's
-service does in AWS - is done as the CloudFormation role.
+service does in AWS - is done as the CloudFormation role, and so is the sweep (it scans the
+updates table, which the ingest job role may not).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import socket
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable
-from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from edl.errors import EdlError
+from edl.local.jobs_table import FAILED, SUCCEEDED, JobsTable
 
 log = logging.getLogger("edl.local.jobs")
 
-QUEUED, RUNNING, SUCCEEDED, FAILED = "queued", "running", "succeeded", "failed"
 INGEST_LOGGER = "edl.core_resources.pipelines.ingest"
 _FIELD_ARGUMENTS = (("dataset", "--dataset"), ("source", "--source"), ("kind", "--kind"),
                     ("update_id", "--update"), ("requested_by", "--requested-by"))
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
 def build_warm_spark():
@@ -93,57 +99,6 @@ def _warm_workers(spark) -> None:
         sc.parallelize(range(2), 2).map(_import_task_modules).collect()
     finally:
         sc.setJobDescription(None)
-
-
-class JobsTable:
-    """The job items of one instance's jobs table (a boto3 DynamoDB Table)."""
-
-    def __init__(self, table, now: Callable[[], str] = _now) -> None:
-        self.table = table
-        self._now = now
-
-    def queued(self) -> list[dict]:
-        """Queued jobs, oldest first."""
-        from boto3.dynamodb.conditions import Attr
-
-        items, kwargs = [], {"FilterExpression": Attr("status").eq(QUEUED),
-                             "ConsistentRead": True}
-        while True:
-            page = self.table.scan(**kwargs)
-            items.extend(page["Items"])
-            if "LastEvaluatedKey" not in page:
-                break
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-        return sorted(items, key=lambda i: (str(i.get("created_at", "")), i["job_id"]))
-
-    def claim(self, job_id: str) -> dict | None:
-        """Mark a queued job running; None if someone else took it first."""
-        try:
-            return self.table.update_item(
-                Key={"job_id": job_id},
-                UpdateExpression="SET #s = :running, started_at = :now, progress = :progress",
-                ConditionExpression="#s = :queued",
-                ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues={":running": RUNNING, ":queued": QUEUED,
-                                           ":now": self._now(), ":progress": "started"},
-                ReturnValues="ALL_NEW")["Attributes"]
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return None
-            raise
-
-    def progress(self, job_id: str, text: str) -> None:
-        self.table.update_item(
-            Key={"job_id": job_id}, UpdateExpression="SET progress = :p",
-            ExpressionAttributeValues={":p": text[:1000]})
-
-    def finish(self, job_id: str, status: str, fields: dict[str, Any]) -> None:
-        values = {"status": status, "finished_at": self._now(), **fields}
-        self.table.update_item(
-            Key={"job_id": job_id},
-            UpdateExpression="SET " + ", ".join(f"#{k} = :{k}" for k in values),
-            ExpressionAttributeNames={f"#{k}": k for k in values},
-            ExpressionAttributeValues={f":{k}": v for k, v in values.items()})
 
 
 def ingest_arguments(item: dict) -> list[str]:
@@ -197,8 +152,13 @@ class JobRunner:
                  spark: Callable[[], Any] = build_warm_spark, job_factory: Callable | None = None,
                  poll_seconds: float = 1.0, warm_up: bool = True, owns_spark: bool = True,
                  status_url: Callable[[], str] | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 sweeper: Callable[[], Any] | None = None, sweep_seconds: float = 30.0) -> None:
         self._jobs_factory = jobs
+        self._sweeper_factory = sweeper
+        self.sweep_seconds = sweep_seconds
+        self.runner_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+        self._swept_at: float | None = None
         self._lake_factory = lake
         self._spark_factory = spark
         self._job_factory = job_factory
@@ -240,7 +200,15 @@ class JobRunner:
                                                                   role_arn=choice.role_arn)
             return lakes[choice.role_arn]
 
-        return cls(jobs=jobs, lake=lake, warm_up=warm_up)
+        def sweeper():
+            from edl.utils.sweep import Sweeper
+
+            # As the CloudFormation role, like the runner's bookkeeping: the sweep scans the
+            # updates table, which the ingest job role may not.
+            return Sweeper(LakeContext.for_instance(instance.name,
+                                                    role_arn=instance.cfn_role_arn))
+
+        return cls(jobs=jobs, lake=lake, warm_up=warm_up, sweeper=sweeper)
 
     # -- the service ----------------------------------------------------------------------------
 
@@ -324,15 +292,58 @@ class JobRunner:
                 self._wake.clear()
 
     def run_once(self) -> bool:
-        """Run the oldest queued job, if there is one; True if one ran."""
+        """Sweep if one is due, then run the oldest queued job, if there is one; True if one
+        ran."""
         if self._jobs is None:
             self._jobs = self._jobs_factory()
             self._start_warm_up()
+        if self._swept_at is None or self.clock() - self._swept_at >= self.sweep_seconds:
+            try:
+                self.sweep()
+            except Exception as exc:  # noqa: BLE001 - a failed sweep must not stop the jobs
+                log.warning("jobs - sweep failed (next in %.0f s): %s", self.sweep_seconds,
+                            str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         for item in self._jobs.queued():
-            claimed = self._jobs.claim(item["job_id"])
+            claimed = self._jobs.claim(item["job_id"], self.runner_id)
             if claimed is not None:
                 self._run(claimed)
                 return True
+        return False
+
+    def sweep(self) -> list[str]:
+        """Fail the jobs other runners left running, abandon their updates, and sweep the
+        lake; → the ids of the jobs failed."""
+        self._swept_at = self.clock()
+        jobs = self._jobs or self._jobs_factory()
+        sweeper = self._sweeper_factory() if self._sweeper_factory is not None else None
+        reason = ("its runner stopped while it ran (the local runtime was stopped, restarted "
+                  "or killed); ingest again")
+        failed = []
+        for item in jobs.running():
+            if not self._runner_gone(item.get("runner_id", "")) or \
+                    not jobs.fail_abandoned(item, reason):
+                continue
+            failed.append(item["job_id"])
+            log.warning("%s - failed: %s", item["job_id"], reason)
+            if sweeper is not None:
+                sweeper.abandon_job(item["job_id"], f"job {item['job_id']}: {reason}")
+        if sweeper is not None:
+            sweeper.sweep()
+        return failed
+
+    def _runner_gone(self, runner_id: str) -> bool:
+        if runner_id == self.runner_id:
+            return False
+        host, _, rest = runner_id.partition(":")
+        pid = rest.partition(":")[0]
+        if host != socket.gethostname() or not pid.isdigit():
+            return True
+        try:
+            os.kill(int(pid), 0)   # signal 0: only asks whether the process exists
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
         return False
 
     def _run(self, item: dict) -> None:
@@ -386,8 +397,12 @@ class JobRunner:
         if factory is None:
             from edl.core_resources.pipelines.ingest.job import IngestJob as factory
         record = factory(self.spark(), self._lake_factory()).run(request)
-        return {"update_id": record.update_id, "dataset": record.dataset,
-                "rows": record.rows, "files": record.file_count, "bytes": record.bytes}
+        outcome = {"update_id": record.update_id, "dataset": record.dataset,
+                   "rows": record.rows, "files": record.file_count, "bytes": record.bytes}
+        if not record.catalog_registered:
+            outcome["warning"] = ("the update is complete but not in the Glue catalog yet; "
+                                  "the sweep registers it")
+        return outcome
 
     @staticmethod
     def _reason(exc: BaseException) -> str:

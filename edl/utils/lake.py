@@ -8,25 +8,31 @@
 Every function takes `instance=` (default: `$EDL_INSTANCE`) and, for tests and callers that
 already hold clients, `context=` (a `LakeContext`).
 
-How a read is made (DESIGN §1): only complete updates count. As of update N, take the newest
-snapshot ≤ N, then every delta after it and ≤ N. The deltas are read *once*, all together, next to
-the snapshot; every row carries its update id and its position in the update; one window per key,
-ordered by (update, position), keeps the last row; rows whose operation column holds the delete
+How a read is made (DESIGN §1): only complete updates count, in the order they became complete
+(`UpdateRecord.commit_position`, not their ids: an update allocated early may complete late). As
+of update N, take the newest snapshot committed no later than N, then every delta committed after
+it and no later than N; so what "as of N" returns never changes once N is complete. The deltas
+are read *once*, all together, next to the snapshot; every row carries its update's commit
+position and its position in the update; one window per key, ordered by those two, keeps the
+last row; rows whose operation column holds the delete
 marker then remove their key. That is one shuffle whatever the number of deltas, so the cost grows
 with rows, not with deltas squared. The operation column is dropped from the result unless the
-snapshot itself has it.
+snapshot itself has it. Every part is checked against the SHA-256 in its update's manifest
+(`edl.utils.lake_source`); the manifest itself against the checksum in the update's item.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from edl.errors import EdlError
 from edl.utils.context import LakeContext
 from edl.utils.metadata import DatasetRecord
 from edl.utils.schemas import (schema_from_text, schema_to_text, spark_schema, sparkable_schema,
                                unify_schemas)
-from edl.utils.updates import COMPLETE, UnknownUpdateError, UpdateRecord, format_update_id
+from edl.utils.staging import part_checksums, read_manifest
+from edl.utils.updates import (COMPLETE, FileRecord, UnknownUpdateError, UpdateRecord,
+                               format_update_id)
 
 
 class NoDataError(EdlError):
@@ -43,28 +49,30 @@ class ReadPlan:
 
 
 def plan_read(dataset: str, updates: list[UpdateRecord], as_of: str | None = None) -> ReadPlan:
-    complete = sorted((u for u in updates if u.status == COMPLETE), key=lambda u: u.update_id)
+    complete = sorted((u for u in updates if u.status == COMPLETE),
+                      key=lambda u: u.commit_position)
     if as_of is not None:
-        target = format_update_id(as_of)
-        match = [u for u in updates if u.update_id == target]
+        wanted = format_update_id(as_of)
+        match = [u for u in updates if u.update_id == wanted]
         if not match:
-            raise UnknownUpdateError(f"dataset {dataset!r} has no update {target}",
+            raise UnknownUpdateError(f"dataset {dataset!r} has no update {wanted}",
                                      hint=f"list its updates: lake.list_updates({dataset!r})")
         if match[0].status != COMPLETE:
             raise UnknownUpdateError(
-                f"{dataset} update {target} is {match[0].status}; only complete updates can "
+                f"{dataset} update {wanted} is {match[0].status}; only complete updates can "
                 "be read", hint="pick a complete update from lake.list_updates(...)")
+        target = match[0]
     elif complete:
-        target = complete[-1].update_id
+        target = complete[-1]
     else:
         raise NoDataError(f"dataset {dataset!r} has no complete update yet",
                           hint="ingest one: python -m edl.core_resources.pipelines.ingest ...")
-    eligible = [u for u in complete if u.update_id <= target]
+    eligible = [u for u in complete if u.commit_position <= target.commit_position]
     snapshots = [u for u in eligible if u.kind == "snapshot"]
     base = snapshots[-1] if snapshots else None
-    deltas = tuple(u for u in eligible
-                   if u.kind == "delta" and (base is None or u.update_id > base.update_id))
-    return ReadPlan(as_of=target, snapshot=base, deltas=deltas)
+    deltas = tuple(u for u in eligible if u.kind == "delta"
+                   and (base is None or u.commit_position > base.commit_position))
+    return ReadPlan(as_of=target.update_id, snapshot=base, deltas=deltas)
 
 
 def list_updates(dataset: str, *, status: str | None = None, instance: str | None = None,
@@ -74,10 +82,18 @@ def list_updates(dataset: str, *, status: str | None = None, instance: str | Non
     return ctx.updates.list_updates(dataset, status=status)
 
 
-def get_update(dataset: str, update_id: str, *, instance: str | None = None,
-               context: LakeContext | None = None) -> UpdateRecord:
+def get_update(dataset: str, update_id: str, *, files: bool = False,
+               instance: str | None = None, context: LakeContext | None = None) -> UpdateRecord:
+    """One update; with `files`, its per-file detail too, read from its manifest (the item
+    keeps none, so that it stays small however many files an update has)."""
     ctx = context or LakeContext.for_instance(instance)
-    return ctx.updates.get_update(dataset, update_id)
+    record = ctx.updates.get_update(dataset, update_id)
+    if not files or record.files or record.status != COMPLETE:
+        return record
+    dataset_record = ctx.metadata.get_dataset(dataset)
+    manifest = read_manifest(ctx.s3_access(dataset_record.home_region).client(), record)
+    return replace(record, files=tuple(FileRecord.from_item(f)
+                                       for f in manifest.get("files", [])))
 
 
 def read(spark, dataset: str, *, as_of: str | None = None, instance: str | None = None,
@@ -96,23 +112,24 @@ def _apply_deltas(reader: "_PartsReader", record: DatasetRecord, plan: ReadPlan)
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    from edl.utils.lake_source import ROW_COLUMN, UPDATE_COLUMN
+    from edl.utils.lake_source import ORDER_COLUMN, ROW_COLUMN
 
     convention = record.delta
     if convention is None:
         raise EdlError(f"dataset {record.dataset!r} has delta updates but no delta convention",
                        hint="set key_columns (and op_column/delete_marker) on the dataset")
-    deltas = reader.frame(list(plan.deltas), with_meta=True)
+    # positions in commit order: the snapshot first (0), then the deltas (1, 2, …)
+    deltas = reader.frame(list(plan.deltas), with_meta=True, first_position=1)
     if plan.snapshot is not None:
         base = reader.frame([plan.snapshot], with_meta=True)
-        snapshot_columns = [c for c in base.columns if c not in (UPDATE_COLUMN, ROW_COLUMN)]
+        snapshot_columns = [c for c in base.columns if c not in (ORDER_COLUMN, ROW_COLUMN)]
         rows = base.unionByName(deltas, allowMissingColumns=True)
     else:
-        snapshot_columns = [c for c in deltas.columns if c not in (UPDATE_COLUMN, ROW_COLUMN)
+        snapshot_columns = [c for c in deltas.columns if c not in (ORDER_COLUMN, ROW_COLUMN)
                             and c != convention.op_column]
         rows = deltas
     newest_first = Window.partitionBy(*convention.key_columns).orderBy(
-        F.col(UPDATE_COLUMN).desc(), F.col(ROW_COLUMN).desc())
+        F.col(ORDER_COLUMN).desc(), F.col(ROW_COLUMN).desc())
     latest = rows.withColumn("_edl_rank", F.row_number().over(newest_first)).where(
         F.col("_edl_rank") == 1)
     op = convention.op_column
@@ -120,7 +137,7 @@ def _apply_deltas(reader: "_PartsReader", record: DatasetRecord, plan: ReadPlan)
         latest = latest.where(F.col(op).isNull()
                               | (F.col(op).cast("string") != F.lit(convention.delete_marker)))
     extra = [c for c in rows.columns if c not in snapshot_columns
-             and c not in (UPDATE_COLUMN, ROW_COLUMN, op)]
+             and c not in (ORDER_COLUMN, ROW_COLUMN, op)]
     return latest.select(*snapshot_columns, *extra)
 
 
@@ -135,21 +152,22 @@ class _PartsReader:
         self.dataset = record.dataset
         spark.dataSource.register(EdlPartsDataSource)
 
-    def frame(self, updates: list[UpdateRecord], with_meta: bool):
+    def frame(self, updates: list[UpdateRecord], with_meta: bool, first_position: int = 0):
         import pyarrow as pa
 
-        from edl.utils.lake_source import (ROW_COLUMN, SOURCE_NAME, UPDATE_COLUMN,
-                                           read_options)
+        from edl.utils.lake_source import ORDER_COLUMN, ROW_COLUMN, SOURCE_NAME, read_options
 
         labelled = [(f"update {u.update_id}", schema_from_text(u.arrow_schema)) for u in updates]
         schema = sparkable_schema(unify_schemas(labelled, what=f"updates of {self.dataset}"))
         declared = schema
         if with_meta:
-            declared = pa.schema([*schema, pa.field(UPDATE_COLUMN, pa.string()),
+            declared = pa.schema([*schema, pa.field(ORDER_COLUMN, pa.int64()),
                                   pa.field(ROW_COLUMN, pa.int64())])
-        parts = [(u.bucket, key, u.update_id, i)
-                 for u in updates for i, key in enumerate(u.part_keys())]
-        options = read_options(parts, schema_to_text(schema), spark_schema(declared).json(),
-                               self.access, with_meta)
+        parts = []
+        for order, u in enumerate(updates, start=first_position):
+            checksums = part_checksums(read_manifest(self.access.client(), u), u)
+            parts += [(u.bucket, key, u.update_id, i, order, checksums[i])
+                      for i, key in enumerate(u.part_keys())]
+        options = read_options(self.dataset, parts, schema_to_text(schema),
+                               spark_schema(declared).json(), self.access, with_meta)
         return self.spark.read.format(SOURCE_NAME).options(**options).load()
-

@@ -11,13 +11,36 @@ hold across processes and machines:
 - `complete` and `failed` are written only over `pending`: a complete update is never rewritten,
   and a second attempt on it is refused with `UpdateStateError`.
 
+Commit order. Ids are allocated when an ingest starts, but updates complete in any order, so
+reads order complete updates by `commit_seq`, a second counter on the dataset's item taken at the
+commit point. To keep "as of N" repeatable, no update may become complete with a position below
+one that is already readable. Commits of one dataset therefore pass one at a time through a lock
+on the dataset's item (`committing` = the update, `committing_since`): taking the lock and taking
+the position (`ADD commit_seq`) are one conditional write, the complete record is written, then
+the lock is released. A committer that died holding the lock leaves a gap, never a duplicate: the
+next committer waits out the lease, fails the holder's update if it is still pending (so it can
+never complete at the older position), and takes the lock over (`edl.utils.commit_lock`). Items
+written before commit positions existed have no `commit_seq`; they sort first, by update id.
+
+The item stays small whatever the update's width (DynamoDB items stop at 400 KB): the schema is
+kept once (`arrow_schema`; `columns` is derived from it), and the per-file detail (paths, formats,
+rows, checksums, each file's own columns) and each part's SHA-256 live in the update's manifest
+object, `<dataset>/data/<update>/_edl_manifest.json`, whose own SHA-256 is in the item
+(`manifest_sha256`). Items written before this kept a `files` list; it is still read.
+
+Two bookkeeping flags are set after an update is finished, and change nothing a reader sees:
+`catalog_registered` on a complete update (its Glue registration succeeded; the sweep retries it
+otherwise) and `files_removed` on a failed one (its files are gone; the sweep removes them
+otherwise).
+
 Readers see complete updates only; a pending update (running, or whose job died) and a failed one
 are invisible. A rerun always allocates a new id.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, Callable
@@ -26,14 +49,14 @@ from botocore.exceptions import ClientError
 
 from edl import naming
 from edl.errors import EdlError
+from edl.utils.commit_lock import CommitLock
 from edl.utils.metadata import UnknownDatasetError
+from edl.utils.schemas import describe_schema, schema_from_text
 
 PENDING, COMPLETE, FAILED = "pending", "complete", "failed"
 KINDS = ("snapshot", "delta")
 ID_WIDTH = 10
-# The item keeps at most this many per-file records (DynamoDB items stop at 400 KB); the full
-# list is always in the update's manifest, `<dataset>/data/<update>/_edl_manifest.json`.
-MAX_FILES_IN_ITEM = 200
+MANIFEST = "_edl_manifest.json"
 
 
 class UpdateStateError(EdlError):
@@ -103,6 +126,10 @@ class UpdateRecord:
     arrow_schema: str = field(default="", repr=False)
     reason: str = ""
     options: dict[str, Any] = field(default_factory=dict)
+    commit_seq: int = 0
+    manifest_sha256: str = ""
+    catalog_registered: bool = False
+    files_removed: bool = False
 
     @property
     def raw_prefix(self) -> str:
@@ -111,6 +138,26 @@ class UpdateRecord:
     @property
     def data_prefix(self) -> str:
         return f"{self.dataset}/data/{self.update_id}/"
+
+    @property
+    def manifest_key(self) -> str:
+        return f"{self.data_prefix}{MANIFEST}"
+
+    @property
+    def staging_raw_prefix(self) -> str:
+        return naming.staging_raw_prefix(self.dataset, self.update_id)
+
+    @property
+    def staging_data_prefix(self) -> str:
+        return naming.staging_data_prefix(self.dataset, self.update_id)
+
+    @property
+    def commit_position(self) -> tuple[int, int]:
+        """Where the update sits in the order updates became complete: by `commit_seq`, after
+        every update committed before commit positions existed (those sort by id)."""
+        if self.commit_seq:
+            return (1, self.commit_seq)
+        return (0, int(self.update_id))
 
     def part_keys(self) -> list[str]:
         return [f"{self.data_prefix}{part_name(i)}" for i in range(self.part_count)]
@@ -123,14 +170,20 @@ class UpdateRecord:
             "created_at": self.created_at, "started_at": self.started_at,
             "finished_at": self.finished_at, "rows": self.rows, "bytes": self.bytes,
             "part_count": self.part_count, "file_count": self.file_count,
-            "files": [f.to_item() for f in self.files[:MAX_FILES_IN_ITEM]],
-            "columns": list(self.columns), "arrow_schema": self.arrow_schema,
-            "reason": self.reason, "options": self.options,
+            # the schema once: `columns` only where there is no Arrow schema to derive it from
+            "columns": [] if self.arrow_schema else list(self.columns),
+            "arrow_schema": self.arrow_schema, "reason": self.reason, "options": self.options,
+            "commit_seq": self.commit_seq or None, "manifest_sha256": self.manifest_sha256,
+            "catalog_registered": self.catalog_registered or None,
+            "files_removed": self.files_removed or None,
         }
         return {k: v for k, v in item.items() if v not in ("", None, [], {})}
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> "UpdateRecord":
+        arrow_schema = item.get("arrow_schema", "")
+        columns = item.get("columns") or (
+            describe_schema(schema_from_text(arrow_schema)) if arrow_schema else [])
         return cls(
             dataset=item["dataset"], update_id=item["update_id"], kind=item["kind"],
             status=item["status"], source=item.get("source", ""), bucket=item.get("bucket", ""),
@@ -140,9 +193,13 @@ class UpdateRecord:
             bytes=int(item.get("bytes", 0)), part_count=int(item.get("part_count", 0)),
             file_count=int(item.get("file_count", 0)),
             files=tuple(FileRecord.from_item(f) for f in item.get("files", [])),
-            columns=tuple({"name": c["name"], "type": c["type"]} for c in item.get("columns", [])),
-            arrow_schema=item.get("arrow_schema", ""), reason=item.get("reason", ""),
+            columns=tuple({"name": c["name"], "type": c["type"]} for c in columns),
+            arrow_schema=arrow_schema, reason=item.get("reason", ""),
             options=_plain(item.get("options", {})),
+            commit_seq=int(item.get("commit_seq", 0)),
+            manifest_sha256=item.get("manifest_sha256", ""),
+            catalog_registered=bool(item.get("catalog_registered", False)),
+            files_removed=bool(item.get("files_removed", False)),
         )
 
 
@@ -164,10 +221,14 @@ def _plain(value: Any) -> Any:
 class UpdateStore:
     """Allocates, claims, completes and fails updates in the `updates` table of one instance."""
 
-    def __init__(self, dynamodb, instance: str, now: Callable[[], str] = _now) -> None:
+    def __init__(self, dynamodb, instance: str, now: Callable[[], str] = _now, *,
+                 clock: Callable[[], float] = time.time,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         self.instance = instance
         self._dynamodb = dynamodb
         self._now = now
+        self._clock = clock
+        self._sleep = sleep
 
     def _table(self, name: str):
         return self._dynamodb.Table(naming.table_name(self.instance, name))
@@ -242,19 +303,52 @@ class UpdateStore:
         return UpdateRecord.from_item(item)
 
     def complete_update(self, record: UpdateRecord) -> UpdateRecord:
-        """Write the finished update (files, rows, schema) and make it visible, only if it is
-        still pending: the single commit point of an ingest."""
-        done = UpdateRecord(**{**record.__dict__, "status": COMPLETE,
-                               "finished_at": self._now(), "reason": ""})
-        self._write_final(done)
+        """Write the finished update (rows, schema, manifest checksum) and make it visible, only
+        if it is still pending: the single commit point of an ingest. It takes the next commit
+        position under the dataset's commit lock (see the module docstring)."""
+        lock = CommitLock(self._table("datasets"), is_pending=self._is_pending,
+                          fence=self._fence, clock=self._clock, sleep=self._sleep)
+        seq = lock.acquire(record.dataset, record.update_id)
+        try:
+            done = replace(record, status=COMPLETE, finished_at=self._now(), reason="",
+                           commit_seq=seq)
+            self._write_final(done)
+        finally:
+            lock.release(record.dataset, record.update_id)
         return done
 
+    def _is_pending(self, dataset: str, update_id: str) -> bool:
+        return self.get_update(dataset, update_id).status == PENDING
+
+    def _fence(self, dataset: str, update_id: str, reason: str) -> None:
+        """Fail a dead committer's update so that it can never complete."""
+        try:
+            self.fail_update(dataset, update_id, reason)
+        except UpdateStateError:
+            pass   # it finished meanwhile; either way it is no longer pending
+
     def fail_update(self, dataset: str, update_id: str, reason: str) -> UpdateRecord:
+        """Mark a pending update failed with `reason`; refused (`UpdateStateError`) if it is
+        finished already."""
         current = self.get_update(dataset, update_id)
-        failed = UpdateRecord(**{**current.__dict__, "status": FAILED,
-                                 "finished_at": self._now(), "reason": reason[:4000]})
+        failed = replace(current, status=FAILED, finished_at=self._now(), reason=reason[:4000])
         self._write_final(failed)
         return failed
+
+    def mark_registered(self, dataset: str, update_id: str) -> None:
+        """Record that a complete update is in the Glue catalog (bookkeeping, not data)."""
+        self._set_flag(dataset, update_id, "catalog_registered", COMPLETE)
+
+    def mark_files_removed(self, dataset: str, update_id: str) -> None:
+        """Record that a failed update's files (staging and promoted) are gone."""
+        self._set_flag(dataset, update_id, "files_removed", FAILED)
+
+    def _set_flag(self, dataset: str, update_id: str, flag: str, status: str) -> None:
+        self._table("updates").update_item(
+            Key={"dataset": dataset, "update_id": update_id},
+            UpdateExpression="SET #f = :true", ConditionExpression="#s = :status",
+            ExpressionAttributeNames={"#f": flag, "#s": "status"},
+            ExpressionAttributeValues={":true": True, ":status": status})
 
     def _write_final(self, record: UpdateRecord) -> None:
         try:
@@ -301,4 +395,21 @@ class UpdateStore:
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
         records.sort(key=lambda r: r.update_id)
         return [r for r in records if status is None or r.status == status]
+
+    def scan_updates(self, status: str) -> list[UpdateRecord]:
+        """Every dataset's updates in `status` (for the sweep: a scan with a filter, read
+        page by page; its cost grows with the table, once per sweep)."""
+        from boto3.dynamodb.conditions import Attr
+
+        table = self._table("updates")
+        kwargs: dict[str, Any] = {"FilterExpression": Attr("status").eq(status),
+                                  "ConsistentRead": True}
+        records = []
+        while True:
+            page = table.scan(**kwargs)
+            records.extend(UpdateRecord.from_item(i) for i in page["Items"])
+            if "LastEvaluatedKey" not in page:
+                break
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return sorted(records, key=lambda r: (r.dataset, r.update_id))
 

@@ -106,10 +106,12 @@ def test_drop_ingest_and_read_back_as_the_read_role(local_cloud, spark, capsys):
     assert done.returncode == 0, done.stderr
     assert "update 0000000001 complete: 4 file(s), 5 rows" in done.stdout
 
-    [update] = lake.list_updates(BATCHES, instance="local")
+    as_reader = reader(BATCHES)
+    [listed] = lake.list_updates(BATCHES, instance="local")
+    # the files are in the update's manifest, which the read role reads
+    update = lake.get_update(BATCHES, listed.update_id, files=True, context=as_reader)
     assert (update.status, update.rows, [f.path for f in update.files]) == (
         "complete", 5, ["extra.csv", "logs/events.jsonl", "sites/a.csv", "sites/nested/eu/c.csv"])
-    as_reader = reader(BATCHES)
     df = lake.read(spark, BATCHES, context=as_reader)
     assert [(f.name, f.dataType.simpleString()) for f in df.schema.fields] == \
         [("id", "bigint"), ("name", "string"), ("score", "double")]

@@ -66,19 +66,19 @@ def test_deploy_core_creates_encrypted_buckets_per_tier_and_region(cloud, capsys
     assert [k.split("/")[0] for k in keys] == ["code", "code", "jobs"]
     assert keys[0].startswith("code/edl-") and keys[1].startswith("code/rest-api-")
     assert all(k.endswith(".zip") for k in keys[:2])
-    assert "12 stack(s) deployed" in capsys.readouterr().err
+    assert "13 stack(s) deployed" in capsys.readouterr().err
 
 
 def test_second_deploy_core_creates_no_change_set(cloud, change_sets, capsys):
     assert edl("deploy-core") == 0
-    assert len(change_sets) == 12
+    assert len(change_sets) == 13
     change_sets.clear()
     capsys.readouterr()
 
     assert edl("deploy-core") == 0
 
     assert change_sets == []
-    assert "up to date (12 stacks unchanged)" in capsys.readouterr().err
+    assert "up to date (13 stacks unchanged)" in capsys.readouterr().err
 
 
 def test_plan_lists_actions_and_changes_nothing(cloud, capsys):
@@ -94,7 +94,7 @@ def test_plan_after_deploy_reports_unchanged(cloud, capsys):
     capsys.readouterr()
     assert edl("diff", "deploy-core") == 0
     out = capsys.readouterr().out
-    assert out.count("unchanged") >= 12 and " create " not in out
+    assert out.count("unchanged") >= 13 and " create " not in out
 
 
 def test_a_deploy_that_would_replace_the_tables_is_shown_and_refused_unless_allowed(
@@ -255,7 +255,7 @@ def test_destroy_needs_confirmation_then_keeps_the_data_and_removes_the_rest(clo
     _lake_with_data(cloud)
     assert edl("destroy") == 2  # no terminal to ask on, and no --yes
     assert "pass --yes" in capsys.readouterr().err
-    assert len(_stack_names(cloud)) + len(_stack_names(cloud, "eu-west-1")) == 13
+    assert len(_stack_names(cloud)) + len(_stack_names(cloud, "eu-west-1")) == 14
 
     assert edl("destroy", "--yes") == 0
     out = capsys.readouterr()

@@ -29,7 +29,8 @@ def test_several_files_archives_and_formats(lake, spark, capsys):
     assert ingest(lake, spark, source) == 0
     assert "update 0000000001 complete: 4 file(s), 5 rows" in capsys.readouterr().out
 
-    [update] = lakeapi.list_updates(DATASET)
+    [listed] = lakeapi.list_updates(DATASET)
+    update = lakeapi.get_update(DATASET, listed.update_id, files=True)   # files: the manifest
     assert (update.update_id, update.kind, update.status, update.rows) == \
         ("0000000001", "snapshot", "complete", 5)
     assert [f.path for f in update.files] == ["extra.csv", "logs/events.jsonl",
@@ -92,7 +93,7 @@ def test_parquet_and_excel_files_unify(lake, spark):
     assert ingest(lake, spark, f"s3://{lake.drop_bucket}/mixed/") == 0
     rows = lakeapi.read(spark, DATASET).orderBy("id").collect()
     assert [tuple(r) for r in rows] == [(1, "p"), (2, "x")]
-    [update] = lakeapi.list_updates(DATASET)
+    update = lakeapi.get_update(DATASET, "1", files=True)
     assert update.columns[0] == {"name": "id", "type": "int64"}
     # copied server-side; parquet is read at random, so it is checksummed in a pass of its own
     assert [(f.bytes, f.sha256) for f in update.files] == [

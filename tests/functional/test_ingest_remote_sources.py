@@ -21,6 +21,7 @@ def test_https_source_with_tls_verified(lake, spark, tmp_path):
         # without trusting the test's certificate, TLS verification refuses the server
         assert ingest(lake, spark, f"{base}/trials.csv.gz") == 1
     first, missing, untrusted = lakeapi.list_updates(DATASET)
+    first = lakeapi.get_update(DATASET, first.update_id, files=True)   # files: the manifest
     assert first.status == "complete" and first.files[0].path == "trials.csv"
     assert missing.status == "failed" and "does not exist (HTTP 404)" in missing.reason
     assert untrusted.status == "failed" and "CERTIFICATE_VERIFY_FAILED" in untrusted.reason
@@ -46,6 +47,7 @@ def test_sftp_folder_with_excel_and_zip(lake, spark, tmp_path, monkeypatch):
         monkeypatch.setenv("EDL_SFTP_PASSWORD", "wrong")
         assert ingest(lake, spark, f"sftp://{SFTP_USER}@127.0.0.1:{port}/out") == 1
     done, refused = lakeapi.list_updates(DATASET)
+    done = lakeapi.get_update(DATASET, done.update_id, files=True)
     assert [f.path for f in done.files] == ["2024/sheet.xlsx", "z/b.csv"]
     assert refused.status == "failed" and "login" in refused.reason
     rows = lakeapi.read(spark, DATASET).orderBy("id").collect()

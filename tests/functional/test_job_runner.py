@@ -11,7 +11,10 @@ import time
 
 import pytest
 
-from edl.local.job_runner import FAILED, QUEUED, RUNNING, SUCCEEDED, JobRunner, JobsTable
+from edl.local.job_runner import JobRunner
+from edl.local.jobs_table import FAILED, QUEUED, RUNNING, SUCCEEDED, JobsTable
+from edl.utils import lake as lakeapi
+from edl.utils.sweep import Sweeper
 from edl.utils.updates import UpdateRecord
 from tests.functional.ingest_fixtures import *  # noqa: F403 - fixtures
 from tests.functional.ingest_fixtures import DATASET
@@ -108,10 +111,11 @@ def test_jobs_run_oldest_first_and_a_running_job_is_not_taken_again(lake, jobs):
         jobs.table.put_item(Item={"job_id": job_id, "status": QUEUED, "created_at": created,
                                   "dataset": DATASET, "source": "s3://drop/x.csv",
                                   "update_id": "0000000001", "options": {"header": False}})
-    jobs.table.put_item(Item={"job_id": "ingest-00000000000c", "status": RUNNING,
-                              "created_at": "0", "dataset": DATASET, "source": "s3://drop/y"})
     runner = JobRunner(jobs=lambda: jobs, lake=lambda: lake.context, spark=lambda: None,
                        job_factory=_StubJob, warm_up=False)
+    jobs.table.put_item(Item={"job_id": "ingest-00000000000c", "status": RUNNING,
+                              "created_at": "0", "dataset": DATASET, "source": "s3://drop/y",
+                              "runner_id": runner.runner_id})
 
     assert [runner.run_once() for _ in range(3)] == [True, True, False]
 
@@ -137,3 +141,69 @@ def test_the_service_thread_runs_a_job_it_is_woken_for(lake, spark, jobs):
     assert done["status"] == SUCCEEDED, done.get("error")
     assert runner.status()["finished"] == 1
     assert not spark.sparkContext._jsc.sc().isStopped()  # the runner did not own it
+
+
+def test_a_job_left_running_by_a_dead_runner_is_failed_at_start_and_a_rerun_succeeds(
+        lake, spark, jobs):
+    source = lake.put("batch4/sites.csv", CSV)
+    update = queue_ingest(lake, jobs, "ingest-0000000000dd", source)
+    # what a runtime killed mid-ingest leaves: the job running, its update claimed, files staged
+    jobs.claim("ingest-0000000000dd", "runner-of-a-dead-runtime")
+    lake.context.updates.claim_update(DATASET, update.update_id, "ingest-0000000000dd")
+    staged = f"_edl_staging/{DATASET}/{update.update_id}/raw/sites.csv"
+    lake.s3.put_object(Bucket=lake.data_bucket, Key=staged, Body=CSV)
+    runner = runner_for(lake, spark, jobs, sweeper=lambda: Sweeper(lake.context))
+
+    assert runner.run_once() is False
+
+    job = item(jobs, "ingest-0000000000dd")
+    assert job["status"] == FAILED and "its runner stopped while it ran" in job["error"]
+    record = lake.context.updates.get_update(DATASET, update.update_id)
+    assert record.status == "failed" and "its runner stopped" in record.reason
+    assert lake.keys("_edl_staging/") == [] and lake.keys(f"{DATASET}/") == []
+    with pytest.raises(lakeapi.NoDataError):
+        lakeapi.read(spark, DATASET)
+
+    rerun = queue_ingest(lake, jobs, "ingest-0000000000ee", source)
+    assert runner.run_once() is True
+    assert item(jobs, "ingest-0000000000ee")["status"] == SUCCEEDED
+    assert lake.context.updates.get_update(DATASET, rerun.update_id).status == "complete"
+    assert item(jobs, "ingest-0000000000dd")["status"] == FAILED
+
+
+class _CountingSweeper:
+    def __init__(self) -> None:
+        self.sweeps = 0
+
+    def abandon_job(self, job_id, reason):
+        return []
+
+    def sweep(self):
+        self.sweeps += 1
+
+
+def test_the_runner_sweeps_at_start_and_then_every_interval(lake, jobs):
+    now = [0.0]
+    sweeper = _CountingSweeper()
+    runner = JobRunner(jobs=lambda: jobs, lake=lambda: lake.context, spark=lambda: None,
+                       warm_up=False, clock=lambda: now[0], sweeper=lambda: sweeper,
+                       sweep_seconds=30)
+    counts = []
+    for t in (0, 10, 29, 30, 45, 61):
+        now[0] = t
+        runner.run_once()
+        counts.append(sweeper.sweeps)
+    assert counts == [1, 1, 1, 2, 2, 3]
+
+
+def test_a_job_whose_runner_process_is_alive_is_left_running(lake, jobs):
+    import os
+    import socket
+
+    jobs.table.put_item(Item={"job_id": "ingest-0000000000ff", "status": RUNNING,
+                              "created_at": "0", "dataset": DATASET, "source": "s3://drop/y",
+                              "runner_id": f"{socket.gethostname()}:{os.getpid()}:another"})
+    runner = JobRunner(jobs=lambda: jobs, lake=lambda: lake.context, spark=lambda: None,
+                       warm_up=False)
+    assert runner.sweep() == []
+    assert item(jobs, "ingest-0000000000ff")["status"] == RUNNING

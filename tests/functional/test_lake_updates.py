@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
 
 import boto3
 import pytest
 from moto import mock_aws
 
 from edl.utils.metadata import DatasetRecord, MetadataStore, UnknownDatasetError
+from edl.utils.commit_lock import COMMIT_LEASE_SECONDS
 from edl.utils.updates import COMPLETE, FAILED, PENDING, UpdateStateError, UpdateStore
 from tests.functional.ingest_fixtures import create_metadata_tables
 
@@ -74,3 +76,47 @@ def test_failed_keeps_the_reason(store):
     failed = store.fail_update("clinical_trials", update.update_id, "a.csv line 3: bad")
     assert failed.status == FAILED
     assert store.get_update("clinical_trials", update.update_id).reason == "a.csv line 3: bad"
+
+
+def test_commits_take_positions_in_the_order_they_complete(store):
+    first, second = allocate(store), allocate(store)
+    assert store.complete_update(second).commit_seq == 1
+    assert store.complete_update(first).commit_seq == 2
+    assert [u.commit_seq for u in store.list_updates("clinical_trials")] == [2, 1]
+
+
+def test_a_committer_that_died_holding_the_lock_is_fenced_off_after_its_lease(store):
+    """A committer killed between taking its position and writing its record: the next one
+    waits out the lease, fails the dead one's update, and commits after it; the dead one can
+    never complete at its older position."""
+    dead, alive = allocate(store), allocate(store)
+    datasets = store._table("datasets")
+    datasets.update_item(   # what the dead committer's one write left behind
+        Key={"dataset": "clinical_trials"},
+        UpdateExpression="SET committing = :u, committing_since = :t ADD commit_seq :one",
+        ExpressionAttributeValues={":u": dead.update_id, ":t": Decimal(1000), ":one": 1})
+    clock = [1000.0]
+    waited = []
+
+    def sleep(seconds: float) -> None:
+        waited.append(seconds)
+        clock[0] += seconds
+
+    later = UpdateStore(store._dynamodb, "local", clock=lambda: clock[0], sleep=sleep)
+    done = later.complete_update(alive)
+
+    assert done.commit_seq == 2 and sum(waited) >= COMMIT_LEASE_SECONDS
+    fenced = later.get_update("clinical_trials", dead.update_id)
+    assert fenced.status == FAILED and "abandoned while committing" in fenced.reason
+    with pytest.raises(UpdateStateError, match="already failed"):
+        later.complete_update(dead)
+    assert "committing" not in datasets.get_item(Key={"dataset": "clinical_trials"})["Item"]
+
+
+def test_concurrent_commits_get_distinct_positions_and_release_the_lock(store):
+    updates = [allocate(store) for _ in range(10)]
+    with ThreadPoolExecutor(10) as pool:
+        done = list(pool.map(store.complete_update, updates))
+    assert sorted(u.commit_seq for u in done) == list(range(1, 11))
+    item = store._table("datasets").get_item(Key={"dataset": "clinical_trials"})["Item"]
+    assert "committing" not in item and int(item["commit_seq"]) == 10

@@ -53,3 +53,25 @@ def test_update_ids_sort_lexically_in_numeric_order():
     assert format_update_id(9) < format_update_id(10) < format_update_id(100)
     with pytest.raises(UnknownUpdateError):
         format_update_id("latest")
+
+
+def committed(n: int, kind: str, seq: int) -> UpdateRecord:
+    return UpdateRecord(dataset="d", update_id=format_update_id(n), kind=kind, status="complete",
+                        source="s3://x/y", bucket="b", commit_seq=seq)
+
+
+def test_as_of_follows_the_order_updates_completed_in():
+    """Update 3 was allocated before 4 but completed after it: as of 4 it does not count."""
+    history = [committed(1, "snapshot", 0), committed(2, "delta", 0),    # before commit_seq
+               committed(3, "delta", 2), committed(4, "delta", 1), committed(5, "delta", 3)]
+    assert ids(plan_read("d", history, as_of="4").deltas) == [2, 4]
+    assert ids(plan_read("d", history, as_of="3").deltas) == [2, 4, 3]
+    latest = plan_read("d", history)
+    assert latest.as_of == "0000000005" and ids(latest.deltas) == [2, 4, 3, 5]
+
+
+def test_a_snapshot_completed_late_is_the_base_only_from_its_commit_on():
+    history = [committed(1, "snapshot", 1), committed(2, "snapshot", 3), committed(3, "delta", 2)]
+    assert int(plan_read("d", history, as_of="3").snapshot.update_id) == 1
+    newest = plan_read("d", history)
+    assert newest.as_of == "0000000002" and newest.deltas == ()

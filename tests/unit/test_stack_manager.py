@@ -38,6 +38,7 @@ CORE = {
     "edl-local-default-acls",
     "edl-local-ingest-job",
     "edl-local-rest-api",
+    "edl-local-sweeper",
 }
 
 

@@ -18,7 +18,8 @@ def _later_components():
     # Imported here: these modules build on the helpers above (buckets_stack, key_arn).
     from edl.cloudformation.components.ingest import ingest_stacks
     from edl.cloudformation.components.rest_api import rest_api_stacks
-    return ingest_stacks, rest_api_stacks
+    from edl.cloudformation.components.sweeper import sweeper_stacks
+    return ingest_stacks, rest_api_stacks, sweeper_stacks
 
 
 def artifacts_stack(instance: Instance, region: str) -> str:
@@ -80,5 +81,6 @@ def core_stacks(config: LakeConfig, instance: Instance) -> list[StackSpec]:
             ("KeyArns", tuple(key_arn(instance, "internal", r) for r in instance.regions)),
         ),
     ))
-    ingest_stacks, rest_api_stacks = _later_components()
-    return specs + ingest_stacks(config, instance) + rest_api_stacks(config, instance)
+    ingest_stacks, rest_api_stacks, sweeper_stacks = _later_components()
+    return (specs + ingest_stacks(config, instance) + rest_api_stacks(config, instance)
+            + sweeper_stacks(config, instance))

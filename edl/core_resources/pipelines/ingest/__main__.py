@@ -152,6 +152,9 @@ def main(argv: list[str] | None = None, spark=None, context: LakeContext | None 
         return 1
     print(f"{record.dataset} update {record.update_id} complete: {record.file_count} file(s), "
           f"{record.rows} rows, {record.bytes} bytes")
+    if not record.catalog_registered:
+        print(f"Warning: {record.dataset} update {record.update_id} is not in the Glue catalog "
+              "yet (Athena does not see it); the sweep registers it again", file=sys.stderr)
     return 0
 
 

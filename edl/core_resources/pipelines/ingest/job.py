@@ -2,31 +2,37 @@
 
 Steps, in this order:
 
-0. take the update: allocate a new id (or claim the pending one the API created) — its raw and
-   data folders are the prefixes `<dataset>/raw/<update>/` and `<dataset>/data/<update>/`;
-1. list the source on the driver, then one Spark task per source file brings it into the raw
-   folder: a plain S3 object is copied server-side (CopyObject), anything else is streamed
+0. take the update: allocate a new id (or claim the pending one the API created). Until it
+   commits, its files live in its staging folder, `_edl_staging/<dataset>/<update>/raw/` and
+   `…/data/` (`edl.utils.staging`), which no dataset role can read;
+1. list the source on the driver, then one Spark task per source file brings it into the staged
+   raw folder: a plain S3 object is copied server-side (CopyObject), anything else is streamed
    through the task, unpacking archives (`archives.Unpacker`). When the source holds plain S3
    objects only, the raw paths are known from the listing and the copies are left to step 3's
    tasks: one stage fewer;
-2./3. one Spark task per raw file converts it to `data/<update>/part-NNNNN.parquet`
-   (parts numbered in the order of the raw paths), computing the sha256 and size of a copied raw
-   file while it reads it, so its bytes are read once; the driver unifies the files' schemas into
-   the update's schema and, where a part differs, one task per such part rewrites it to match;
-   deltas are checked for the dataset's key columns; the manifest (every file's path, format,
-   rows, bytes, sha256, columns) is written beside the parts as `_edl_manifest.json`;
-4. the update is marked complete (the single commit point: a conditional write over `pending`)
-   and then registered in the Glue catalog.
+2./3. one Spark task per raw file converts it to the staged `data/part-NNNNN.parquet` (parts
+   numbered in the order of the raw paths), computing the sha256 and size of a copied raw file
+   while it reads it, so its bytes are read once; the driver unifies the files' schemas into the
+   update's schema and, where a part differs, one task per such part rewrites it to match;
+   deltas are checked for the dataset's key columns;
+4. promotion: raw files and parts are copied server-side to `<dataset>/raw/<update>/` and
+   `<dataset>/data/<update>/`, S3 computing each part's SHA-256 on the way; the manifest (every
+   file's path, format, rows, bytes, sha256, columns; every part's SHA-256) is written beside
+   the parts as `_edl_manifest.json`;
+5. the update is marked complete (the single commit point: a conditional write over `pending`,
+   taking the next commit position), the staging folder is deleted, and the update is
+   registered in the Glue catalog. A registration that fails is a warning, not a failed job: the
+   update is complete, and the sweep (`edl.utils.sweep`) registers it later.
 
-Before step 4 readers see nothing: `lake.read` reads complete updates only, and builds part keys
+Before step 5 readers see nothing: `lake.read` reads complete updates only, and builds part keys
 from the update record, never by listing. Any error before it marks the update failed with the
-reason and deletes what the update wrote; a crash that prevents even that leaves the update
-pending, which readers never see either. A rerun always takes a new id, so it is always safe.
+reason and deletes what the update wrote, staged or promoted; a crash that prevents even that
+leaves the update pending, and the sweep fails it past its deadline and removes its files. A
+rerun always takes a new id, so it is always safe.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from dataclasses import dataclass, field, replace
@@ -46,11 +52,12 @@ from edl.utils.context import LakeContext
 from edl.utils.metadata import DatasetRecord
 from edl.utils.schemas import (SchemaConflictError, describe_schema, schema_from_text,
                                schema_to_text, unify_schemas)
+from edl.utils.staging import StagedFile, promote, remove_update_files, write_manifest
 from edl.utils.storage import S3Access, delete_prefix
-from edl.utils.updates import FileRecord, UpdateRecord, part_name
+from edl.utils.updates import (COMPLETE, FAILED, FileRecord, UpdateRecord, UpdateStateError,
+                               part_name)
 
 log = logging.getLogger(__name__)
-MANIFEST = "_edl_manifest.json"
 
 
 class CatalogRegistrationError(EdlError):
@@ -101,14 +108,27 @@ class IngestJob:
                 f"internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             self._fail(unit, update, access, reason)
             raise
-        log.info("%s - complete: %d files, %d rows", unit, complete.file_count, complete.rows)
-        self.register(dataset, complete)
-        return complete
+        log.info("%s - complete: %d files, %d rows (commit %d)", unit, complete.file_count,
+                 complete.rows, complete.commit_seq)
+        self._remove_staging(unit, complete, access)
+        try:
+            self.register(dataset, complete)
+        except CatalogRegistrationError as exc:
+            log.warning("%s - %s; the sweep registers it again later", unit, exc)
+            return complete
+        return replace(complete, catalog_registered=True)
 
     def register(self, dataset: DatasetRecord, update: UpdateRecord) -> None:
+        """Register a complete update in the Glue catalog, and record that it is."""
+        if update.status != COMPLETE:
+            raise UpdateStateError(
+                f"{dataset.dataset} update {update.update_id} is {update.status}; only a "
+                "complete update is registered in the catalog",
+                hint="pick a complete update from lake.list_updates(...)")
         try:
             GlueCatalog(self.ctx.glue(dataset.home_region), self.ctx.instance).register_update(
                 dataset, update)
+            self.ctx.updates.mark_registered(dataset.dataset, update.update_id)
         except Exception as exc:
             raise CatalogRegistrationError(
                 f"{dataset.dataset} update {update.update_id} is complete, but registering it "
@@ -141,11 +161,18 @@ class IngestJob:
                        part=part_name(i), columns=tuple(describe_schema(
                            schema_from_text(r.schema))))
             for i, (f, fmt, r) in enumerate(zip(raw, formats, results)))
-        self._write_manifest(update, access, files, raw)
+        client = access.client()
+        part_sizes = [r.part_bytes for r in results]
+        part_sums = promote(client, update, [StagedFile(f.path, f.bytes) for f in raw],
+                            [StagedFile(part_name(i), size) for i, size in enumerate(part_sizes)])
+        log.info("%s - promoted %d raw file(s) and %d part(s)", unit, len(raw), len(part_sums))
+        manifest_sha256 = write_manifest(client, update, files, [f.origin for f in raw],
+                                         part_sums, part_sizes)
         return replace(update, rows=sum(r.rows for r in results),
                        bytes=sum(f.bytes for f in raw), part_count=len(files),
                        file_count=len(files), files=files,
-                       columns=tuple(describe_schema(schema)), arrow_schema=schema_to_text(schema))
+                       columns=tuple(describe_schema(schema)), arrow_schema=schema_to_text(schema),
+                       manifest_sha256=manifest_sha256)
 
     def _fetch(self, unit, source, update, access, limits) -> tuple[list[RawFile], dict]:
         """→ the raw files, and {raw path: (bucket, key, size)} of those the conversion tasks
@@ -155,13 +182,14 @@ class IngestJob:
         if all(tasks.copyable(source, f) for f in files):
             log.info("%s - %d plain S3 object(s), copied into raw/ by their conversion", unit,
                      len(files))
-            unpacker = Unpacker(tasks.S3Sink(access, update.bucket, update.raw_prefix), limits)
+            unpacker = Unpacker(tasks.S3Sink(access, update.bucket, update.staging_raw_prefix),
+                                limits)
             for f in files:
                 unpacker.add_copied(f.path, f.url, f.size)
             copies = {f.path: (source.bucket, f.locator, f.size) for f in files}
             return sorted(unpacker.files, key=lambda f: f.path), copies
         log.info("%s - fetching %d source file(s)", unit, len(files))
-        sink = tasks.S3Sink(access, update.bucket, update.raw_prefix)
+        sink = tasks.S3Sink(access, update.bucket, update.staging_raw_prefix)
         outcomes = self._run_tasks(f"ingest {unit}: fetch", files,
                                    partial(_fetch_one, source=source, sink=sink, limits=limits))
         raw: dict[str, RawFile] = {}
@@ -179,8 +207,8 @@ class IngestJob:
         return [raw[p] for p in sorted(raw)], {}
 
     def _convert(self, unit, raw, formats, update, access, request, copies):
-        jobs = [tasks.ConvertJob(access, update.bucket, f"{update.raw_prefix}{f.path}",
-                                 f"{update.data_prefix}{part_name(i)}", f.path, fmt,
+        jobs = [tasks.ConvertJob(access, update.bucket, f"{update.staging_raw_prefix}{f.path}",
+                                 f"{update.staging_data_prefix}{part_name(i)}", f.path, fmt,
                                  request.options, checksum=not f.sha256,
                                  copy_from=copies.get(f.path), limits=request.limits)
                 for i, (f, fmt) in enumerate(zip(raw, formats))]
@@ -196,7 +224,7 @@ class IngestJob:
         if not differing:
             return results
         log.info("%s - conforming %d part(s) to the update's schema", unit, len(differing))
-        keys = [f"{update.data_prefix}{part_name(i)}" for i in differing]
+        keys = [f"{update.staging_data_prefix}{part_name(i)}" for i in differing]
         sizes = self.spark.sparkContext.parallelize(keys, len(keys)).map(
             partial(_conform_one, access=access, bucket=update.bucket, schema=target)).collect()
         results = list(results)
@@ -235,25 +263,30 @@ class IngestJob:
                 hint=f"a delta must hold the key columns "
                 f"{', '.join(dataset.delta.key_columns)}")
 
-    def _write_manifest(self, update, access, files, raw) -> None:
-        manifest = {"dataset": update.dataset, "update_id": update.update_id,
-                    "files": [{**f.to_item(), "origin": r.origin} for f, r in zip(files, raw)]}
-        access.client().put_object(Bucket=update.bucket, Key=f"{update.data_prefix}{MANIFEST}",
-                                   Body=json.dumps(manifest, indent=1).encode())
+    def _remove_staging(self, unit: str, update: UpdateRecord, access: S3Access) -> None:
+        try:
+            delete_prefix(access.client(), update.bucket, naming.staging_prefix(
+                update.dataset, update.update_id))
+        except Exception:  # nobody reads staging; the sweep deletes what is left
+            log.warning("%s - could not delete the staging folder", unit, exc_info=True)
 
     def _fail(self, unit: str, update: UpdateRecord, access: S3Access, reason: str) -> None:
         log.error("%s - failed: %s", unit, reason)
         try:
-            self.ctx.updates.fail_update(update.dataset, update.update_id, reason)
-        except Exception:  # the update stays pending: still invisible to readers
+            failed = self.ctx.updates.fail_update(update.dataset, update.update_id, reason)
+        except UpdateStateError:
+            # Failed meanwhile (the sweep, or a committer fencing us off): still ours to clean.
+            failed = self.ctx.updates.get_update(update.dataset, update.update_id)
+            if failed.status != FAILED:
+                return
+        except Exception:  # the update stays pending: invisible, and the sweep fails it later
             log.exception("%s - could not mark the update failed", unit)
             return
-        client = access.client()
-        for prefix in (update.raw_prefix, update.data_prefix):
-            try:
-                delete_prefix(client, update.bucket, prefix)
-            except Exception:  # leftovers of a failed update are never read
-                log.warning("%s - could not delete %s", unit, prefix, exc_info=True)
+        try:
+            remove_update_files(access.client(), failed)
+            self.ctx.updates.mark_files_removed(failed.dataset, failed.update_id)
+        except Exception:  # leftovers of a failed update are never read; the sweep retries
+            log.warning("%s - could not delete the update's files", unit, exc_info=True)
 
 
 def _fetch_one(file, source, sink, limits):

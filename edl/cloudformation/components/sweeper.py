@@ -1,0 +1,58 @@
+"""The sweeper (part of `edl deploy-core`): a Lambda function on an EventBridge schedule that runs
+`edl.utils.sweep` for the instance, in its default region, with its own role.
+
+Its code is the REST API handlers' zip (`rest_api.handler_package`: the same key, so no second
+upload); the function's handler is `edl.core_resources.rest_api.sweep.handler`.
+"""
+
+from __future__ import annotations
+
+from edl import naming
+from edl.cloudformation.components.core import artifacts_stack
+from edl.cloudformation.components.rest_api import handler_package
+from edl.cloudformation.stack_manager import StackSpec, Upload
+from edl.config import Instance, LakeConfig
+
+SCHEDULE = "rate(15 minutes)"
+
+
+def sweeper_role_name(instance: str) -> str:
+    return f"edl-{instance}-sweeper"
+
+
+def sweeper_stacks(config: LakeConfig, instance: Instance) -> list[StackSpec]:
+    prefix, name, region = config.bucket_prefix, instance.name, instance.default_region
+    account = instance.account_id
+    artifacts = naming.artifacts_bucket(prefix, name, region)
+    code = handler_package()
+    code_key = code.key("code/rest-api", ".zip")
+    buckets = [naming.data_bucket(prefix, name, tier, r)
+               for r in instance.regions for tier in naming.TIERS]
+    if instance.is_local:
+        # moto authorises DynamoDB and Glue calls against the resource "*" (DESIGN §8).
+        metadata_arns: tuple = ("*",)
+        catalog_arns: tuple = ("*",)
+    else:
+        metadata_arns = (f"arn:aws:dynamodb:{region}:{account}:table/edl-{name}-*",)
+        catalog_arns = tuple(arn for r in instance.regions for arn in (
+            f"arn:aws:glue:{r}:{account}:catalog",
+            f"arn:aws:glue:{r}:{account}:database/edl_{name}_*",
+            f"arn:aws:glue:{r}:{account}:table/edl_{name}_*/*"))
+    return [StackSpec(
+        name=naming.stack_name(name, "sweeper"), region=region, template="sweeper.yaml",
+        parameters=(
+            ("Instance", name),
+            ("FunctionName", f"edl-{name}-sweeper"),
+            ("RoleName", sweeper_role_name(name)),
+            ("TrustedPrincipalArns", (instance.platform_admin_arn,)),
+            ("MetadataResourceArns", metadata_arns),
+            ("DataBucketArns", tuple(f"arn:aws:s3:::{b}" for b in buckets)),
+            ("DataObjectArns", tuple(f"arn:aws:s3:::{b}/*" for b in buckets)),
+            ("CatalogResourceArns", catalog_arns),
+            ("Schedule", SCHEDULE),
+            ("CodeS3Bucket", artifacts),
+            ("CodeS3Key", code_key),
+        ),
+        depends_on=(artifacts_stack(instance, region),),
+        uploads=(Upload(artifacts, code_key, lambda: code.data),),
+    )]

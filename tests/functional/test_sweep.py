@@ -1,0 +1,77 @@
+"""The sweep finishes what dead jobs left: overdue pending updates, their files, stray staging."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from edl.utils import lake as lakeapi
+from edl.utils.sweep import PENDING_DEADLINE, Sweeper
+from tests.functional.ingest_fixtures import *  # noqa: F403 - fixtures
+from tests.functional.ingest_fixtures import DATASET, ingest
+
+STAGING = f"_edl_staging/{DATASET}/"
+
+
+def later(delta: timedelta):
+    return lambda: datetime.now(timezone.utc) + delta
+
+
+def stage(lake, update_id: str) -> None:
+    """What a job that died mid-ingest leaves: staged files and a half-promoted part."""
+    for key in (f"{STAGING}{update_id}/raw/a.csv", f"{STAGING}{update_id}/data/part-00000.parquet",
+                f"{DATASET}/data/{update_id}/part-00000.parquet"):
+        lake.s3.put_object(Bucket=lake.data_bucket, Key=key, Body=b"x")
+
+
+def test_an_overdue_pending_update_is_failed_with_the_reason_and_its_files_removed(lake):
+    updates = lake.context.updates
+    dead = updates.allocate_update(DATASET, "snapshot", "s3://x/a.csv", lake.data_bucket)
+    updates.claim_update(DATASET, dead.update_id, "job-dead")
+    stage(lake, dead.update_id)
+
+    assert Sweeper(lake.context).sweep().failed == ()        # within its deadline: untouched
+    assert updates.get_update(DATASET, dead.update_id).status == "pending"
+
+    report = Sweeper(lake.context, now=later(PENDING_DEADLINE + timedelta(minutes=1))).sweep()
+    assert report.failed == (f"{DATASET}/{dead.update_id}",) and report.errors == ()
+    swept = updates.get_update(DATASET, dead.update_id)
+    assert swept.status == "failed" and "still pending 48.25 h after it started" in swept.reason
+    assert swept.files_removed
+    assert lake.keys(STAGING) == [] and lake.keys(f"{DATASET}/") == []
+
+
+def test_the_files_of_a_failed_update_are_removed_once(lake):
+    updates = lake.context.updates
+    update = updates.allocate_update(DATASET, "snapshot", "s3://x/a.csv", lake.data_bucket)
+    updates.fail_update(DATASET, update.update_id, "its job died before cleaning up")
+    stage(lake, update.update_id)
+
+    assert Sweeper(lake.context).sweep().cleaned == (f"{DATASET}/{update.update_id}",)
+    assert lake.keys(STAGING) == [] and lake.keys(f"{DATASET}/") == []
+    assert updates.get_update(DATASET, update.update_id).files_removed
+    assert Sweeper(lake.context).sweep().cleaned == ()
+
+
+def test_staging_left_by_a_complete_update_is_deleted_and_its_data_kept(lake, spark):
+    assert ingest(lake, spark, lake.put("a.csv", b"id,val\n1,a\n")) == 0
+    lake.s3.put_object(Bucket=lake.data_bucket, Key=f"{STAGING}0000000001/raw/a.csv", Body=b"x")
+    kept = lake.keys(f"{DATASET}/")
+
+    assert Sweeper(lake.context).sweep().cleaned == (f"{DATASET}/0000000001",)
+    assert lake.keys(STAGING) == [] and lake.keys(f"{DATASET}/") == kept
+    assert {r["id"]: r["val"] for r in lakeapi.read(spark, DATASET).collect()} == {1: "a"}
+
+
+def test_the_sweeper_lambda_sweeps_the_instance_named_by_its_environment(lake):
+    from edl.core_resources.rest_api import sweep
+
+    updates = lake.context.updates
+    update = updates.allocate_update(DATASET, "snapshot", "s3://x/a.csv", lake.data_bucket)
+    updates.fail_update(DATASET, update.update_id, "its job died before cleaning up")
+    stage(lake, update.update_id)
+
+    report = sweep.handler({"source": "aws.events", "detail-type": "Scheduled Event"}, None)
+
+    assert report == {"failed": [], "cleaned": [f"{DATASET}/{update.update_id}"],
+                      "registered": [], "errors": []}
+    assert lake.keys(STAGING) == [] and lake.keys(f"{DATASET}/") == []
