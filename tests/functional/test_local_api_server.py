@@ -231,6 +231,16 @@ def test_a_request_signed_too_long_ago_is_refused(users, moto_server):
     assert "Signature expired" in response.json()["error"]["message"]
 
 
+@pytest.mark.parametrize("host", ["attacker.example:{port}", "127.0.0.1:1"])
+def test_a_request_for_another_host_is_refused_before_anything_runs(server, users, host):
+    """DNS rebinding: the unsigned routes (OpenAPI, the jobs' status) are not for web pages."""
+    for path in ("/openapi.json", "/v1/datasets"):
+        request = signed("GET", f"{server.base_url}{path}", users["alice"])
+        request.headers["Host"] = host.format(port=server.port)
+        response = send(request)
+        assert (response.status_code, error_code(response)) == (403, "ForbiddenHost")
+
+
 # -- routing and size ---------------------------------------------------------------------------
 
 def test_a_method_not_in_api_config_is_405(server, users):

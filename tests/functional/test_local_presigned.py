@@ -8,22 +8,16 @@ from __future__ import annotations
 
 import json
 import socket
-import urllib.request
 
 import boto3
 import pytest
 import requests
 from botocore.config import Config
 
+from edl.local.control_api import call_control_api
 from edl.local.runtime import MotoService
 
 KEY = "uploads/sites/ab c (1).csv"
-
-
-def _moto_api(url: str, path: str, body: bytes) -> None:
-    request = urllib.request.Request(f"{url}/moto-api/{path}", data=body, method="POST",
-                                     headers={"Content-Type": "text/plain"})
-    urllib.request.urlopen(request, timeout=10).read()
 
 
 @pytest.fixture(scope="module")
@@ -49,11 +43,11 @@ def cloud():
                                                     "Action": ["s3:PutObject", "s3:GetObject"]}]}))
         iam.attach_user_policy(UserName="writer", PolicyArn=policy["Policy"]["Arn"])
         boto3.client("s3", **admin).create_bucket(Bucket="drop")
-        _moto_api(url, "reset-auth", b"0")
+        call_control_api(url, "reset-auth", service.secret, body=b"0", content_type="text/plain")
         yield url, keys
     finally:
-        _moto_api(url, "reset-auth", b"inf")
-        _moto_api(url, "reset", b"")
+        call_control_api(url, "reset-auth", service.secret, body=b"inf", content_type="text/plain")
+        call_control_api(url, "reset", service.secret, body=b"")
         service.stop()
 
 
