@@ -101,10 +101,11 @@ class MotoService:
     """moto in server mode: every AWS service on one port, dispatched by the request's signature.
 
     In front of moto, outermost first: requests not addressed to the loopback are refused and
-    CORS headers removed (`loopback.py`); presigned URLs are verified (`presigned.py`). Inside
-    moto's dispatcher, its control-API backend needs this runtime's secret (`control_api.py`) and
-    its STS backend refuses what AWS refuses and moto does not (`sts_guard.py`). The secret is
-    drawn at every start and, given `secret_file`, written there (0600) for EDL's other commands.
+    CORS headers removed (`loopback.py`); presigned URLs are verified (`presigned.py`); a copy
+    needs read access to its source (`copy_source.py`). Inside moto's dispatcher, its control-API
+    backend needs this runtime's secret (`control_api.py`) and its STS backend refuses what AWS
+    refuses and moto does not (`sts_guard.py`). The secret is drawn at every start and, given
+    `secret_file`, written there (0600) for EDL's other commands.
     """
 
     name = "aws"
@@ -132,6 +133,7 @@ class MotoService:
         os.environ.setdefault("MOTO_PORT", str(self.port))
         from edl.local import control_api
         from edl.local.api_auth import MotoKeyStore
+        from edl.local.copy_source import CopySourceCheck
         from edl.local.loopback import LoopbackOnly
         from edl.local.presigned import PresignedUrls
         from edl.local.sts_guard import AssumeRoleGuard
@@ -148,9 +150,9 @@ class MotoService:
                 return AssumeRoleGuard(app)
             return app
 
+        keys = MotoKeyStore(self.account_id)
         # moto cannot authenticate presigned URLs under IAM enforcement; the shim does it.
-        app = PresignedUrls(DomainDispatcherApplication(backend_app),
-                            MotoKeyStore(self.account_id))
+        app = PresignedUrls(CopySourceCheck(DomainDispatcherApplication(backend_app), keys), keys)
         # Binds now, so a taken port fails here rather than in the serving thread.
         self._server = ServerThread("moto", LoopbackOnly(app, lambda: self.port), self.host,
                                     self.port, request_handler=MotoRequestHandler)

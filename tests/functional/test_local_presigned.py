@@ -1,4 +1,5 @@
-"""Presigned S3 URLs on the local cloud under IAM enforcement (`edl.local.presigned`).
+"""Presigned S3 URLs and copies on the local cloud under IAM enforcement (`edl.local.presigned`,
+`edl.local.copy_source`).
 
 The runtime's moto service (with the shim in front) runs in this process on a free port; IAM
 enforcement is process-wide in moto, so it is switched off and moto reset at teardown.
@@ -163,3 +164,18 @@ def test_a_url_valid_for_more_than_a_week_is_refused(cloud):
     assert b"AuthorizationQueryParametersError" in requests.put(
         writer.generate_presigned_url("put_object", Params={"Bucket": "drop", "Key": "a.csv"},
                                       ExpiresIn=week + 1), data=b"x", timeout=10).content
+
+
+def test_a_signed_copy_needs_read_access_to_its_source(cloud):
+    """As in S3; moto checks only that the writer may write the destination."""
+    url, keys = cloud
+    writer = s3(url, keys["writer"])
+    writer.put_object(Bucket="drop", Key="mine.csv", Body=b"id\n1\n")
+    writer.copy_object(Bucket="drop", Key="mine-again.csv", CopySource="drop/mine.csv")
+    assert writer.get_object(Bucket="drop", Key="mine-again.csv")["Body"].read() == b"id\n1\n"
+    with pytest.raises(writer.exceptions.ClientError) as refused:
+        writer.copy_object(Bucket="drop", Key="stolen.csv", CopySource="vault/secret.csv")
+    assert refused.value.response["Error"]["Code"] == "AccessDenied"
+    with pytest.raises(writer.exceptions.ClientError) as missing:
+        writer.get_object(Bucket="drop", Key="stolen.csv")
+    assert missing.value.response["Error"]["Code"] == "NoSuchKey"
