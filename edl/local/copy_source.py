@@ -10,7 +10,9 @@ this process, for a `HEAD` of the source signed with the same key (the runtime h
 `api_auth.MotoKeyStore`) - the request moto authorises as `s3:GetObject` on that object. Denied
 there, the copy is refused with S3's `AccessDenied`; otherwise moto carries out the copy, checking
 the original request's signature and the destination as before. (Presigned copies are refused
-outright, in `presigned.py`.)
+outright, in `presigned.py`.) The probe runs before moto checks the copy's signature, so a caller
+who knows only an access key id learns whether that key may read the source (AccessDenied here,
+SignatureDoesNotMatch from moto) - never the object itself.
 """
 
 from __future__ import annotations
@@ -62,8 +64,9 @@ class CopySourceCheck:
             return self.app(environ, start_response)
         log.info("copy-source - %s may not read s3://%s/%s: copy refused", key.arn, bucket,
                  object_key)
-        content_type, body = xml_error("AccessDenied", f"Access Denied: {key.arn} may not read "
-                                                       f"the copy source s3://{bucket}/{object_key}")
+        content_type, body = xml_error(
+            "AccessDenied",
+            f"Access Denied: {key.arn} may not read the copy source s3://{bucket}/{object_key}")
         start_response("403 Forbidden", [("Content-Type", content_type),
                                          ("Content-Length", str(len(body)))])
         return [body]
@@ -75,8 +78,8 @@ class CopySourceCheck:
         host = environ.get("HTTP_HOST", "127.0.0.1")
         path = f"/{quote(bucket)}/{quote(object_key)}"
         query = f"versionId={quote(version)}" if version else ""
-        request = AWSRequest(method="HEAD", url=f"http://{host}{path}" + (f"?{query}" if query
-                                                                           else ""),
+        url = f"http://{host}{path}" + (f"?{query}" if query else "")
+        request = AWSRequest(method="HEAD", url=url,
                              headers={"X-Amz-Content-SHA256": "UNSIGNED-PAYLOAD"})
         S3SigV4Auth(credentials, "s3", region).add_auth(request)
         probe = EnvironBuilder(method="HEAD", base_url=f"http://{host}", path=path,
