@@ -104,8 +104,9 @@ class MotoService:
     CORS headers removed (`loopback.py`); presigned URLs are verified (`presigned.py`); a copy
     needs read access to its source (`copy_source.py`). Inside moto's dispatcher, its control-API
     backend needs this runtime's secret (`control_api.py`) and its STS backend refuses what AWS
-    refuses and moto does not (`sts_guard.py`). The secret is drawn at every start and, given
-    `secret_file`, written there (0600) for EDL's other commands.
+    refuses and moto does not (`sts_guard.py`, which also ends the sessions of a deleted role, in
+    front of everything). The secret is drawn at every start and, given `secret_file`, written
+    there (0600) for EDL's other commands.
     """
 
     name = "aws"
@@ -136,7 +137,7 @@ class MotoService:
         from edl.local.copy_source import CopySourceCheck
         from edl.local.loopback import LoopbackOnly
         from edl.local.presigned import PresignedUrls
-        from edl.local.sts_guard import AssumeRoleGuard
+        from edl.local.sts_guard import AssumeRoleGuard, CurrentSessionsOnly
 
         self.secret = control_api.new_secret()
         if self.secret_file is not None:
@@ -153,6 +154,7 @@ class MotoService:
         keys = MotoKeyStore(self.account_id)
         # moto cannot authenticate presigned URLs under IAM enforcement; the shim does it.
         app = PresignedUrls(CopySourceCheck(DomainDispatcherApplication(backend_app), keys), keys)
+        app = CurrentSessionsOnly(app)
         # Binds now, so a taken port fails here rather than in the serving thread.
         self._server = ServerThread("moto", LoopbackOnly(app, lambda: self.port), self.host,
                                     self.port, request_handler=MotoRequestHandler)

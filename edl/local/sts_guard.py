@@ -14,6 +14,13 @@ on:
   3,600): `ValidationError` (400), with AWS's messages;
 - `AssumeRoleWithWebIdentity` and `AssumeRoleWithSAML`, which moto answers for any role without
   checking a token or a signature: `AccessDenied` - the local cloud trusts no identity provider.
+
+A session is also pinned to the role it was minted for: AWS ties a session to the role's unique
+id, so a role deleted and created again under the same name gives its new rights to no old
+session. moto goes by the name. `pin_session` records the role's id on moto's session object;
+`session_is_current` is false once no role with that id exists, and `CurrentSessionsOnly`, in
+front of moto, refuses such a session's requests (as `api_auth.MotoKeyStore` does for the REST
+API and presigned URLs).
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import logging
 import re
 import uuid
 from dataclasses import dataclass
+from urllib.parse import unquote
 from xml.sax.saxutils import escape
 
 log = logging.getLogger("edl.local.sts")
@@ -33,6 +41,9 @@ DEFAULT_DURATION_SECONDS = 3600
 DEFAULT_MAX_SESSION_DURATION = 3600
 _ROLE_ARN = re.compile(r"^arn:(?P<partition>aws[a-z-]*):iam::(?P<account>\d{12}):role/.+$")
 _FEDERATED_ACTIONS = ("AssumeRoleWithWebIdentity", "AssumeRoleWithSAML")
+_ACCESS_KEY_IN_ANSWER = re.compile(rb"<AccessKeyId>\s*(ASIA[A-Z0-9]+)\s*</AccessKeyId>")
+_ACCESS_KEY_IN_REQUEST = re.compile(r"Credential=(ASIA[A-Z0-9]+)/")
+_PINNED_ROLE_ID = "edl_role_id"
 
 
 @dataclass(frozen=True)
@@ -90,6 +101,60 @@ def check_assume_role(role_arn: str | None, duration: int) -> StsRefusal | None:
     return None
 
 
+# -- sessions pinned to their role ------------------------------------------------------------
+
+def find_session(access_key_id: str):
+    """moto's session (an `AssumedRole`) holding this temporary key, in any account, or None."""
+    from moto.sts.models import sts_backends
+
+    for account in list(sts_backends.keys()):
+        for backend in list(sts_backends[account].values()):
+            for session in reversed(list(backend.assumed_roles)):
+                if session.access_key_id == access_key_id:
+                    return session
+    return None
+
+
+def pin_session(access_key_id: str, role_id: str) -> None:
+    session = find_session(access_key_id)
+    if session is not None:
+        setattr(session, _PINNED_ROLE_ID, role_id)
+
+
+def session_is_current(session) -> bool:
+    """Whether the session's role still exists and is the one it was minted for."""
+    role = find_role(session.role_arn)
+    return role is not None and getattr(session, _PINNED_ROLE_ID, role.id) == role.id
+
+
+class CurrentSessionsOnly:
+    """WSGI middleware in front of moto: a session of a deleted role is over, as in AWS."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict, start_response):
+        found = _ACCESS_KEY_IN_REQUEST.search(environ.get("HTTP_AUTHORIZATION", "")
+                                              or unquote(environ.get("QUERY_STRING", "")))
+        session = find_session(found.group(1)) if found else None
+        if session is None or session_is_current(session):
+            return self.app(environ, start_response)
+        log.info("sts - refused a session of %s, which no longer exists", session.role_arn)
+        refusal = StsRefusal("403 Forbidden", "InvalidClientTokenId",
+                             f"The security token included in the request is invalid: its role "
+                             f"{session.role_arn} was deleted since the session began")
+        return _answer(refusal, start_response)
+
+
+# -- the guard ---------------------------------------------------------------------------------
+
+def _answer(refusal: StsRefusal, start_response) -> list[bytes]:
+    body = refusal.body()
+    start_response(refusal.status, [("Content-Type", "text/xml"),
+                                    ("Content-Length", str(len(body)))])
+    return [body]
+
+
 class AssumeRoleGuard:
     """WSGI middleware around moto's STS backend."""
 
@@ -97,17 +162,21 @@ class AssumeRoleGuard:
         self.app = app
 
     def __call__(self, environ: dict, start_response):
-        refusal = self._refusal(environ)
-        if refusal is None:
+        refusal, role = self._inspect(environ)
+        if refusal is not None:
+            log.info("sts - refused: %s", refusal.message)
+            return _answer(refusal, start_response)
+        if role is None:
             return self.app(environ, start_response)
-        log.info("sts - refused: %s", refusal.message)
-        body = refusal.body()
-        start_response(refusal.status, [("Content-Type", "text/xml"),
-                                        ("Content-Length", str(len(body)))])
-        return [body]
+        answer = b"".join(self.app(environ, start_response))   # a few hundred bytes
+        minted = _ACCESS_KEY_IN_ANSWER.search(answer)
+        if minted:
+            pin_session(minted.group(1).decode(), role.id)
+        return [answer]
 
     @staticmethod
-    def _refusal(environ: dict) -> StsRefusal | None:
+    def _inspect(environ: dict) -> tuple[StsRefusal | None, object | None]:
+        """(why it is refused, or None; the role an AssumeRole that may go ahead is for)."""
         from moto.core.request import normalize_request
         from moto.moto_server.werkzeug_app import BackendRequest
         from moto.sts.responses import TokenResponse
@@ -125,13 +194,16 @@ class AssumeRoleGuard:
             sts.setup_class(request, request.raw_url, dict(request.headers))
             action = sts._get_action()
             if action in _FEDERATED_ACTIONS:
-                return _access_denied(f"{action} is refused: the local cloud trusts no identity "
-                                      "provider; sign with a local user's key (edl local env)")
+                refused = _access_denied(f"{action} is refused: the local cloud trusts no "
+                                         "identity provider; sign with a local user's key "
+                                         "(edl local env)")
+                return refused, None
             if action != "AssumeRole":
-                return None
+                return None, None
             role_arn = sts._get_param("RoleArn")
             duration = sts._get_int_param("DurationSeconds", DEFAULT_DURATION_SECONDS)
         except Exception:  # noqa: BLE001 - fail closed: what is not understood is not let through
             log.exception("sts - a request could not be parsed")
-            return _invalid("the request could not be read as an STS request")
-        return check_assume_role(role_arn, duration)
+            return _invalid("the request could not be read as an STS request"), None
+        refusal = check_assume_role(role_arn, duration)
+        return refusal, (None if refusal else find_role(role_arn))

@@ -390,6 +390,26 @@ def test_an_expired_session_is_refused(server, users, moto_server):
         (403, "InvalidClientTokenId")
 
 
+def test_a_session_of_a_deleted_role_is_refused(server, users, moto_server):
+    iam = boto3.client("iam", endpoint_url=moto_server, region_name=REGION,
+                       aws_access_key_id="x", aws_secret_access_key="x")
+    iam.create_role(RoleName="short-lived", AssumeRolePolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                "Principal": {"AWS": [
+                                                    "arn:aws:iam::123456789012:user/alice"]}}]}))
+    sts = boto3.client("sts", endpoint_url=moto_server, region_name=REGION,
+                       aws_access_key_id=users["alice"].access_key,
+                       aws_secret_access_key=users["alice"].secret_key)
+    answer = sts.assume_role(RoleArn="arn:aws:iam::123456789012:role/short-lived",
+                             RoleSessionName="s1")["Credentials"]
+    credentials = Credentials(answer["AccessKeyId"], answer["SecretAccessKey"],
+                              answer["SessionToken"])
+    assert send(signed("GET", f"{server.url}/datasets", credentials)).status_code == 200
+    iam.delete_role(RoleName="short-lived")
+    assert refused_as(send(signed("GET", f"{server.url}/datasets", credentials))) == \
+        (403, "InvalidClientTokenId")
+
+
 # -- routing and size ---------------------------------------------------------------------------
 
 def test_a_method_not_in_api_config_is_405(server, users):

@@ -228,6 +228,47 @@ def test_a_session_longer_than_the_role_allows_is_refused(front, role, seconds, 
     assert message.encode() in response.content
 
 
+def test_a_role_created_again_gives_its_rights_to_no_old_session(front):
+    """AWS ties a session to the role's unique id; moto goes by the role's name."""
+    service, alice, alice_arn = front
+    admin = boto3.client("iam", endpoint_url=service.url, region_name=REGION,
+                         aws_access_key_id="x", aws_secret_access_key="x")
+    call_control_api(service.url, "reset-auth", service.secret, body=b"inf",
+                     content_type="text/plain")   # the account team's changes, unchecked
+    try:
+        admin.create_role(RoleName="phoenix", AssumeRolePolicyDocument=trust(alice_arn))
+    finally:
+        call_control_api(service.url, "reset-auth", service.secret, body=b"0",
+                         content_type="text/plain")
+    answer = sts(service.url, alice).assume_role(
+        RoleArn=f"arn:aws:iam::{ACCOUNT}:role/phoenix", RoleSessionName="before")["Credentials"]
+    old = boto3.client("iam", endpoint_url=service.url, region_name=REGION,
+                       aws_access_key_id=answer["AccessKeyId"],
+                       aws_secret_access_key=answer["SecretAccessKey"],
+                       aws_session_token=answer["SessionToken"])
+    call_control_api(service.url, "reset-auth", service.secret, body=b"inf",
+                     content_type="text/plain")
+    try:
+        admin.delete_role(RoleName="phoenix")
+        admin.create_role(RoleName="phoenix", AssumeRolePolicyDocument=trust(alice_arn))
+        policy = admin.create_policy(PolicyName="phoenix-reads-iam", PolicyDocument=json.dumps({
+            "Version": "2012-10-17", "Statement": [
+                {"Effect": "Allow", "Action": "iam:ListUsers", "Resource": "*"}]}))
+        admin.attach_role_policy(RoleName="phoenix", PolicyArn=policy["Policy"]["Arn"])
+    finally:
+        call_control_api(service.url, "reset-auth", service.secret, body=b"0",
+                         content_type="text/plain")
+    with pytest.raises(ClientError) as refused:
+        old.list_users()
+    assert refused.value.response["Error"]["Code"] == "InvalidClientTokenId"
+    fresh = sts(service.url, alice).assume_role(
+        RoleArn=f"arn:aws:iam::{ACCOUNT}:role/phoenix", RoleSessionName="after")["Credentials"]
+    assert boto3.client("iam", endpoint_url=service.url, region_name=REGION,
+                        aws_access_key_id=fresh["AccessKeyId"],
+                        aws_secret_access_key=fresh["SecretAccessKey"],
+                        aws_session_token=fresh["SessionToken"]).list_users()["Users"]
+
+
 @pytest.mark.parametrize("action", ["assume_role_with_web_identity", "assume_role_with_saml"])
 def test_federated_sessions_are_refused(front, action):
     """moto checks neither a web identity token nor a SAML assertion."""
