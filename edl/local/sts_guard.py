@@ -81,6 +81,15 @@ def find_role(role_arn: str):
         return None
 
 
+def _max_session_duration(role) -> int:
+    """The role's MaxSessionDuration. moto's CloudFormation update sets it from the role's
+    `RoleDescription` (moto 5.2): what is not a number counts as the default."""
+    try:
+        return int(role.max_session_duration)
+    except (TypeError, ValueError):
+        return DEFAULT_MAX_SESSION_DURATION
+
+
 def check_assume_role(role_arn: str | None, duration: int) -> StsRefusal | None:
     """Why AWS would refuse this `AssumeRole`, or None if it would not (before policies)."""
     role = find_role(role_arn or "")
@@ -95,7 +104,7 @@ def check_assume_role(role_arn: str | None, duration: int) -> StsRefusal | None:
         return _invalid(f"1 validation error detected: Value '{duration}' at 'durationSeconds' "
                         f"failed to satisfy constraint: Member must have value less than or "
                         f"equal to {MAX_DURATION_SECONDS}")
-    if duration > int(role.max_session_duration or DEFAULT_MAX_SESSION_DURATION):
+    if duration > _max_session_duration(role):
         return _invalid("The requested DurationSeconds exceeds the MaxSessionDuration set for "
                         "this role.")
     return None
