@@ -1,7 +1,8 @@
 """Where EDL keeps its files on the user's machine.
 
 Everything lives under the EDL home (`$EDL_HOME`, default `~/.edl`): the local cloud's state,
-pid, log and credentials, and caches. Tests point `EDL_HOME` at a temporary folder.
+pid, log, credentials and control-API secret, and caches. Tests point `EDL_HOME` at a temporary
+folder. Files holding secrets are written with `write_private` (mode 0600).
 """
 
 from __future__ import annotations
@@ -31,6 +32,21 @@ def local_credentials_file() -> Path:
 def local_config_file() -> Path:
     """The local cloud's AWS config file: a `[profile NAME]` section per user."""
     return local_dir() / "config"
+
+
+def local_control_secret_file() -> Path:
+    """The running local runtime's secret for moto's control API (`edl.local.control_api`)."""
+    return local_dir() / "control-secret"
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read (0600), replacing any old one atomically."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    tmp.replace(path)
 
 
 def local_state_file() -> Path:

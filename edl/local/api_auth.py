@@ -3,7 +3,8 @@
 API Gateway with IAM authorization checks a request's Signature Version 4 and hands the Lambda
 handler the caller's identity (`requestContext.identity`). The local runtime does the same: it
 parses the `Authorization` header, looks the access key up in moto's IAM (users' keys) or STS
-(assumed roles' temporary keys, with their `X-Amz-Security-Token`), recomputes the signature with
+(assumed roles' temporary keys, with their `X-Amz-Security-Token`, while the session lasts and its
+role is the one it was minted for: `sts_guard.session_is_current`), recomputes the signature with
 botocore's `SigV4Auth` over the request as received, and refuses a request whose `X-Amz-Date` is
 more than five minutes off. Every refusal is an `AuthError` carrying the HTTP status and the
 error code API Gateway (or IAM) uses for it.
@@ -112,11 +113,13 @@ class MotoKeyStore:
         from moto.core.utils import utcnow
         from moto.sts.models import sts_backends
 
+        from edl.local.sts_guard import session_is_current
+
         backend = sts_backends[self.account_id][self.partition]
         for role in reversed(list(backend.assumed_roles)):
             if role.access_key_id != access_key_id:
                 continue
-            if role.expiration <= utcnow():
+            if role.expiration <= utcnow() or not session_is_current(role):
                 return None
             return CallerKey(access_key_id, role.secret_access_key, role.arn, role.user_id,
                              self.account_id, session_token=role.session_token)

@@ -2,8 +2,10 @@
 
 `ApiService` listens on 127.0.0.1 (by default the AWS endpoint's port + 1) and serves
 `http://127.0.0.1:<port>/<stage>`, the same shape as API Gateway's invoke URL; requests without the
-stage prefix are served too. For every request it does what API Gateway does for a Lambda proxy
-integration with IAM authorization, in this order:
+stage prefix are served too. A request whose `Host` is not the loopback is refused (403) before
+anything else, and no CORS header is sent (`loopback.py`: DNS rebinding and web pages). For every
+other request it does what API Gateway does for a Lambda proxy integration with IAM
+authorization, in this order:
 
 1. route by `api_config.yaml`: an unknown path is 404, a known path with another method 405;
 2. refuse a body over `max_body_bytes` (413) before reading it;
@@ -40,6 +42,7 @@ from urllib.parse import quote
 from edl.api_config import ApiConfig, Endpoint, get_api_config
 from edl.config import Instance
 from edl.local.api_auth import AuthError, Caller, KeyStore, MotoKeyStore, SignedRequest, SigV4Verifier
+from edl.local.loopback import LoopbackOnly, json_error
 from edl.local.wsgi import ServerThread
 
 log = logging.getLogger("edl.local.api")
@@ -365,7 +368,9 @@ class ApiService:
         return f"{self.base_url}/{self.api.stage}"
 
     def start(self) -> None:
-        self._server = ServerThread("api", self.app, self.host, self.port,
+        # Outermost: only requests addressed to the loopback, and no CORS (see loopback.py).
+        front = LoopbackOnly(self.app, lambda: self.port, error_body=json_error)
+        self._server = ServerThread("api", front, self.host, self.port,
                                     any_port_if_taken=self.any_port_if_taken)
         # The preferred port (AWS port + 1) may be some client's ephemeral port; clients find
         # the API's URL in the state file, so with any_port_if_taken any port will do.

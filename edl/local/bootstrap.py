@@ -9,6 +9,8 @@ Run once by `control.start()` against a new moto endpoint while IAM enforcement 
   and `sts:AssumeRole` (the roles' trust policies decide who gets which role) - and no data;
 
 and then switches enforcement on, so from here every call is authorised as AWS would (DESIGN §5).
+On the local runtime that switch needs the runtime's control-API secret (`control_api.py`), so no
+other process can switch enforcement off again.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import urllib.error
-import urllib.request
 from dataclasses import dataclass
 
 import boto3
@@ -25,6 +26,7 @@ from botocore.config import Config
 from edl.aws import LOCAL_ADMIN_PROFILE
 from edl.config import Instance
 from edl.errors import LocalCloudError
+from edl.local.control_api import call_control_api
 
 DEMO_USERS = ("alice", "bob", "carol")
 USERS_GROUP = "edl-users"
@@ -129,25 +131,26 @@ def _iam_client(endpoint_url: str, region: str):
              config=Config(retries={"mode": "standard", "max_attempts": 3}))
 
 
-def enable_iam_enforcement(endpoint_url: str) -> None:
+def enable_iam_enforcement(endpoint_url: str, control_secret: str | None = None) -> None:
     """From the next request on, moto authenticates and authorises every call.
 
     moto reads the body as a number; a form content type makes it answer HTTP 500 (measured).
+    The switch is moto's control API: on the local runtime it needs the runtime's secret.
     """
-    request = urllib.request.Request(
-        f"{endpoint_url}/moto-api/reset-auth", data=b"0",
-        headers={"Content-Type": "text/plain"}, method="POST",
-    )
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            response.read()
+        call_control_api(endpoint_url, "reset-auth", control_secret, body=b"0",
+                         content_type="text/plain")
     except (urllib.error.URLError, OSError) as exc:
         raise LocalCloudError(f"could not switch IAM enforcement on at {endpoint_url}: {exc}") from None
 
 
 def bootstrap(instance: Instance, endpoint_url: str,
-              demo_users: tuple[str, ...] = DEMO_USERS) -> BootstrapResult:
-    """Create the CloudFormation role and the users on a fresh endpoint, then enforce IAM."""
+              demo_users: tuple[str, ...] = DEMO_USERS, *,
+              control_secret: str | None = None) -> BootstrapResult:
+    """Create the CloudFormation role and the users on a fresh endpoint, then enforce IAM.
+
+    `control_secret` is the local runtime's secret for moto's control API (none for a plain moto
+    server)."""
     iam = _iam_client(endpoint_url, instance.default_region)
     admin_path, admin_name = _split_iam_arn(instance.platform_admin_arn, "user")
     role_path, role_name = _split_iam_arn(instance.cfn_role_arn, "role")
@@ -188,6 +191,6 @@ def bootstrap(instance: Instance, endpoint_url: str,
     )["Policy"]["Arn"]
     iam.attach_role_policy(RoleName=role_name, PolicyArn=deployer_arn)
 
-    enable_iam_enforcement(endpoint_url)
+    enable_iam_enforcement(endpoint_url, control_secret)
     log.info("bootstrap - IAM enforcement on at %s", endpoint_url)
     return BootstrapResult(users=tuple(users), cfn_role_arn=role_arn)

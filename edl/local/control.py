@@ -24,7 +24,6 @@ import subprocess
 import sys
 import time
 import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +34,7 @@ from edl.aws import local_endpoint, read_local_profile
 from edl.config import Instance
 from edl.errors import LocalCloudError, UsageError
 from edl.local.bootstrap import BootstrapResult, bootstrap
+from edl.local.control_api import call_control_api, read_secret
 from edl.local.runtime import LOOPBACK, LocalFiles
 
 log = logging.getLogger(__name__)
@@ -103,10 +103,9 @@ def port_is_free(port: int, host: str = LOOPBACK) -> bool:
 
 
 def _answers(endpoint_url: str, timeout: float = 2.0) -> bool:
-    """Whether the AWS endpoint answers HTTP (moto's own API needs no signature)."""
+    """Whether the AWS endpoint answers HTTP: moto's control API, with this runtime's secret."""
     try:
-        with urllib.request.urlopen(f"{endpoint_url}/moto-api/config", timeout=timeout) as response:
-            response.read()
+        call_control_api(endpoint_url, "config", read_secret(), timeout=timeout)
         return True
     except urllib.error.HTTPError:
         return True
@@ -128,16 +127,6 @@ def _read_json(path: Path) -> dict | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
-
-
-def _write_private(path: Path, text: str) -> None:
-    """Write a file only its owner can read, replacing any old one atomically."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(text)
-    tmp.replace(path)
 
 
 def _profiles(files: LocalFiles) -> tuple[str, ...]:
@@ -238,8 +227,8 @@ def _write_profiles(files: LocalFiles, result: BootstrapResult, endpoint: str,
         f"[profile {user.profile}]\nregion = {region}\nendpoint_url = {endpoint}\n\n"
         for user in result.users
     )
-    _write_private(files.credentials, credentials)
-    _write_private(files.aws_config, config)
+    paths.write_private(files.credentials, credentials)
+    paths.write_private(files.aws_config, config)
 
 
 def start(instance: Instance, port: int | None = None, *, timeout: float = 60) -> LocalStatus:
@@ -268,7 +257,7 @@ def start(instance: Instance, port: int | None = None, *, timeout: float = 60) -
     try:
         ready = _wait_until_ready(process, files, timeout)
         endpoint = ready["services"]["aws"]
-        result = bootstrap(instance, endpoint)
+        result = bootstrap(instance, endpoint, control_secret=read_secret(files.control_secret))
         _write_profiles(files, result, endpoint, instance.default_region)
         state = {
             "endpoint_url": endpoint,
@@ -277,7 +266,7 @@ def start(instance: Instance, port: int | None = None, *, timeout: float = 60) -
             "services": ready["services"],
             **result.summary(),
         }
-        _write_private(files.state, json.dumps(state, indent=2) + "\n")
+        paths.write_private(files.state, json.dumps(state, indent=2) + "\n")
         log.info("local - ready at %s", endpoint)
     except BaseException:
         _kill(process.pid, timeout=5)

@@ -7,6 +7,12 @@ in the runtime and does what S3 does with such a URL: it checks the query signat
 against the key's secret (`api_auth.MotoKeyStore`), then hands the request to moto signed the
 ordinary way with the same key, so moto authorises it as the URL's signer, exactly as S3 would.
 A URL with a wrong signature, an unknown key or past its expiry gets S3's 403 error.
+
+What the signer did not sign does not pass either, as in S3: a request carrying an `x-amz-*`
+header that is not in `X-Amz-SignedHeaders` (an ACL, tags, metadata, encryption settings the
+holder of the URL chose) is refused, and so is an `X-Amz-Expires` over a week (604,800 s). A
+presigned request may not copy (`x-amz-copy-source`), signed or not: moto authorises a copy on
+its destination only, so a URL to upload one object would read any object of the account.
 """
 
 from __future__ import annotations
@@ -29,14 +35,25 @@ log = logging.getLogger("edl.local.presigned")
 _AUTH_PARAMS = ("X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Date", "X-Amz-Expires",
                 "X-Amz-SignedHeaders", "X-Amz-Signature", "X-Amz-Security-Token")
 _AMZ_DATE = "%Y%m%dT%H%M%SZ"
+MAX_EXPIRES_SECONDS = 604800  # a week, S3's limit for a SigV4 presigned URL
+_AMZ_ENVIRON = "HTTP_X_AMZ_"
+_COPY_SOURCE_ENVIRON = "HTTP_X_AMZ_COPY_SOURCE"
 
 
-def _s3_error(start_response, code: str, message: str) -> list[bytes]:
+def _s3_error(start_response, code: str, message: str, extra: str = "") -> list[bytes]:
     body = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code>'
-            f"<Message>{escape(message)}</Message></Error>").encode()
+            f"<Message>{escape(message)}</Message>{extra}</Error>").encode()
     start_response("403 Forbidden", [("Content-Type", "application/xml"),
                                      ("Content-Length", str(len(body)))])
     return [body]
+
+
+def _unsigned_amz_headers(environ: dict, signed_headers: list[str]) -> list[str]:
+    """The request's `x-amz-*` headers that the URL's signature does not cover. Compared in
+    WSGI's spelling, where `x-amz-acl` and `x_amz_acl` are one header, as moto reads them."""
+    signed = {"HTTP_" + name.upper().replace("-", "_") for name in signed_headers}
+    return sorted(key[5:].lower().replace("_", "-") for key in environ
+                  if key.startswith(_AMZ_ENVIRON) and key not in signed)
 
 
 class PresignedUrls:
@@ -63,6 +80,21 @@ class PresignedUrls:
         except (KeyError, ValueError):
             return _s3_error(start_response, "AuthorizationQueryParametersError",
                              "the presigned URL's X-Amz-* parameters are incomplete")
+        if expires > MAX_EXPIRES_SECONDS or expires < 0:
+            return _s3_error(start_response, "AuthorizationQueryParametersError",
+                             "X-Amz-Expires must be less than a week (in seconds) that is; "
+                             f"{MAX_EXPIRES_SECONDS}, and not negative")
+        signed_headers = params.get("X-Amz-SignedHeaders", "host").split(";")
+        if _COPY_SOURCE_ENVIRON in environ:
+            return _s3_error(start_response, "AccessDenied",
+                             "a presigned URL cannot copy (x-amz-copy-source) on the local cloud; "
+                             "copy with a request signed by a key allowed to read the source")
+        not_signed = _unsigned_amz_headers(environ, signed_headers)
+        if not_signed:
+            return _s3_error(start_response, "AccessDenied",
+                             "There were headers present in the request which were not signed",
+                             "".join(f"<HeadersNotSigned>{escape(h)}</HeadersNotSigned>"
+                                     for h in not_signed))
         key = self.keys.find(access_key)
         if key is None or key.session_token != params.get("X-Amz-Security-Token"):
             return _s3_error(start_response, "InvalidAccessKeyId",
@@ -75,7 +107,6 @@ class PresignedUrls:
         path = raw.split("?", 1)[0]
         # The URL's signature covers its query without X-Amz-Signature, as sent.
         unsigned = "&".join(p for p in query.split("&") if not p.startswith("X-Amz-Signature="))
-        signed_headers = params.get("X-Amz-SignedHeaders", "host").split(";")
         headers = {"host": host}
         for name in signed_headers:
             if name != "host":

@@ -4,9 +4,11 @@
 each with a name, a URL, `start()` and `stop()`, all listening on 127.0.0.1 only. moto in server
 mode is the first ("aws"); the REST API ("api", `api_server.py`, on the next port) and the job
 runner ("jobs", `job_runner.py`, its status served by the API server) join the same process.
-Once every service is up, the runtime writes its ready file (pid, start time and the services'
-URLs) for `control.start()` to find; it then waits for SIGTERM or SIGINT, stops the
-services in reverse order, removes the local cloud's session files and exits 0.
+The AWS endpoint draws a new secret for moto's control API at every start and writes it, 0600,
+to the EDL home (`control_api.py`). Once every service is up, the runtime writes its ready file
+(pid, start time and the services' URLs) for `control.start()` to find; it then waits for
+SIGTERM or SIGINT, stops the services in reverse order, removes the local cloud's session files
+(the secret with them) and exits 0.
 
 The runtime neither bootstraps nor writes the state file: `control.start()` does both once the
 endpoint answers, so a state file always describes a lake that is ready for its users.
@@ -22,7 +24,6 @@ import signal
 import sys
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -50,6 +51,7 @@ class LocalFiles:
     state: Path
     credentials: Path
     aws_config: Path
+    control_secret: Path
 
     @classmethod
     def current(cls) -> "LocalFiles":
@@ -62,6 +64,7 @@ class LocalFiles:
             state=paths.local_state_file(),
             credentials=paths.local_credentials_file(),
             aws_config=paths.local_config_file(),
+            control_secret=paths.local_control_secret_file(),
         )
 
     @property
@@ -70,7 +73,8 @@ class LocalFiles:
 
     def remove_session_files(self) -> None:
         """Remove what describes a running lake; its keys died with moto's memory. The log stays."""
-        for path in (self.state, self.credentials, self.aws_config, self.ready, self.pid):
+        for path in (self.state, self.credentials, self.aws_config, self.control_secret,
+                     self.ready, self.pid):
             path.unlink(missing_ok=True)
 
     def read_pid(self) -> int | None:
@@ -94,14 +98,26 @@ class Service(Protocol):
 
 
 class MotoService:
-    """moto in server mode: every AWS service on one port, dispatched by the request's signature."""
+    """moto in server mode: every AWS service on one port, dispatched by the request's signature.
+
+    In front of moto, outermost first: requests not addressed to the loopback are refused and
+    CORS headers removed (`loopback.py`); presigned URLs are verified (`presigned.py`); a copy
+    needs read access to its source (`copy_source.py`). Inside moto's dispatcher, its control-API
+    backend needs this runtime's secret (`control_api.py`) and its STS backend refuses what AWS
+    refuses and moto does not (`sts_guard.py`, which also ends the sessions of a deleted role, in
+    front of everything). The secret is drawn at every start and, given `secret_file`, written
+    there (0600) for EDL's other commands.
+    """
 
     name = "aws"
 
-    def __init__(self, port: int, host: str = LOOPBACK, account_id: str | None = None) -> None:
+    def __init__(self, port: int, host: str = LOOPBACK, account_id: str | None = None,
+                 secret_file: Path | None = None) -> None:
         self.host = host
         self.port = port
         self.account_id = account_id or os.environ.get("MOTO_ACCOUNT_ID", "123456789012")
+        self.secret_file = secret_file
+        self.secret = ""
         self._server: ServerThread | None = None
 
     @property
@@ -116,28 +132,41 @@ class MotoService:
         )
         # moto builds some URLs it hands out (Lambda, Batch) from MOTO_PORT, as its own server does.
         os.environ.setdefault("MOTO_PORT", str(self.port))
+        from edl.local import control_api
         from edl.local.api_auth import MotoKeyStore
+        from edl.local.copy_source import CopySourceCheck
+        from edl.local.loopback import LoopbackOnly
         from edl.local.presigned import PresignedUrls
+        from edl.local.sts_guard import AssumeRoleGuard, CurrentSessionsOnly
 
+        self.secret = control_api.new_secret()
+        if self.secret_file is not None:
+            control_api.write_secret(self.secret, self.secret_file)
+
+        def backend_app(service: str):
+            app = create_backend_app(service)
+            if control_api.is_control_backend(service):
+                return control_api.ControlApiGuard(app, self.secret)
+            if service == "sts":
+                return AssumeRoleGuard(app)
+            return app
+
+        keys = MotoKeyStore(self.account_id)
         # moto cannot authenticate presigned URLs under IAM enforcement; the shim does it.
-        app = PresignedUrls(DomainDispatcherApplication(create_backend_app),
-                            MotoKeyStore(self.account_id))
+        app = PresignedUrls(CopySourceCheck(DomainDispatcherApplication(backend_app), keys), keys)
+        app = CurrentSessionsOnly(app)
         # Binds now, so a taken port fails here rather than in the serving thread.
-        self._server = ServerThread("moto", app, self.host, self.port,
-                                    request_handler=MotoRequestHandler)
-        self._server.start()
+        self._server = ServerThread("moto", LoopbackOnly(app, lambda: self.port), self.host,
+                                    self.port, request_handler=MotoRequestHandler)
+        self.port = self._server.start()
         self._configure()
 
     def _configure(self) -> None:
         """Lambda functions are never run by moto here: the local runtime runs the handlers."""
-        request = urllib.request.Request(
-            f"{self.url}/moto-api/config",
-            data=json.dumps({"lambda": {"use_docker": False}}).encode(),
-            headers={"Content-Type": "application/json"},
-            method="POST",
-        )
-        with urllib.request.urlopen(request, timeout=10) as response:
-            response.read()
+        from edl.local.control_api import call_control_api
+
+        call_control_api(self.url, "config", self.secret,
+                         body=json.dumps({"lambda": {"use_docker": False}}).encode())
 
     def stop(self) -> None:
         if self._server is not None:
@@ -163,7 +192,9 @@ def default_services(port: int, instance_name: str = "local",
                      prepare_handlers=LocalApiContext(instance), after_write=jobs.wake,
                      extra_routes={JOBS_STATUS_PATH: jobs.status})
     jobs.status_url = lambda: f"{api.base_url}{JOBS_STATUS_PATH}"  # known once api listens
-    return [MotoService(port, account_id=instance.account_id), api, jobs]
+    aws = MotoService(port, account_id=instance.account_id,
+                      secret_file=paths.local_control_secret_file())
+    return [aws, api, jobs]
 
 
 class LocalRuntime:

@@ -8,6 +8,8 @@ import signal
 import socket
 import stat
 import time
+import urllib.error
+import urllib.request
 
 import boto3
 import pytest
@@ -16,6 +18,7 @@ from edl import paths
 from edl.aws import AwsSessions, Identity
 from edl.errors import AwsAccessError, LocalCloudError
 from edl.local import control
+from edl.local.control_api import call_control_api, read_secret
 from tests.e2e.conftest import free_port
 
 
@@ -102,6 +105,22 @@ def test_the_cloud_enforces_iam(local_cloud, monkeypatch):
     assert caught.value.response["Error"]["Code"] == "AccessDenied"
 
 
+def test_no_other_process_can_switch_enforcement_off_or_read_the_keys(local_cloud, monkeypatch):
+    """moto's control API needs the runtime's secret, kept 0600 in the EDL home."""
+    url = f"http://127.0.0.1:{local_cloud.port}"
+    for path, body in (("reset-auth", b"inf"), ("data.json", None), ("reset", b"")):
+        request = urllib.request.Request(f"{url}/moto-api/{path}", data=body,
+                                         headers={"Content-Type": "text/plain"})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=10)
+        assert refused.value.code == 403
+    test_the_cloud_enforces_iam(local_cloud, monkeypatch)  # still on, and nothing was reset
+    secret_file = paths.local_control_secret_file()
+    assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
+    # With the secret, EDL's own calls get through (data.json can fail in moto on a busy lake).
+    assert b"lambda" in call_control_api(url, "config", read_secret())
+
+
 def test_it_listens_on_127_0_0_1_only(local_cloud):
     with socket.create_connection(("127.0.0.1", local_cloud.port), timeout=2):
         pass
@@ -129,8 +148,8 @@ def test_a_taken_port_is_refused_before_anything_starts(local_instance, edl_home
 def test_stop_removes_the_files_and_frees_the_port(local_instance, stop_local_cloud):
     port = free_port()
     control.start(local_instance, port=port)
-    assert _session_files() == ["config", "credentials", "runtime.json", "runtime.pid",
-                                "state.json"]
+    assert _session_files() == ["config", "control-secret", "credentials", "runtime.json",
+                                "runtime.pid", "state.json"]
     assert control.stop() is True
     assert _session_files() == []
     assert control.port_is_free(port)

@@ -141,7 +141,7 @@ class IngestJob:
 
     def _ingest(self, unit: str, update: UpdateRecord, dataset: DatasetRecord,
                 access: S3Access, request: IngestRequest) -> UpdateRecord:
-        source = parse_source(request.source, access, allow_private=self.ctx.is_local,
+        source = parse_source(request.source, access, local_instance=self.ctx.is_local,
                               sftp_password=request.sftp_password,
                               sftp_key_file=request.sftp_key_file, ca_bundle=request.ca_bundle)
         if update.kind == "delta":

@@ -7,14 +7,23 @@ source object is small, frozen and picklable, and opens its own connections in t
 - `s3://bucket/key`: the object, or when no object has that key, every object under `key/`
   (nested folders kept). Read with pyarrow's S3 filesystem (random access, so zips are read in
   place).
-- `https://host/path`: one file, named after the last path segment. The host's addresses are
-  checked and the connection is pinned to the checked address (no DNS rebinding); loopback,
-  link-local (the instance metadata service), multicast and reserved addresses are refused unless
-  the instance is local. Redirects are followed (at most 5), each checked the same way.
-  `http://` is accepted on the local instance only.
+- `https://host/path`: one file, named after the last path segment. Redirects are followed (at
+  most 5), each checked as the first URL. `http://` is accepted on the local instance only.
 - `sftp://user@host[:port]/path`: a file, or every file under a folder. Password or private key
   come from the request (never from the URL); the host key must be known (known_hosts) except on
-  the local instance. Addresses are checked as for HTTPS.
+  the local instance.
+
+Whoever may start an ingest names the URL, so the job must not become a way into what only it can
+reach. Every address a host name resolves to is checked (`check_address`), and the connection is
+made to the checked address, never to a second resolution (no DNS rebinding): loopback (on the
+local cloud, its own runtime: the AWS endpoint and the REST API), link-local (the instance
+metadata service, 169.254.169.254), private (10/8, 172.16/12, 192.168/16, fc00::/7), shared,
+reserved, unspecified and multicast addresses are refused - on every instance, `local` too.
+
+Tests serve their HTTPS and SFTP sources on the loopback; `reachable_test_servers` lets this
+process's ingests reach exactly those (address, port) pairs while it is open. It is code, not
+configuration: no API request, job argument or environment variable can add to it, and the
+pairs travel with each source object to the Spark tasks that open it.
 """
 
 from __future__ import annotations
@@ -25,9 +34,11 @@ import posixpath
 import socket
 import ssl
 import stat
+import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 from urllib.parse import unquote, urljoin, urlparse
 
 from botocore.exceptions import ClientError
@@ -47,16 +58,39 @@ class SourceFile:
     locator: str = ""     # what `open` needs (S3 key, SFTP path, HTTPS URL)
 
 
-def parse_source(url: str, access: S3Access, *, allow_private: bool,
+Server = tuple[str, int]  # (address, port)
+
+_test_servers: frozenset[Server] = frozenset()
+_test_servers_lock = threading.Lock()
+
+
+@contextmanager
+def reachable_test_servers(*servers: Server) -> Iterator[None]:
+    """For tests only: while open, sources parsed in this process may reach these exact
+    (address, port) pairs, say an HTTPS server the test runs on 127.0.0.1."""
+    global _test_servers
+    with _test_servers_lock:
+        before, _test_servers = _test_servers, _test_servers | frozenset(servers)
+    try:
+        yield
+    finally:
+        with _test_servers_lock:
+            _test_servers = before
+
+
+def parse_source(url: str, access: S3Access, *, local_instance: bool,
                  sftp_password: str | None = None, sftp_key_file: str | None = None,
                  ca_bundle: str | None = None):
+    """The source a URL names. `local_instance` accepts what only the local cloud's test servers
+    need: `http://` and SFTP host keys that are not known yet. It reaches no other address."""
     parsed = urlparse(url)
     if parsed.scheme == "s3" and parsed.netloc:
         return S3Source(bucket=parsed.netloc, key=unquote(parsed.path.lstrip("/")), access=access)
-    if parsed.scheme == "https" or (parsed.scheme == "http" and allow_private):
+    if parsed.scheme == "https" or (parsed.scheme == "http" and local_instance):
         if not parsed.hostname:
             raise SourceRefusedError(f"source URL {url!r} has no host")
-        return HttpsSource(url=url, allow_private=allow_private, ca_bundle=ca_bundle)
+        return HttpsSource(url=url, allow_http=local_instance, ca_bundle=ca_bundle,
+                           reachable=_test_servers)
     if parsed.scheme == "sftp" and parsed.hostname:
         if parsed.password:
             raise SourceRefusedError("put no password in the sftp:// URL",
@@ -64,7 +98,8 @@ def parse_source(url: str, access: S3Access, *, allow_private: bool,
         return SftpSource(host=parsed.hostname, port=parsed.port or 22,
                           username=unquote(parsed.username or ""),
                           path=unquote(parsed.path) or "/", password=sftp_password,
-                          key_file=sftp_key_file, allow_private=allow_private)
+                          key_file=sftp_key_file, accept_new_host_keys=local_instance,
+                          reachable=_test_servers)
     if parsed.scheme == "http":
         raise SourceRefusedError(f"source {url!r} is plain http",
                                  hint="use https:// (plain http is allowed on the local instance "
@@ -73,8 +108,15 @@ def parse_source(url: str, access: S3Access, *, allow_private: bool,
                              hint="use s3://bucket/key, https://host/path or sftp://user@host/path")
 
 
-def check_address(host: str, port: int, allow_private: bool) -> str:
-    """Resolve `host` and return an address that may be connected to, or refuse."""
+def _is_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Whether an address is globally routable and unicast (an IPv4-mapped IPv6 address is
+    not global: `::ffff:127.0.0.1` is refused too)."""
+    return ip.is_global and not (ip.is_multicast or ip.is_unspecified)
+
+
+def check_address(host: str, port: int, reachable: frozenset[Server] = frozenset()) -> str:
+    """Resolve `host` and return the address to connect to, or refuse if any address it resolves
+    to is not public (and not one of the `reachable` test servers)."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
@@ -83,14 +125,12 @@ def check_address(host: str, port: int, allow_private: bool) -> str:
     addresses = []
     for info in infos:
         ip = ipaddress.ip_address(info[4][0])
-        mapped = getattr(ip, "ipv4_mapped", None)
-        ip = mapped or ip
-        forbidden = (ip.is_loopback or ip.is_link_local or ip.is_unspecified
-                     or ip.is_multicast or ip.is_reserved)
-        if forbidden and not allow_private:
+        if not _is_public(ip) and (str(ip), port) not in reachable:
             raise SourceRefusedError(
-                f"source host {host!r} resolves to {ip}, a loopback/link-local/reserved address",
-                hint="sources must be reachable public or corporate hosts")
+                f"source host {host!r} resolves to {ip}, a loopback/link-local/private/reserved "
+                "address: an ingest fetches from public hosts only",
+                hint="put the file in the drop bucket (edl-api ingest uploads a local file) or "
+                "serve it from a public host")
         addresses.append(str(ip))
     return addresses[0]
 
@@ -169,12 +209,14 @@ class _PinnedHTTPConnection(http.client.HTTPConnection):
 @dataclass(frozen=True)
 class HttpsSource:
     url: str
-    allow_private: bool = False
+    allow_http: bool = False
     ca_bundle: str | None = None
+    reachable: frozenset[Server] = frozenset()
 
     def list_files(self) -> list[SourceFile]:
         parsed = urlparse(self.url)
-        check_address(parsed.hostname, parsed.port or 443, self.allow_private)
+        default_port = 443 if parsed.scheme == "https" else 80
+        check_address(parsed.hostname, parsed.port or default_port, self.reachable)
         name = posixpath.basename(unquote(parsed.path)) or "download"
         return [SourceFile(self.url, name, None, self.url)]
 
@@ -205,10 +247,10 @@ class HttpsSource:
 
     def _get(self, url: str):
         parsed = urlparse(url)
-        if parsed.scheme != "https" and not (parsed.scheme == "http" and self.allow_private):
+        if parsed.scheme != "https" and not (parsed.scheme == "http" and self.allow_http):
             raise SourceRefusedError(f"source {url} is not https")
         port = parsed.port or (443 if parsed.scheme == "https" else 80)
-        address = check_address(parsed.hostname, port, self.allow_private)
+        address = check_address(parsed.hostname, port, self.reachable)
         if parsed.scheme == "https":
             context = ssl.create_default_context(cafile=self.ca_bundle)
             connection = _PinnedHTTPSConnection(parsed.hostname, address, port, context)
@@ -237,7 +279,8 @@ class SftpSource:
     path: str
     password: str | None = field(default=None, repr=False)
     key_file: str | None = None
-    allow_private: bool = False
+    accept_new_host_keys: bool = False
+    reachable: frozenset[Server] = frozenset()
 
     @property
     def url(self) -> str:
@@ -247,12 +290,12 @@ class SftpSource:
     def _session(self):
         import paramiko
 
-        address = check_address(self.host, self.port, self.allow_private)
+        address = check_address(self.host, self.port, self.reachable)
         client = paramiko.SSHClient()
         client.load_system_host_keys()
         # Host keys are verified in the cloud; the local instance talks to test servers.
         client.set_missing_host_key_policy(
-            paramiko.AutoAddPolicy() if self.allow_private else paramiko.RejectPolicy())
+            paramiko.AutoAddPolicy() if self.accept_new_host_keys else paramiko.RejectPolicy())
         try:
             client.connect(address, port=self.port, username=self.username,
                            password=self.password, key_filename=self.key_file,
