@@ -110,6 +110,8 @@ def dataset_prefixes(dataset: str) -> tuple[str, str]:
 
 
 STAGING_ROOT = "_edl_staging"
+# Beside an update's parts: every file's detail, and the parts' checksums.
+MANIFEST_NAME = "_edl_manifest.json"
 
 
 def staging_prefix(dataset: str, update_id: str) -> str:

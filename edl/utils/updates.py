@@ -56,7 +56,7 @@ from edl.utils.schemas import describe_schema, schema_from_text
 PENDING, COMPLETE, FAILED = "pending", "complete", "failed"
 KINDS = ("snapshot", "delta")
 ID_WIDTH = 10
-MANIFEST = "_edl_manifest.json"
+MANIFEST = naming.MANIFEST_NAME
 
 
 class UpdateStateError(EdlError):

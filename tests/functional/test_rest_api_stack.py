@@ -94,8 +94,9 @@ def test_one_function_per_handler_module_runs_as_the_api_role(deployed):
     document = iam.get_role_policy(RoleName="edl-local-api", PolicyName=policy)["PolicyDocument"]
     actions = {a for s in document["Statement"] for a in
                (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])}
-    assert {"glue:StartJobRun", "s3:PutObject", "dynamodb:PutItem",
-            "iam:SimulatePrincipalPolicy"} <= actions
+    assert {"glue:StartJobRun", "s3:PutObject", "s3:GetObject", "dynamodb:PutItem"} <= actions
+    # the handlers never ask IAM about anyone: an outside S3 source is read by the caller
+    assert not any(a.startswith("iam:") for a in actions)
 
 
 def test_the_code_zip_holds_the_handlers_and_what_they_import(tmp_path):

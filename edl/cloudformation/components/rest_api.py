@@ -52,6 +52,8 @@ def rest_api_stacks(config: LakeConfig, instance: Instance) -> list[StackSpec]:
     code_key = code.key("code/rest-api", ".zip")
     uploads = [f"arn:aws:s3:::{naming.drop_bucket(prefix, name, tier, r)}/uploads/*"
                for r in instance.regions for tier in naming.TIERS]
+    manifests = [f"arn:aws:s3:::{naming.data_bucket(prefix, name, tier, r)}/*/data/*/"
+                 f"{naming.MANIFEST_NAME}" for r in instance.regions for tier in naming.TIERS]
     parameter = page_token_parameter(name)
     if instance.is_local:
         # moto authorises DynamoDB and SSM calls against the resource "*" (it computes no table
@@ -75,6 +77,7 @@ def rest_api_stacks(config: LakeConfig, instance: Instance) -> list[StackSpec]:
             ("UploadObjectArns", tuple(uploads)),
             ("KeyArns", tuple(key_arn(instance, t, r)
                               for r in instance.regions for t in naming.TIERS)),
+            ("ManifestObjectArns", tuple(manifests)),
             ("IngestJobArn", f"arn:aws:glue:{region}:{account}:job/{naming.ingest_job_name(name)}"),
             ("PageTokenParameterName", parameter),
             ("PageTokenParameterArn", parameter_arn),

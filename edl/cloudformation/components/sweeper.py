@@ -8,9 +8,9 @@ upload); the function's handler is `edl.core_resources.rest_api.sweep.handler`.
 from __future__ import annotations
 
 from edl import naming
-from edl.cloudformation.components.core import artifacts_stack
+from edl.cloudformation.components.core import artifacts_bucket_ref
 from edl.cloudformation.components.rest_api import handler_package
-from edl.cloudformation.stack_manager import StackSpec, Upload
+from edl.cloudformation.plan import StackSpec, Upload
 from edl.config import Instance, LakeConfig
 
 SCHEDULE = "rate(15 minutes)"
@@ -50,9 +50,8 @@ def sweeper_stacks(config: LakeConfig, instance: Instance) -> list[StackSpec]:
             ("DataObjectArns", tuple(f"arn:aws:s3:::{b}/*" for b in buckets)),
             ("CatalogResourceArns", catalog_arns),
             ("Schedule", SCHEDULE),
-            ("CodeS3Bucket", artifacts),
+            ("CodeS3Bucket", artifacts_bucket_ref(instance, region)),
             ("CodeS3Key", code_key),
         ),
-        depends_on=(artifacts_stack(instance, region),),
         uploads=(Upload(artifacts, code_key, lambda: code.data),),
     )]
