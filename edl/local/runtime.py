@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Protocol
 
 from edl import paths
+from edl.local.state.store import LakeState, LoadReport
 from edl.local.wsgi import ServerThread
 
 LOOPBACK = "127.0.0.1"
@@ -98,10 +99,13 @@ class MotoService:
 
     name = "aws"
 
-    def __init__(self, port: int, host: str = LOOPBACK, account_id: str | None = None) -> None:
+    def __init__(self, port: int, host: str = LOOPBACK, account_id: str | None = None,
+                 state: LakeState | None = None) -> None:
         self.host = host
         self.port = port
         self.account_id = account_id or os.environ.get("MOTO_ACCOUNT_ID", "123456789012")
+        self.state = state  # None: an ephemeral lake, in memory only
+        self.load_report: LoadReport | None = None
         self._server: ServerThread | None = None
 
     @property
@@ -119,9 +123,12 @@ class MotoService:
         from edl.local.api_auth import MotoKeyStore
         from edl.local.presigned import PresignedUrls
 
+        moto_app = DomainDispatcherApplication(create_backend_app)
+        if self.state is not None:  # the saved lake is loaded before the port opens
+            self.load_report = self.state.load(moto_app)
+            moto_app = self.state.wrap(moto_app)
         # moto cannot authenticate presigned URLs under IAM enforcement; the shim does it.
-        app = PresignedUrls(DomainDispatcherApplication(create_backend_app),
-                            MotoKeyStore(self.account_id))
+        app = PresignedUrls(moto_app, MotoKeyStore(self.account_id))
         # Binds now, so a taken port fails here rather than in the serving thread.
         self._server = ServerThread("moto", app, self.host, self.port,
                                     request_handler=MotoRequestHandler)
@@ -143,6 +150,9 @@ class MotoService:
         if self._server is not None:
             self._server.stop()
             self._server = None
+        if self.state is not None:
+            self.state.close()
+            self.state = None
 
 
 def default_services(port: int, instance_name: str = "local",
