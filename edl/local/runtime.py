@@ -10,6 +10,11 @@ services in reverse order, removes the local cloud's session files and exits 0.
 
 The runtime neither bootstraps nor writes the state file: `control.start()` does both once the
 endpoint answers, so a state file always describes a lake that is ready for its users.
+
+The lake itself lives in the state folder (`--state`, default `edl.paths.local_state_dir()`;
+`edl.local.state`): moto's service loads it before its port opens and journals every write to
+it; `--ephemeral` keeps it in memory only. A state folder that cannot be used stops the start
+with exit code 2 and the reason in `paths.local_runtime_error_file()`.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from pathlib import Path
 from typing import Protocol
 
 from edl import paths
-from edl.local.state.store import LakeState, LoadReport
+from edl.local.state.store import LakeState, LoadReport, LocalStateError, has_lake
 from edl.local.wsgi import ServerThread
 
 LOOPBACK = "127.0.0.1"
@@ -53,7 +58,7 @@ class LocalFiles:
     aws_config: Path
 
     @classmethod
-    def current(cls) -> "LocalFiles":
+    def current(cls) -> LocalFiles:
         """The files of the EDL home this process uses (`$EDL_HOME`, see `edl.paths`)."""
         folder = paths.local_dir()
         return cls(
@@ -70,9 +75,12 @@ class LocalFiles:
         return self.pid.parent
 
     def remove_session_files(self) -> None:
-        """Remove what describes a running lake; its keys died with moto's memory. The log stays."""
+        """Remove what describes a running lake. The log stays, and so do the users' profiles
+        while the lake they belong to is kept (`edl.local.state`): their keys are in it."""
+        kept = has_lake(paths.local_state_dir())
         for path in (self.state, self.credentials, self.aws_config, self.ready, self.pid):
-            path.unlink(missing_ok=True)
+            if not (kept and path in (self.credentials, self.aws_config)):
+                path.unlink(missing_ok=True)
 
     def read_pid(self) -> int | None:
         try:
@@ -155,8 +163,8 @@ class MotoService:
             self.state = None
 
 
-def default_services(port: int, instance_name: str = "local",
-                     api_port: int | None = None) -> list[Service]:
+def default_services(port: int, instance_name: str = "local", api_port: int | None = None,
+                     state: LakeState | None = None) -> list[Service]:
     """The services of `edl local start`, in start order: the AWS endpoint on `port`, the REST
     API on `api_port` (default `port + 1`, or any free port if that one is taken) and the job
     runner, whose status the API serves."""
@@ -173,7 +181,7 @@ def default_services(port: int, instance_name: str = "local",
                      prepare_handlers=LocalApiContext(instance), after_write=jobs.wake,
                      extra_routes={JOBS_STATUS_PATH: jobs.status})
     jobs.status_url = lambda: f"{api.base_url}{JOBS_STATUS_PATH}"  # known once api listens
-    return [MotoService(port, account_id=instance.account_id), api, jobs]
+    return [MotoService(port, account_id=instance.account_id, state=state), api, jobs]
 
 
 class LocalRuntime:
@@ -245,13 +253,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--api-port", type=int, default=None,
                         help="port of the REST API (default: --port + 1)")
     parser.add_argument("--instance", default="local", help="the local instance it serves")
+    parser.add_argument("--state", type=Path, default=None,
+                        help="the lake's state folder (default: the EDL home's)")
+    parser.add_argument("--ephemeral", action="store_true", help="keep the lake in memory only")
     args = parser.parse_args(argv)
     for name in _CALLER_VARIABLES:
         os.environ.pop(name, None)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     # One line per request would make the log grow without bound during a long session.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    return LocalRuntime(default_services(args.port, args.instance, args.api_port)).run()
+    try:
+        state = None if args.ephemeral else LakeState.open(args.state or paths.local_state_dir())
+    except LocalStateError as exc:
+        return _refuse_to_start(exc)
+    runtime = LocalRuntime(default_services(args.port, args.instance, args.api_port, state))
+    try:
+        return runtime.run()
+    except LocalStateError as exc:  # the saved lake could not be loaded
+        return _refuse_to_start(exc)
+
+
+def _refuse_to_start(error: LocalStateError) -> int:
+    """Leave the reason where `edl local start` shows it, and exit non-zero."""
+    log.error("runtime - %s", error)
+    paths.local_runtime_error_file().write_text(json.dumps(
+        {"pid": os.getpid(), "message": error.message, "hint": error.hint}))
+    return 2
 
 
 if __name__ == "__main__":

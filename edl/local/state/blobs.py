@@ -54,9 +54,6 @@ class BlobStore:
     def get(self, digest: str) -> bytes:
         return self.path(digest).read_bytes()
 
-    def digests(self) -> set[str]:
-        return {p.name for p in self.folder.glob("??/*") if not p.name.startswith(".tmp-")}
-
     def remove_except(self, keep: set[str]) -> int:
         """Delete the blobs nobody refers to any more (and temp files of a crash); their count."""
         removed = 0
@@ -101,7 +98,7 @@ class LazyBlob:
 
     def _writable(self) -> Any:
         if self._buffer is None:
-            self._buffer = tempfile.SpooledTemporaryFile(_SPOOL_BYTES)
+            self._buffer = tempfile.SpooledTemporaryFile(_SPOOL_BYTES)  # noqa: SIM115 - kept open
             with open(self.store.path(self.digest), "rb") as blob:
                 while chunk := blob.read(_COPY_CHUNK):
                     self._buffer.write(chunk)

@@ -105,7 +105,7 @@ class JournalWriter:
         self.bytes = os.fstat(fd).st_size
 
     @classmethod
-    def create(cls, path: Path, header: dict) -> "JournalWriter":
+    def create(cls, path: Path, header: dict) -> JournalWriter:
         """A new, empty journal (the header is fsync'd, and so is its folder entry)."""
         tmp = path.with_name(path.name + ".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -119,7 +119,7 @@ class JournalWriter:
         return cls.open(path, valid_bytes=None)
 
     @classmethod
-    def open(cls, path: Path, valid_bytes: int | None) -> "JournalWriter":
+    def open(cls, path: Path, valid_bytes: int | None) -> JournalWriter:
         """Continue an existing journal, cutting a torn tail at `valid_bytes` first."""
         fd = os.open(path, os.O_WRONLY | os.O_APPEND)
         if valid_bytes is not None and os.fstat(fd).st_size != valid_bytes:

@@ -35,8 +35,8 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from functools import partial
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -115,7 +115,10 @@ class _LakePickler(pickle.Pickler):
             return _restore_s3_key, (type(obj), self._key_state(obj), _BlobRef(self._body(obj)))
         if isinstance(obj, self._private_key_types):
             from cryptography.hazmat.primitives.serialization import (
-                Encoding, NoEncryption, PrivateFormat)
+                Encoding,
+                NoEncryption,
+                PrivateFormat,
+            )
 
             der = obj.private_bytes(Encoding.DER, PrivateFormat.PKCS8, NoEncryption())
             return _load_private_key, (der,)

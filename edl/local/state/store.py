@@ -116,7 +116,7 @@ class LakeState:
         self._clock = clock
 
     @classmethod
-    def open(cls, folder: Path, **options) -> "LakeState":
+    def open(cls, folder: Path, **options) -> LakeState:
         """Take the folder (created if need be) for this process; refuse if another has it."""
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -165,6 +165,9 @@ class LakeState:
         self.sequence = snapshots[-1] if snapshots else 0
         journal_path = self._path("journal", self.sequence)
         existing = bool(snapshots) or journal_path.exists()
+        if has_lake(self.folder) and not existing:
+            raise self._refuse(self.folder / USERS_FILE, "names users, but the folder holds "
+                               "no snapshot or journal of their lake")
         try:
             contents = read_journal(journal_path) if journal_path.exists() else None
             if contents is not None:
@@ -272,24 +275,26 @@ class LakeState:
             os.close(self._lock_fd)
 
 
-def write_users(folder: Path, users: list[dict]) -> None:
+def write_users(folder: Path, saved: dict) -> None:
     """The bootstrap's users and keys, kept with the lake they belong to (private, atomic)."""
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / (USERS_FILE + ".tmp")
     tmp.unlink(missing_ok=True)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as out:
-        json.dump({"users": users}, out, indent=2)
+        json.dump(saved, out, indent=2)
         out.flush()
         os.fsync(out.fileno())
     tmp.replace(folder / USERS_FILE)
 
 
-def read_users(folder: Path) -> list[dict]:
+def read_users(folder: Path) -> dict:
     path = folder / USERS_FILE
     try:
-        users = json.loads(path.read_text())["users"]
+        saved = json.loads(path.read_text())
+        if not isinstance(saved["users"], list) or not isinstance(saved["cfn_role_arn"], str):
+            raise TypeError
     except (OSError, ValueError, KeyError, TypeError):
         raise LocalStateError(f"the local cloud's users in {path} cannot be read",
                               hint=FIX_HINT) from None
-    return list(users)
+    return saved
