@@ -13,10 +13,11 @@ protocols, any action that is not a read by its name (`Describe*`, `Get*`, `List
 `Scan`, ...; STS's `GetSessionToken` and `GetFederationToken` do create sessions and are
 journaled). moto's own control API (`/moto-api/...`) is not journaled: it is not the lake.
 
-Two of moto's sources of randomness are not `mock_random`: a KMS key's material and its private
-key come from the OS. The first is made to come from `mock_random` (`deterministic_kms`), so a
-replayed symmetric key decrypts what the original encrypted; for the second (only asymmetric
-keys use it) the write that made one asks for a snapshot at once (`needs_snapshot`).
+Some of moto's randomness is not `mock_random` but the OS: STS session tokens, S3 multipart
+upload ids, KMS key material (measured: a replayed `AssumeRole` otherwise hands out another
+token, and every later call signed with the first is refused). `make_moto_replayable()` makes
+those modules' `os.urandom` draw from `mock_random`; a KMS private key (only asymmetric keys use
+it) comes from OpenSSL and cannot be, so the write that made one is followed by a snapshot.
 
 If the journal cannot be written (a full disk), the client gets HTTP 503 naming the state
 folder, and every later write too: nothing is acknowledged that is not on disk.
@@ -148,15 +149,42 @@ def set_iam_enforced(enforced: bool) -> None:
 
 
 _nondeterministic = threading.local()
+# moto modules that draw state from `os.urandom` rather than `mock_random` (moto 5.2): STS
+# session tokens, S3 multipart upload ids, KMS key material, data keys and IVs.
+_URANDOM_MODULES = ("moto.sts.utils", "moto.s3.models", "moto.kms.utils", "moto.kms.models",
+                    "moto.kms.responses")
 
 
-def deterministic_kms() -> None:
-    """Make moto's KMS draw key material from `mock_random`, and flag private keys (which come
-    from the OS) so that the write that made one is followed by a snapshot."""
+class _SeededOs:
+    """`os` as those modules see it: the same, except that `urandom` draws from moto's seeded
+    random (a local emulator's keys need to be replayable, not secret)."""
+
+    def __init__(self, real: Any) -> None:
+        self._real = real
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+    @staticmethod
+    def urandom(size: int) -> bytes:
+        from moto.moto_api._internal import mock_random
+
+        return mock_random.randbytes(size)
+
+
+def make_moto_replayable() -> None:
+    """Make every id, key and secret moto makes come from `mock_random`, which the recorder
+    seeds per write; private keys of asymmetric KMS keys (from OpenSSL) cannot be, so making
+    one flags the write for a snapshot."""
+    import importlib
+
     import moto.kms.models as kms
-    from moto.moto_api._internal import mock_random
 
-    if getattr(kms, "_edl_deterministic", False):
+    for name in _URANDOM_MODULES:
+        module = importlib.import_module(name)
+        if not isinstance(module.os, _SeededOs):
+            module.os = _SeededOs(module.os)
+    if getattr(kms, "_edl_flags_private_keys", False):
         return
     original_private_key = kms.generate_private_key
 
@@ -165,9 +193,8 @@ def deterministic_kms() -> None:
             _nondeterministic.flag = True
         return original_private_key(key_spec)
 
-    kms.generate_master_key = lambda: mock_random.randbytes(32)
     kms.generate_private_key = generate_private_key
-    kms._edl_deterministic = True
+    kms._edl_flags_private_keys = True
 
 
 class Recorder:

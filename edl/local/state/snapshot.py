@@ -12,6 +12,8 @@ are the IAM roles, tables and buckets themselves) stay shared. Two reducers make
 - the RSA and EC private keys of KMS keys are pickled as DER bytes;
 - an S3 bucket's `_VersionedKeyStore` is saved with every version of every key (its `items()`
   yields only the newest, so a plain pickle keeps one version per key - measured);
+- a `WeakValueDictionary` (Lambda's functions by ARN) is saved as its items; the functions it
+  maps stay shared with the dict that holds them;
 - a `defaultdict` is rebuilt without calling its class's `__init__` (SSM's `ParameterDict`
   wants other arguments), and a lambda factory (SSM's tags) becomes an equivalent one that
   pickles (`functools.partial(defaultdict, dict)` for `lambda: defaultdict(dict)`).
@@ -33,6 +35,7 @@ import pickle
 import platform
 import threading
 import time
+import weakref
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -85,6 +88,10 @@ def _restore_versions(cls: type, lists: list[tuple[str, list]]) -> dict:
     return store
 
 
+def _restore_weak_values(items: list[tuple[Any, Any]]) -> weakref.WeakValueDictionary:
+    return weakref.WeakValueDictionary(items)
+
+
 def _new_defaultdict(cls: type, factory: Callable[[], Any] | None) -> defaultdict:
     """An empty `defaultdict` (or subclass, whose own `__init__` may want other arguments)."""
     made = cls.__new__(cls)
@@ -124,6 +131,8 @@ class _LakePickler(pickle.Pickler):
             return _load_private_key, (der,)
         if isinstance(obj, self._versions_type):
             return _restore_versions, (type(obj), list(dict.items(obj)))
+        if isinstance(obj, weakref.WeakValueDictionary):
+            return _restore_weak_values, (list(obj.items()),)
         if isinstance(obj, defaultdict):
             return (_new_defaultdict, (type(obj), _picklable_factory(obj.default_factory)),
                     getattr(obj, "__dict__", None) or None, None, iter(obj.items()))

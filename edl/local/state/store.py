@@ -38,7 +38,7 @@ from edl.errors import LocalCloudError
 from edl.local.state import snapshot
 from edl.local.state.blobs import BlobStore
 from edl.local.state.journal import CorruptStateError, JournalWriter, read_journal
-from edl.local.state.recorder import Recorder, deterministic_kms, replay, set_iam_enforced
+from edl.local.state.recorder import Recorder, make_moto_replayable, replay, set_iam_enforced
 
 log = logging.getLogger("edl.local.state")
 
@@ -181,7 +181,7 @@ class LakeState:
                 digests = snapshot.install_backends(payload, self.blobs)
         except CorruptStateError as exc:
             raise self._refuse(exc.path, exc.reason) from None
-        deterministic_kms()
+        make_moto_replayable()
         replayed = torn = 0
         if contents is not None:
             for payload in contents.records:
