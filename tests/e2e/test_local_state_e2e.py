@@ -110,8 +110,9 @@ def test_the_lake_survives_stop_start_and_a_kill_right_after_an_ingest(
     ok(run("edl", "local", "stop"))
     start(port)
     assert what_a_user_sees(spark) == before
-    status = ok(run("edl", "local", "status"))
-    assert str(paths.local_state_dir()) in status and "last saved" in status
+    status = run("edl", "local", "status")
+    assert status.returncode == 0
+    assert str(paths.local_state_dir()) in status.stderr and "last saved" in status.stderr
 
     ingest(tmp_path, "later", LATER, "delta")   # acknowledged: --wait saw it complete
     acknowledged = what_a_user_sees(spark)
