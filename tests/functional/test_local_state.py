@@ -297,3 +297,22 @@ def test_state_written_by_another_moto_version_is_refused(lake):
         lake.start()
     assert journal.read_bytes() == before
 
+
+
+def test_a_snapshot_tar_of_a_running_lake_restores_it_elsewhere(lake, tmp_path):
+    from edl.local.state.archive import restore_archive, write_archive
+    from edl.local.state.store import write_users
+
+    made = _fill(lake)
+    write_users(lake.folder, {"users": [], "cfn_role_arn": "arn:aws:iam::123456789012:role/r"})
+    archive = tmp_path / "lake.tar"
+    write_archive(lake.folder, archive)           # while it runs: the journal as it stands
+    lake.service.stop()
+    lake.service = None
+    from moto.core.base_backend import BackendDict
+    BackendDict.reset()
+    set_iam_enforced(False)
+    lake.folder = tmp_path / "elsewhere" / "state"
+    restore_archive(archive, lake.folder)
+    lake.start()
+    _check(lake, made)
