@@ -48,7 +48,8 @@ log = logging.getLogger("edl.local.runtime")
 
 @dataclass(frozen=True)
 class LocalFiles:
-    """The local cloud's files in the EDL home. All but the log live only while it runs."""
+    """The local cloud's files in the EDL home. The pid, ready and state files live only while
+    it runs; the log stays, and so do the profiles while their lake is kept."""
 
     pid: Path
     log: Path

@@ -144,3 +144,14 @@ def test_a_full_disk_refuses_the_write_and_every_later_one_naming_the_folder(tmp
         started, body = _put(recorder)
         assert started == ["503 Service Unavailable"]
         assert str(tmp_path).encode() in body and b"No space left" in body
+
+
+def test_a_state_folder_that_cannot_be_made_names_it_and_what_to_do(tmp_path):
+    from edl.local.state.store import LakeState, LocalStateError
+
+    (tmp_path / "home").write_text("a file where the EDL home's folder should be")
+    folder = tmp_path / "home" / "local" / "state"
+    with pytest.raises(LocalStateError) as refused:
+        LakeState.open(folder)
+    assert str(folder) in refused.value.message and "cannot be written" in refused.value.message
+    assert refused.value.hint

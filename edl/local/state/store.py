@@ -101,7 +101,7 @@ def has_lake(folder: Path) -> bool:
 class LakeState:
     """The state folder of the running lake; made by `open()`, which holds its lock."""
 
-    def __init__(self, folder: Path, lock_fd: int, *, snapshot_every_records: int = 20_000,
+    def __init__(self, folder: Path, lock_fd: int, *, snapshot_every_records: int = 5_000,
                  snapshot_every_bytes: int = 256 << 20,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.folder = folder
