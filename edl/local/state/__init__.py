@@ -11,6 +11,8 @@ with moto's own Python objects (never its HTTP control API):
   private keys as DER;
 - `store.py`: the folder (`edl.paths.local_state_dir()`): lock, load = snapshot + journal
   replay, checkpoints, refusal of what cannot be read whole;
+- `folder.py`: what `edl local start` decides before the runtime opens the folder (`--fresh`,
+  a lake whose users are read back rather than bootstrapped again);
 - `archive.py`: `edl local snapshot` / `restore` - a state folder as one tar file.
 
 `--ephemeral` runs moto without any of it.
