@@ -154,7 +154,7 @@ class _LakePickler(pickle.Pickler):
                 data = buffer.read()
             except ValueError:  # a deleted key's closed buffer: moto pickles it as empty
                 data = b""
-            digest = self.blobs.put(data)
+            digest = self.blobs.put(data, durable=False)  # synced once by the checkpoint
             if not key.disposed:
                 key._value_buffer = LazyBlob(self.blobs, digest)
                 buffer.close()

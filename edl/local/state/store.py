@@ -243,7 +243,10 @@ class LakeState:
     def checkpoint(self) -> None:
         """Snapshot everything and start an empty journal. The caller holds the write lock."""
         started = self._clock()
+        written = self.blobs.written
         payload, _digests = snapshot.dump_backends(self.blobs)
+        if self.blobs.written != written:
+            os.sync()  # the bodies it just stored, before a snapshot that refers to them
         following = self.sequence + 1
         snapshot.write_snapshot(self._path("snapshot", following), payload,
                                 {"sequence": following})
