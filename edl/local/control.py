@@ -187,10 +187,10 @@ def _default_port(instance: Instance) -> int:
 
 
 def _spawn_runtime(files: LocalFiles, port: int, instance: Instance,
-                   state: Path | None) -> subprocess.Popen:
+                   kept_in: Path | None) -> subprocess.Popen:
     files.folder.mkdir(parents=True, exist_ok=True)
     paths.local_runtime_error_file().unlink(missing_ok=True)
-    keep = ["--ephemeral"] if state is None else ["--state", str(state)]
+    keep = ["--ephemeral"] if kept_in is None else ["--state", str(kept_in)]
     env = dict(os.environ)
     # The runtime runs the very package this process runs, installed or not.
     package_root = str(paths.PACKAGE_DIR.parent)
@@ -281,19 +281,19 @@ def start(instance: Instance, port: int | None = None, *, timeout: float = 60,
         )
 
     files = LocalFiles.current()
-    state = None if ephemeral else paths.local_state_dir()
-    if state is not None:
-        state_folder.prepare(state, fresh=fresh)
-    process = _spawn_runtime(files, port, instance, state)
+    kept_in = None if ephemeral else paths.local_state_dir()
+    if kept_in is not None:
+        state_folder.prepare(kept_in, fresh=fresh)
+    process = _spawn_runtime(files, port, instance, kept_in)
     log.info("local - runtime pid %s starting on %s:%s", process.pid, LOOPBACK, port)
     try:
         ready = _wait_until_ready(process, files, timeout)
         endpoint = ready["services"]["aws"]
-        result = state_folder.saved_bootstrap(state) if state is not None else None
+        result = state_folder.saved_bootstrap(kept_in) if kept_in is not None else None
         if result is None:  # a new lake
             result = bootstrap(instance, endpoint)
-            if state is not None:
-                state_folder.save_bootstrap(state, result)
+            if kept_in is not None:
+                state_folder.save_bootstrap(kept_in, result)
         _write_profiles(files, result, endpoint, instance.default_region)
         state = {
             "endpoint_url": endpoint,

@@ -30,7 +30,7 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from edl import paths
 from edl.local.state.store import LakeState, LoadReport, LocalStateError, has_lake
@@ -132,7 +132,7 @@ class MotoService:
         from edl.local.api_auth import MotoKeyStore
         from edl.local.presigned import PresignedUrls
 
-        moto_app = DomainDispatcherApplication(create_backend_app)
+        moto_app: Any = DomainDispatcherApplication(create_backend_app)
         if self.state is not None:  # the saved lake is loaded before the port opens
             self.load_report = self.state.load(moto_app)
             moto_app = self.state.wrap(moto_app)

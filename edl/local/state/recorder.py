@@ -183,7 +183,7 @@ def make_moto_replayable() -> None:
     for name in _URANDOM_MODULES:
         module = importlib.import_module(name)
         if not isinstance(module.os, _SeededOs):
-            module.os = _SeededOs(module.os)
+            setattr(module, "os", _SeededOs(module.os))  # noqa: B010 - a moto module
     if getattr(kms, "_edl_flags_private_keys", False):
         return
     original_private_key = kms.generate_private_key
@@ -194,7 +194,7 @@ def make_moto_replayable() -> None:
         return original_private_key(key_spec)
 
     kms.generate_private_key = generate_private_key
-    kms._edl_flags_private_keys = True
+    setattr(kms, "_edl_flags_private_keys", True)  # noqa: B010 - moto's module, not ours
 
 
 class Recorder:

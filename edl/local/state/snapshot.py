@@ -55,7 +55,7 @@ class _BlobRef:
     digest: str
 
 
-def _restore_s3_key(cls: type, state: dict, body: Any) -> Any:
+def _restore_s3_key(cls: Any, state: dict, body: Any) -> Any:
     key = cls.__new__(cls)
     key.__dict__.update(state)
     key._value_buffer = body
@@ -69,9 +69,9 @@ def _load_private_key(der: bytes) -> Any:
     return load_der_private_key(der, password=None)
 
 
-def _picklable_factory(factory: Callable[[], Any]) -> Callable[[], Any]:
+def _picklable_factory(factory: Callable[[], Any] | None) -> Callable[[], Any] | None:
     """A factory that makes what a lambda factory makes, and that pickle can name."""
-    if getattr(factory, "__name__", "") != "<lambda>":
+    if factory is None or getattr(factory, "__name__", "") != "<lambda>":
         return factory
     sample = factory()
     if type(sample) is defaultdict:
@@ -92,7 +92,7 @@ def _restore_weak_values(items: list[tuple[Any, Any]]) -> weakref.WeakValueDicti
     return weakref.WeakValueDictionary(items)
 
 
-def _new_defaultdict(cls: type, factory: Callable[[], Any] | None) -> defaultdict:
+def _new_defaultdict(cls: Any, factory: Callable[[], Any] | None) -> defaultdict:
     """An empty `defaultdict` (or subclass, whose own `__init__` may want other arguments)."""
     made = cls.__new__(cls)
     defaultdict.__init__(made, factory)
@@ -190,7 +190,8 @@ def live_backends() -> dict[str, Any]:
     """Every moto backend that holds anything, by service name."""
     from moto.core.base_backend import BackendDict
 
-    return {b.service_name: b for b in list(BackendDict._instances) if len(b)}
+    instances = list(BackendDict._instances)  # type: ignore[misc]
+    return {b.service_name: b for b in instances if len(b)}
 
 
 def dump_backends(blobs: BlobStore) -> tuple[bytes, set[str]]:
@@ -222,8 +223,8 @@ def install_backends(payload: bytes, blobs: BlobStore) -> set[str]:
         dict.clear(live)
         for account_id, accounts in saved.items():
             dict.__setitem__(live, account_id, accounts)
-        if live not in BackendDict._instances:
-            BackendDict._instances.append(live)
+        if live not in BackendDict._instances:  # type: ignore[misc]
+            BackendDict._instances.append(live)  # type: ignore[misc]
     return digests
 
 
