@@ -33,9 +33,11 @@ DELTA = "trial_id,site,enrolled,op\nT2,Paris,25,U\nT3,,,D\nT4,Lille,40,I\n"
 LATER = "trial_id,site,enrolled,op\nT5,Metz,50,I\n"
 
 
-def run(tool: str, *args: str, user: str | None = None) -> subprocess.CompletedProcess:
+def run(tool: str, *args: str, user: str | None = None,
+        **extra_env: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env.setdefault("PYSPARK_PYTHON", sys.executable)
+    env.update(extra_env)
     if user:
         env["AWS_PROFILE"] = user
     return subprocess.run([str(BIN / tool), *args], capture_output=True, text=True, env=env,
@@ -47,8 +49,10 @@ def ok(done: subprocess.CompletedProcess) -> str:
     return done.stdout
 
 
-def start(port: int, *flags: str) -> None:
-    ok(run("edl", "local", "start", "--port", str(port), *flags))
+def start(port: int, *flags: str, spark: bool = True) -> None:
+    """`edl local start`; without `spark` the runtime starts no Spark (no ingest follows)."""
+    ok(run("edl", "local", "start", "--port", str(port), *flags,
+           EDL_LOCAL_SPARK_WARMUP="1" if spark else "0"))
 
 
 def ingest(tmp_path: Path, name: str, body: str, kind: str) -> None:
@@ -107,9 +111,12 @@ def test_the_lake_survives_stop_start_and_a_kill_right_after_an_ingest(
     assert [u[1:] for u in before["updates"]] == [("snapshot", "complete", 3),
                                                    ("delta", "complete", 3)]
 
+    saved_keys = paths.local_credentials_file().read_text()
     ok(run("edl", "local", "stop"))
+    assert paths.local_credentials_file().read_text() == saved_keys  # kept while stopped
     start(port)
-    assert what_a_user_sees(spark) == before
+    assert what_a_user_sees(spark) == before      # bob's and alice's saved keys still work
+    assert paths.local_credentials_file().read_text() == saved_keys
     status = run("edl", "local", "status")
     assert status.returncode == 0
     assert str(paths.local_state_dir()) in status.stderr and "last saved" in status.stderr
@@ -117,7 +124,7 @@ def test_the_lake_survives_stop_start_and_a_kill_right_after_an_ingest(
     ingest(tmp_path, "later", LATER, "delta")   # acknowledged: --wait saw it complete
     acknowledged = what_a_user_sees(spark)
     kill_runtime()
-    start(port)
+    start(port, spark=False)
     after_kill = what_a_user_sees(spark)
     assert after_kill == acknowledged
     assert ("T5", "Metz", 50) in after_kill["rows"]
@@ -126,7 +133,7 @@ def test_the_lake_survives_stop_start_and_a_kill_right_after_an_ingest(
 def test_a_corrupt_state_file_is_a_clear_error_and_stays_as_it_was(free_port_number,
                                                                   stop_local_cloud):
     port = free_port_number
-    start(port)
+    start(port, spark=False)
     ok(run("edl", "local", "stop"))
     folder = paths.local_state_dir()
     [snapshot] = folder.glob("snapshot-*.bin")
@@ -134,12 +141,12 @@ def test_a_corrupt_state_file_is_a_clear_error_and_stays_as_it_was(free_port_num
     data[-5] ^= 0xFF
     snapshot.write_bytes(bytes(data))
 
-    refused = run("edl", "local", "start", "--port", str(port))
+    refused = run("edl", "local", "start", "--port", str(port), EDL_LOCAL_SPARK_WARMUP="0")
     assert refused.returncode != 0
     assert str(folder) in refused.stderr and "checksum" in refused.stderr
     assert "--fresh" in refused.stderr and "Traceback" not in refused.stderr
     assert snapshot.read_bytes() == bytes(data)
     assert not control.status().running
 
-    start(port, "--fresh", "--yes")     # the way out: an empty lake
+    start(port, "--fresh", "--yes", spark=False)     # the way out: an empty lake
     assert not list(folder.glob("snapshot-*.bin"))
