@@ -59,7 +59,7 @@ class LocalFiles:
     aws_config: Path
 
     @classmethod
-    def current(cls) -> LocalFiles:
+    def current(cls) -> "LocalFiles":
         """The files of the EDL home this process uses (`$EDL_HOME`, see `edl.paths`)."""
         folder = paths.local_dir()
         return cls(
