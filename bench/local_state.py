@@ -164,7 +164,8 @@ def _start_up(rounds: int, details: dict[str, Any]) -> list[Line]:
              f"items (median of {rounds})", median(reopened), START_RATIO,
              baseline=median(fresh), baseline_name="a fresh edl local start",
              runs={"reopened": reopened, "fresh": fresh}),
-        Line(GROUP, "the same start after a SIGKILL (journal replayed)", after_kill, None),
+        Line(GROUP, "seconds of the same start after a SIGKILL (journal replayed)",
+             after_kill, None, kind="count"),
     ]
 
 
