@@ -142,8 +142,10 @@ class LocalCloud:
     files and lint cache are untouched) and a free port. Use it as a context manager: whatever
     happens, every runtime it started is stopped and the temporary home removed."""
 
-    def __init__(self, label: str) -> None:
+    def __init__(self, label: str, persistent: bool = False) -> None:
         self.home = Path(tempfile.mkdtemp(prefix=f"edl-bench-{label}-"))
+        # Ephemeral unless asked: a bench's stop + start must give an empty moto (reset()).
+        self.persistent = persistent
         self.endpoint: str | None = None
         self._pids: set[int] = set()
         self.warm_ups: list[float] = []  # seconds of each warm_up(): what a cold moto costs
@@ -185,7 +187,7 @@ class LocalCloud:
         saved = os.environ.get(SPARK_WARMUP)
         os.environ[SPARK_WARMUP] = "1" if spark else "0"  # the runtime inherits our environment
         try:
-            state = control.start(self.instance, free_port())
+            state = control.start(self.instance, free_port(), ephemeral=not self.persistent)
         finally:
             if saved is None:
                 os.environ.pop(SPARK_WARMUP, None)

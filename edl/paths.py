@@ -53,5 +53,16 @@ def local_state_file() -> Path:
     return local_dir() / "state.json"
 
 
+def local_state_dir() -> Path:
+    """The local lake itself: its snapshot, journal, object bodies and users (`edl.local.state`).
+    Unlike the files beside it, it outlives the runtime; `edl local start --fresh` deletes it."""
+    return local_dir() / "state"
+
+
+def local_runtime_error_file() -> Path:
+    """Why the runtime refused to start (a message and a hint), for `edl local start` to show."""
+    return local_dir() / "runtime-error.json"
+
+
 def cache_dir() -> Path:
     return edl_home() / "cache"

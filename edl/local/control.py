@@ -6,6 +6,10 @@ writes the users' credentials, a matching AWS config file and the state file. Th
 the sign that the lake is ready: `edl.aws` reads the endpoint from it, and a second `start()`
 finds it and returns the running cloud's status.
 
+The lake is kept in the state folder (`edl.local.state`): a start on a lake that has been
+bootstrapped reads its users back from it instead of bootstrapping again, and the users'
+profiles outlive a stop, as their keys do.
+
 Everything is found through the EDL home (`$EDL_HOME`, see `edl.paths`), so every command of one
 user - and every test that points `EDL_HOME` somewhere - sees the same local cloud.
 """
@@ -36,6 +40,8 @@ from edl.errors import LocalCloudError, UsageError
 from edl.local.bootstrap import BootstrapResult, bootstrap
 from edl.local.control_api import call_control_api, read_secret
 from edl.local.runtime import LOOPBACK, LocalFiles
+from edl.local.state import folder as state_folder
+from edl.local.state.store import LocalStateError
 
 log = logging.getLogger(__name__)
 
@@ -169,8 +175,11 @@ def _default_port(instance: Instance) -> int:
     return port
 
 
-def _spawn_runtime(files: LocalFiles, port: int, instance: Instance) -> subprocess.Popen:
+def _spawn_runtime(files: LocalFiles, port: int, instance: Instance,
+                   kept_in: Path | None) -> subprocess.Popen:
     files.folder.mkdir(parents=True, exist_ok=True)
+    paths.local_runtime_error_file().unlink(missing_ok=True)
+    keep = ["--ephemeral"] if kept_in is None else ["--state", str(kept_in)]
     env = dict(os.environ)
     # The runtime runs the very package this process runs, installed or not.
     package_root = str(paths.PACKAGE_DIR.parent)
@@ -182,7 +191,7 @@ def _spawn_runtime(files: LocalFiles, port: int, instance: Instance) -> subproce
         log_file.flush()
         process = subprocess.Popen(
             [sys.executable, "-m", "edl.local.runtime", "--port", str(port),
-             "--instance", instance.name],
+             "--instance", instance.name, *keep],
             stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
             cwd=files.folder, env=env, start_new_session=True, close_fds=True,
         )
@@ -198,6 +207,9 @@ def _wait_until_ready(process: subprocess.Popen, files: LocalFiles, timeout: flo
     deadline = clock() + timeout
     while True:
         if process.poll() is not None:
+            refused = _read_json(paths.local_runtime_error_file())
+            if refused and refused.get("pid") == process.pid:  # the state folder's reason
+                raise LocalStateError(refused["message"], hint=refused.get("hint"))
             raise LocalCloudError(
                 f"the local runtime exited with code {process.returncode} while starting; "
                 f"the end of {files.log}:\n{_log_tail(files)}"
@@ -231,12 +243,18 @@ def _write_profiles(files: LocalFiles, result: BootstrapResult, endpoint: str,
     paths.write_private(files.aws_config, config)
 
 
-def start(instance: Instance, port: int | None = None, *, timeout: float = 60) -> LocalStatus:
-    """Start the local cloud on 127.0.0.1 (or return the running one) and bootstrap it."""
+def start(instance: Instance, port: int | None = None, *, timeout: float = 60,
+          fresh: bool = False, ephemeral: bool = False) -> LocalStatus:
+    """Start the local cloud on 127.0.0.1 (or return the running one): open the lake kept in
+    the state folder, or bootstrap a new one. `fresh` deletes the kept lake first;
+    `ephemeral` keeps nothing (and leaves a kept lake alone)."""
     if not instance.is_local:
         raise UsageError(f"instance {instance.name!r} is not a local instance",
                          hint="edl local start works with --instance local")
     current = status()
+    if current.running and fresh:
+        raise LocalCloudError("the local cloud is running; --fresh starts a new lake",
+                              hint="stop it first: edl local stop")
     if current.running:
         return current
     if current.pid is not None:
@@ -252,12 +270,19 @@ def start(instance: Instance, port: int | None = None, *, timeout: float = 60) -
         )
 
     files = LocalFiles.current()
-    process = _spawn_runtime(files, port, instance)
+    kept_in = None if ephemeral else paths.local_state_dir()
+    if kept_in is not None:
+        state_folder.prepare(kept_in, fresh=fresh)
+    process = _spawn_runtime(files, port, instance, kept_in)
     log.info("local - runtime pid %s starting on %s:%s", process.pid, LOOPBACK, port)
     try:
         ready = _wait_until_ready(process, files, timeout)
         endpoint = ready["services"]["aws"]
-        result = bootstrap(instance, endpoint, control_secret=read_secret(files.control_secret))
+        result = state_folder.saved_bootstrap(kept_in) if kept_in is not None else None
+        if result is None:  # a new lake
+            result = bootstrap(instance, endpoint, control_secret=read_secret(files.control_secret))
+            if kept_in is not None:
+                state_folder.save_bootstrap(kept_in, result)
         _write_profiles(files, result, endpoint, instance.default_region)
         state = {
             "endpoint_url": endpoint,

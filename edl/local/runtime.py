@@ -12,6 +12,11 @@ SIGTERM or SIGINT, stops the services in reverse order, removes the local cloud'
 
 The runtime neither bootstraps nor writes the state file: `control.start()` does both once the
 endpoint answers, so a state file always describes a lake that is ready for its users.
+
+The lake itself lives in the state folder (`--state`, default `edl.paths.local_state_dir()`;
+`edl.local.state`): moto's service loads it before its port opens and journals every write to
+it; `--ephemeral` keeps it in memory only. A state folder that cannot be used stops the start
+with exit code 2 and the reason in `paths.local_runtime_error_file()`.
 """
 
 from __future__ import annotations
@@ -26,9 +31,10 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from edl import paths
+from edl.local.state.store import LakeState, LoadReport, LocalStateError, has_lake
 from edl.local.wsgi import ServerThread
 
 LOOPBACK = "127.0.0.1"
@@ -43,7 +49,8 @@ log = logging.getLogger("edl.local.runtime")
 
 @dataclass(frozen=True)
 class LocalFiles:
-    """The local cloud's files in the EDL home. All but the log live only while it runs."""
+    """The local cloud's files in the EDL home. The pid, ready and state files live only while
+    it runs; the log stays, and so do the profiles while their lake is kept."""
 
     pid: Path
     log: Path
@@ -72,10 +79,13 @@ class LocalFiles:
         return self.pid.parent
 
     def remove_session_files(self) -> None:
-        """Remove what describes a running lake; its keys died with moto's memory. The log stays."""
+        """Remove what describes a running lake. The log stays, and so do the users' profiles
+        while the lake they belong to is kept (`edl.local.state`): their keys are in it."""
+        kept = has_lake(paths.local_state_dir())
         for path in (self.state, self.credentials, self.aws_config, self.control_secret,
                      self.ready, self.pid):
-            path.unlink(missing_ok=True)
+            if not (kept and path in (self.credentials, self.aws_config)):
+                path.unlink(missing_ok=True)
 
     def read_pid(self) -> int | None:
         try:
@@ -112,12 +122,14 @@ class MotoService:
     name = "aws"
 
     def __init__(self, port: int, host: str = LOOPBACK, account_id: str | None = None,
-                 secret_file: Path | None = None) -> None:
+                 secret_file: Path | None = None, state: LakeState | None = None) -> None:
         self.host = host
         self.port = port
         self.account_id = account_id or os.environ.get("MOTO_ACCOUNT_ID", "123456789012")
         self.secret_file = secret_file
         self.secret = ""
+        self.state = state  # None: an ephemeral lake, in memory only
+        self.load_report: LoadReport | None = None
         self._server: ServerThread | None = None
 
     @property
@@ -151,9 +163,13 @@ class MotoService:
                 return AssumeRoleGuard(app)
             return app
 
+        moto_app: Any = DomainDispatcherApplication(backend_app)
+        if self.state is not None:  # the saved lake is loaded before the port opens
+            self.load_report = self.state.load(moto_app)
+            moto_app = self.state.wrap(moto_app)
         keys = MotoKeyStore(self.account_id)
         # moto cannot authenticate presigned URLs under IAM enforcement; the shim does it.
-        app = PresignedUrls(CopySourceCheck(DomainDispatcherApplication(backend_app), keys), keys)
+        app = PresignedUrls(CopySourceCheck(moto_app, keys), keys)
         app = CurrentSessionsOnly(app)
         # Binds now, so a taken port fails here rather than in the serving thread.
         self._server = ServerThread("moto", LoopbackOnly(app, lambda: self.port), self.host,
@@ -172,10 +188,13 @@ class MotoService:
         if self._server is not None:
             self._server.stop()
             self._server = None
+        if self.state is not None:
+            self.state.close()
+            self.state = None
 
 
-def default_services(port: int, instance_name: str = "local",
-                     api_port: int | None = None) -> list[Service]:
+def default_services(port: int, instance_name: str = "local", api_port: int | None = None,
+                     state: LakeState | None = None) -> list[Service]:
     """The services of `edl local start`, in start order: the AWS endpoint on `port`, the REST
     API on `api_port` (default `port + 1`, or any free port if that one is taken) and the job
     runner, whose status the API serves."""
@@ -193,7 +212,7 @@ def default_services(port: int, instance_name: str = "local",
                      extra_routes={JOBS_STATUS_PATH: jobs.status})
     jobs.status_url = lambda: f"{api.base_url}{JOBS_STATUS_PATH}"  # known once api listens
     aws = MotoService(port, account_id=instance.account_id,
-                      secret_file=paths.local_control_secret_file())
+                      secret_file=paths.local_control_secret_file(), state=state)
     return [aws, api, jobs]
 
 
@@ -266,13 +285,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--api-port", type=int, default=None,
                         help="port of the REST API (default: --port + 1)")
     parser.add_argument("--instance", default="local", help="the local instance it serves")
+    parser.add_argument("--state", type=Path, default=None,
+                        help="the lake's state folder (default: the EDL home's)")
+    parser.add_argument("--ephemeral", action="store_true", help="keep the lake in memory only")
     args = parser.parse_args(argv)
     for name in _CALLER_VARIABLES:
         os.environ.pop(name, None)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     # One line per request would make the log grow without bound during a long session.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    return LocalRuntime(default_services(args.port, args.instance, args.api_port)).run()
+    try:
+        state = None if args.ephemeral else LakeState.open(args.state or paths.local_state_dir())
+    except LocalStateError as exc:
+        return _refuse_to_start(exc)
+    runtime = LocalRuntime(default_services(args.port, args.instance, args.api_port, state))
+    try:
+        return runtime.run()
+    except LocalStateError as exc:  # the saved lake could not be loaded
+        return _refuse_to_start(exc)
+
+
+def _refuse_to_start(error: LocalStateError) -> int:
+    """Leave the reason where `edl local start` shows it, and exit non-zero."""
+    log.error("runtime - %s", error)
+    paths.local_runtime_error_file().write_text(json.dumps(
+        {"pid": os.getpid(), "message": error.message, "hint": error.hint}))
+    return 2
 
 
 if __name__ == "__main__":

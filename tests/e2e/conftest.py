@@ -47,7 +47,8 @@ def _session_local_cloud(tmp_path_factory, local_instance):
         mp.setenv("AWS_CONFIG_FILE", str(no_aws / "config"))
         mp.setenv("AWS_SHARED_CREDENTIALS_FILE", str(no_aws / "credentials"))
         try:
-            status = control.start(local_instance, port=port)
+            # Persistence is not what the shared cloud is for (test_local_state_e2e.py tests it).
+            status = control.start(local_instance, port=port, ephemeral=True)
             yield LocalCloud(home, port, local_instance, status)
         finally:
             mp.setenv("EDL_HOME", str(home))  # tests' monkeypatching is undone by now; be sure
@@ -59,6 +60,11 @@ def local_cloud(_session_local_cloud, edl_home, monkeypatch) -> LocalCloud:
     """The session's running local cloud, with this test's `EDL_HOME` pointing at it."""
     monkeypatch.setenv("EDL_HOME", str(_session_local_cloud.home))
     return _session_local_cloud
+
+
+@pytest.fixture
+def free_port_number() -> int:
+    return free_port()
 
 
 @pytest.fixture

@@ -31,6 +31,10 @@ def _wait_for(predicate, timeout: float = 10.0) -> bool:
     return predicate()
 
 
+# What outlives the runtime: the lake (`state/`) and its users' profiles, whose keys are in it.
+KEPT = ["config", "credentials", "state"]
+
+
 def _session_files() -> list[str]:
     folder = paths.local_dir()
     return sorted(p.name for p in folder.iterdir() if p.name != "runtime.log")
@@ -149,9 +153,9 @@ def test_stop_removes_the_files_and_frees_the_port(local_instance, stop_local_cl
     port = free_port()
     control.start(local_instance, port=port)
     assert _session_files() == ["config", "control-secret", "credentials", "runtime.json",
-                                "runtime.pid", "state.json"]
+                                "runtime.pid", "state", "state.json"]
     assert control.stop() is True
-    assert _session_files() == []
+    assert _session_files() == KEPT
     assert control.port_is_free(port)
     assert control.status() == control.LocalStatus(False, None, None, {}, None, ())
     assert control.stop() is False
@@ -162,7 +166,7 @@ def test_stop_removes_the_files_and_frees_the_port(local_instance, stop_local_cl
 def test_the_runtime_cleans_up_after_itself_on_sigterm(local_instance, stop_local_cloud):
     status = control.start(local_instance, port=free_port())
     os.kill(status.pid, signal.SIGTERM)
-    assert _wait_for(lambda: _session_files() == [])
+    assert _wait_for(lambda: _session_files() == KEPT)
     assert _wait_for(lambda: "runtime - stopped" in (paths.local_dir() / "runtime.log").read_text())
 
 
@@ -173,7 +177,7 @@ def test_status_cleans_up_after_a_killed_runtime(local_instance, stop_local_clou
     # Reported stopped once the process is gone (not merely silent), and its files removed.
     assert _wait_for(lambda: control.status().pid is None)
     assert not control.status().running
-    assert _session_files() == []
+    assert _session_files() == KEPT
     assert _wait_for(lambda: control.port_is_free(port))
 
 
