@@ -111,8 +111,11 @@ def test_the_control_api_refuses_a_caller_without_the_secret(front, method, path
 
 def test_the_control_api_answers_the_runtimes_own_calls(front):
     service, alice, _arn = front
-    dump = json.loads(call_control_api(service.url, "data.json", service.secret))
-    assert alice.access_key in json.dumps(dump)
+    # moto's own config, which the runtime sets at start (lambda never runs in docker here);
+    # `data.json` would do too, but moto cannot serialise some backends once a kept lake's
+    # reducers are installed in the same process (a test of the state package does that)
+    config = json.loads(call_control_api(service.url, "config", service.secret))
+    assert config["lambda"]["use_docker"] is False
 
 
 def test_the_secret_is_private_and_new_at_every_start(front, tmp_path):
@@ -123,7 +126,7 @@ def test_the_secret_is_private_and_new_at_every_start(front, tmp_path):
     other.start()
     try:
         assert other.secret and other.secret != service.secret
-        response = requests.get(f"{other.url}/moto-api/data.json", timeout=10,
+        response = requests.get(f"{other.url}/moto-api/config", timeout=10,
                                 headers={SECRET_HEADER: service.secret})
         assert response.status_code == 403
     finally:
@@ -137,7 +140,7 @@ def test_the_secret_is_private_and_new_at_every_start(front, tmp_path):
 def test_a_request_for_another_host_is_refused(front, host):
     """DNS rebinding: a page whose own name resolves to 127.0.0.1 sends its own name as Host."""
     service, _alice, _arn = front
-    response = requests.get(f"{service.url}/moto-api/data.json", timeout=10, headers={
+    response = requests.get(f"{service.url}/moto-api/config", timeout=10, headers={
         "Host": host.format(port=service.port), SECRET_HEADER: service.secret})
     assert response.status_code == 403
     assert b"ForbiddenHost" in response.content and b"AKIA" not in response.content
@@ -146,9 +149,9 @@ def test_a_request_for_another_host_is_refused(front, host):
 @pytest.mark.parametrize("host", ["127.0.0.1:{port}", "localhost:{port}"])
 def test_the_loopback_names_are_served(front, host):
     service, _alice, _arn = front
-    response = requests.get(f"{service.url}/moto-api/data.json", timeout=10, headers={
+    response = requests.get(f"{service.url}/moto-api/config", timeout=10, headers={
         "Host": host.format(port=service.port), SECRET_HEADER: service.secret})
-    assert response.status_code == 200
+    assert response.ok, response.status_code  # moto answers its config with 201
 
 
 def test_no_origin_is_granted_cors(front):
@@ -161,13 +164,13 @@ def test_no_origin_is_granted_cors(front):
         data=b"Action=GetCallerIdentity&Version=2011-06-15")
     SigV4Auth(alice, "sts", REGION).add_auth(signed)
     responses = [
-        requests.options(f"{service.url}/moto-api/data.json", timeout=10, headers={
+        requests.options(f"{service.url}/moto-api/config", timeout=10, headers={
             **control, "Access-Control-Request-Method": "GET"}),
-        requests.get(f"{service.url}/moto-api/data.json", headers=control, timeout=10),
+        requests.get(f"{service.url}/moto-api/config", headers=control, timeout=10),
         requests.post(signed.url, data=signed.body, headers=dict(signed.headers), timeout=10),
     ]
     for response in responses:
-        assert response.status_code == 200
+        assert response.ok, response.status_code
         assert not [h for h in response.headers if h.lower().startswith("access-control-")]
 
 
