@@ -16,8 +16,15 @@ import traceback
 from pathlib import Path
 
 from bench import api_bench, deploy, ingest_bench, local_state, sceptre_compare, validate
-from bench._common import (LOAD_AT_START, REPO, BenchError, Line, check_tools, take_snapshot,
-                           write_results)
+from bench._common import (
+    LOAD_AT_START,
+    REPO,
+    BenchError,
+    Line,
+    check_tools,
+    take_snapshot,
+    write_results,
+)
 
 GROUPS = {
     "deploy": (deploy.measure, "an unchanged deploy-core vs the first, and its change sets"),

@@ -151,7 +151,7 @@ class LocalCloud:
         self.warm_ups: list[float] = []  # seconds of each warm_up(): what a cold moto costs
         self._saved_home: str | None = None
 
-    def __enter__(self) -> "LocalCloud":
+    def __enter__(self) -> LocalCloud:
         self._saved_home = os.environ.get("EDL_HOME")
         os.environ["EDL_HOME"] = str(self.home)  # edl.local.control and edl.aws read it per call
         return self

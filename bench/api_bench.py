@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench._common import (BIN, EDL, LOCAL, BenchError, Line, LocalCloud, log, median, run)
+from bench._common import BIN, EDL, LOCAL, BenchError, Line, LocalCloud, log, median, run
 
 GROUP = "api"
 DATASETS = 1_000

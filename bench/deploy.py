@@ -30,8 +30,19 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench._common import (EDL, LOCAL, BenchError, Line, LocalCloud, check_core_deployed,
-                           core_stack_names, log, median, run, source_digest)
+from bench._common import (
+    EDL,
+    LOCAL,
+    BenchError,
+    Line,
+    LocalCloud,
+    check_core_deployed,
+    core_stack_names,
+    log,
+    median,
+    run,
+    source_digest,
+)
 
 GROUP = "deploy"
 TARGET_RATIO = 0.25

@@ -46,8 +46,20 @@ from typing import Any
 
 import yaml
 
-from bench._common import (BENCH_DIR, EDL, LOCAL, STACK_PREFIX, BenchError, Line, LocalCloud,
-                           check_core_deployed, log, median, run, source_digest)
+from bench._common import (
+    BENCH_DIR,
+    EDL,
+    LOCAL,
+    STACK_PREFIX,
+    BenchError,
+    Line,
+    LocalCloud,
+    check_core_deployed,
+    log,
+    median,
+    run,
+    source_digest,
+)
 
 GROUP = "sceptre"
 TARGET_RATIO = 0.5

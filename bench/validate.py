@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench._common import (CFN_LINT, EDL, LOCAL, Line, clean_env, log, median, run)
+from bench._common import CFN_LINT, EDL, LOCAL, Line, clean_env, log, median, run
 
 GROUP = "validate"
 TARGET_RATIO = 1.5

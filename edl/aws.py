@@ -65,7 +65,7 @@ class Identity:
     profile: str | None = None
 
     @classmethod
-    def from_environment(cls, profile: str | None = None) -> "Identity":
+    def from_environment(cls, profile: str | None = None) -> Identity:
         return cls(profile or os.environ.get("AWS_PROFILE") or None)
 
 

@@ -103,7 +103,7 @@ class ApiClient:
     # -- building one ---------------------------------------------------------------------------
 
     @classmethod
-    def for_instance(cls, instance_name: str, profile: str | None = None) -> "ApiClient":
+    def for_instance(cls, instance_name: str, profile: str | None = None) -> ApiClient:
         """The client of an instance's API, as the caller named by `profile` (or the AWS
         environment): the URL from the local state file or from the REST API stack."""
         location = api_location(instance_name, profile)

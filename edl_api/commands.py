@@ -126,7 +126,7 @@ class _UploadView:
         self.ui = ui
         self._progress: Progress | None = None
 
-    def __enter__(self) -> "_UploadView":
+    def __enter__(self) -> _UploadView:
         return self
 
     def start(self, path: Path, total: int) -> Callable[[int], None] | None:
@@ -153,7 +153,7 @@ class _JobView:
         self._status = None
         self._last = ""
 
-    def __enter__(self) -> "_JobView":
+    def __enter__(self) -> _JobView:
         if self.ui.err.is_terminal:
             self._status = self.ui.err.status("waiting for the job")
             self._status.start()

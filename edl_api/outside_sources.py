@@ -60,7 +60,7 @@ class OutsideSources:
     lake_bucket_prefix: str
 
     @classmethod
-    def for_instance(cls, instance_name: str, profile: str | None = None) -> "OutsideSources":
+    def for_instance(cls, instance_name: str, profile: str | None = None) -> OutsideSources:
         """As the caller named by `profile` (or the AWS environment), the way the API client
         signs: the same session factory, and the local cloud's endpoint on `local`."""
         config = get_config()

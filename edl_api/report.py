@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from rich.markup import escape
@@ -53,7 +53,7 @@ def when(value: Any) -> str:
     if value in (None, ""):
         return ""
     try:
-        moment = datetime.fromtimestamp(float(value), tz=timezone.utc)
+        moment = datetime.fromtimestamp(float(value), tz=UTC)
     except (TypeError, ValueError):
         try:
             moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))

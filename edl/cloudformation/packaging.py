@@ -38,7 +38,7 @@ class Package:
     sha256: str
 
     @classmethod
-    def of(cls, data: bytes) -> "Package":
+    def of(cls, data: bytes) -> Package:
         return cls(data, hashlib.sha256(data).hexdigest())
 
     @property

@@ -33,10 +33,11 @@ import os
 import tempfile
 import threading
 import traceback
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 import yaml
@@ -103,7 +104,7 @@ def render_template(name: str, context: Mapping[str, Any]) -> RenderedTemplate:
         raise TemplateError(f"{exc.name or name} line {exc.lineno}: {exc.message}") from exc
     try:
         body = template.render(**context)
-    except Exception as exc:  # noqa: BLE001 - any failure inside a template is the template's
+    except Exception as exc:
         message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
         hint = None
         if isinstance(exc, jinja2.UndefinedError):
@@ -152,7 +153,7 @@ def parse_template(body: str, name: str = "template") -> dict:
     reads them (`{"Ref": …}`, `{"Fn::Sub": …}`). Cheap: no cfn-lint, so reading a deployed
     stack's outputs costs no linter start-up."""
     try:
-        template = yaml.load(body, Loader=_CfnLoader)  # noqa: S506 (a safe loader plus tags)
+        template = yaml.load(body, Loader=_CfnLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""

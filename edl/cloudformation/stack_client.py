@@ -25,7 +25,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError, WaiterError
@@ -242,7 +242,7 @@ class StackClient:
             current = None
         change_type = "CREATE" if current is None or current.status == "REVIEW_IN_PROGRESS" \
             else "UPDATE"
-        since = datetime.now(timezone.utc)
+        since = datetime.now(UTC)
         change_set_id = self._create_change_set(name, change_type, body, parameters, tags or {})
         if change_set_id is None:
             return DeployResult(name, False, current.status if current else "", self.clock() - started)
@@ -310,7 +310,7 @@ class StackClient:
 
     def delete(self, name: str) -> None:
         """Delete a stack and wait until it is gone."""
-        since = datetime.now(timezone.utc)
+        since = datetime.now(UTC)
         self._call(name, "DeleteStack", self.cfn.delete_stack, StackName=name)
         self._wait_for_stack(name, since, deleting=True)
 

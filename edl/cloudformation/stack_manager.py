@@ -29,14 +29,32 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 from botocore.exceptions import ClientError
 
-from edl.cloudformation.plan import (Action, OutputRef, Plan, PlannedStack, StackSpec, fingerprint,
-                                     in_dependency_order)
-from edl.cloudformation.render import (RenderedTemplate, lint_templates, parse_template,
-                                       render_template, template_context)
+from edl.cloudformation.plan import (
+    Action,
+    OutputRef,
+    Plan,
+    PlannedStack,
+    StackSpec,
+    fingerprint,
+    in_dependency_order,
+)
+from edl.cloudformation.render import (
+    RenderedTemplate,
+    lint_templates,
+    parse_template,
+    render_template,
+    template_context,
+)
 from edl.cloudformation.replacement import Replacement, retained_replacements
-from edl.cloudformation.stack_client import (FINGERPRINT_PARAMETER, FIRST_CREATE_FAILED,
-                                             STABLE_OK, STUCK, DeployResult, StackClient,
-                                             StackState)
+from edl.cloudformation.stack_client import (
+    FINGERPRINT_PARAMETER,
+    FIRST_CREATE_FAILED,
+    STABLE_OK,
+    STUCK,
+    DeployResult,
+    StackClient,
+    StackState,
+)
 from edl.config import Instance, LakeConfig
 from edl.errors import DeployError
 

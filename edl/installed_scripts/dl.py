@@ -30,7 +30,7 @@ examples:
 
 def _usage() -> str:
     width = max(len(name) for name in COMMANDS)
-    lines = [f"usage: edl COMMAND [options]   (edl COMMAND --help for a command's options)",
+    lines = ["usage: edl COMMAND [options]   (edl COMMAND --help for a command's options)",
              "", "Deploy the Enterprise Data Lake's AWS resources.", "", "commands:"]
     for name, command in COMMANDS.items():
         lines.append(f"  {name.ljust(width)}  {command.summary}")

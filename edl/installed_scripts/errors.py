@@ -7,8 +7,14 @@ An exit code of None marks a bug: the caller prints the traceback.
 
 from __future__ import annotations
 
-from botocore.exceptions import (BotoCoreError, ClientError, EndpointConnectionError,
-                                 NoCredentialsError, NoRegionError, ProfileNotFound)
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    NoRegionError,
+    ProfileNotFound,
+)
 
 from edl.errors import EdlError
 

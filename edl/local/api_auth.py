@@ -20,7 +20,7 @@ import hashlib
 import hmac
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Protocol
 
 from botocore.auth import SigV4Auth
@@ -185,7 +185,7 @@ class SigV4Verifier:
     """Checks a request's SigV4 signature for the API of one region."""
 
     def __init__(self, keys: KeyStore, region: str,
-                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
                  max_skew_seconds: int = MAX_CLOCK_SKEW_SECONDS) -> None:
         self.keys = keys
         self.region = region
@@ -228,7 +228,7 @@ class SigV4Verifier:
             raise AuthError("IncompleteSignatureException",
                             "the request must carry a signed X-Amz-Date header")
         try:
-            when = datetime.strptime(amz_date, _AMZ_DATE_FORMAT).replace(tzinfo=timezone.utc)
+            when = datetime.strptime(amz_date, _AMZ_DATE_FORMAT).replace(tzinfo=UTC)
         except ValueError:
             raise AuthError("IncompleteSignatureException",
                             f"X-Amz-Date {amz_date!r} is not in the form 20260101T120000Z") from None

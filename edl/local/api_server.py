@@ -35,13 +35,20 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
 from edl.api_config import ApiConfig, Endpoint, get_api_config
 from edl.config import Instance
-from edl.local.api_auth import AuthError, Caller, KeyStore, MotoKeyStore, SignedRequest, SigV4Verifier
+from edl.local.api_auth import (
+    AuthError,
+    Caller,
+    KeyStore,
+    MotoKeyStore,
+    SignedRequest,
+    SigV4Verifier,
+)
 from edl.local.loopback import LoopbackOnly, json_error
 from edl.local.wsgi import ServerThread
 
@@ -272,7 +279,7 @@ class ApiApp:
                 "requestId": request_id,
                 "extendedRequestId": request_id,
                 "protocol": request.environ.get("SERVER_PROTOCOL", "HTTP/1.1"),
-                "requestTime": datetime.fromtimestamp(now, timezone.utc).strftime(
+                "requestTime": datetime.fromtimestamp(now, UTC).strftime(
                     "%d/%b/%Y:%H:%M:%S +0000"),
                 "requestTimeEpoch": int(now * 1000),
                 "domainName": request.host,
@@ -303,7 +310,7 @@ class ApiApp:
                 self.prepare_handlers()
             result = handler(event, context)
             status, headers, payload = self._proxy_response(result)
-        except Exception as exc:  # noqa: BLE001 - a failed Lambda is API Gateway's 502
+        except Exception as exc:
             log.exception("api - %s: the handler failed", unit)
             return _error(start_response, 502, "handler_failed",
                           f"the handler of {endpoint.name} failed: {type(exc).__name__}: {exc}",

@@ -179,7 +179,7 @@ class JobRunner:
         self._waiting_reason: str | None = None
 
     @classmethod
-    def for_instance(cls, instance, *, warm_up: bool = True) -> "JobRunner":
+    def for_instance(cls, instance, *, warm_up: bool = True) -> JobRunner:
         """The runner of the local runtime: bookkeeping as the CloudFormation role, jobs as the
         ingest job role."""
         from edl import naming
@@ -361,7 +361,7 @@ class JobRunner:
         try:
             fields = self._ingest(item)
             status = SUCCEEDED
-        except Exception as exc:  # noqa: BLE001 - every failure is the job's outcome
+        except Exception as exc:
             status = FAILED
             fields = {"error": self._reason(exc)}
             update_id = getattr(exc, "update_id", None) or item.get("update_id") or \

@@ -20,7 +20,7 @@ from __future__ import annotations
 import hmac
 import logging
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qsl
 from xml.sax.saxutils import escape
 
@@ -60,7 +60,7 @@ class PresignedUrls:
     """Verifies presigned URLs and passes them on to moto with header authentication."""
 
     def __init__(self, app, keys: KeyStore,
-                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.app = app
         self.keys = keys
         self.clock = clock
@@ -75,7 +75,7 @@ class PresignedUrls:
         try:
             access_key, _date, region, service, _ = params["X-Amz-Credential"].split("/")
             signed_at = datetime.strptime(params["X-Amz-Date"], _AMZ_DATE).replace(
-                tzinfo=timezone.utc)
+                tzinfo=UTC)
             expires = int(params["X-Amz-Expires"])
         except (KeyError, ValueError):
             return _s3_error(start_response, "AuthorizationQueryParametersError",

@@ -61,7 +61,7 @@ class LocalFiles:
     control_secret: Path
 
     @classmethod
-    def current(cls) -> "LocalFiles":
+    def current(cls) -> LocalFiles:
         """The files of the EDL home this process uses (`$EDL_HOME`, see `edl.paths`)."""
         folder = paths.local_dir()
         return cls(

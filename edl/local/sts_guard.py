@@ -211,7 +211,7 @@ class AssumeRoleGuard:
                 return None, None
             role_arn = sts._get_param("RoleArn")
             duration = sts._get_int_param("DurationSeconds", DEFAULT_DURATION_SECONDS)
-        except Exception:  # noqa: BLE001 - fail closed: what is not understood is not let through
+        except Exception:
             log.exception("sts - a request could not be parsed")
             return _invalid("the request could not be read as an STS request"), None
         refusal = check_assume_role(role_arn, duration)

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
 from decimal import Decimal
-from typing import Any, Callable
+from typing import Any
 
 from botocore.exceptions import ClientError
 

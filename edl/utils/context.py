@@ -7,8 +7,8 @@ credentials are handled there); tests build a `LakeContext` directly from moto c
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from edl.config import LakeConfig, get_config
 from edl.errors import UsageError
@@ -38,7 +38,7 @@ class LakeContext:
 
     @classmethod
     def for_instance(cls, instance: str | None = None,
-                     role_arn: str | None = None) -> "LakeContext":
+                     role_arn: str | None = None) -> LakeContext:
         """Clients for `instance`, as the caller or, given `role_arn`, as that role (assumed by
         the caller, with refreshing credentials): on the local cloud the job runner runs the
         ingest job as its role, like Glue does in AWS."""

@@ -28,11 +28,21 @@ from dataclasses import dataclass, replace
 from edl.errors import EdlError
 from edl.utils.context import LakeContext
 from edl.utils.metadata import DatasetRecord
-from edl.utils.schemas import (schema_from_text, schema_to_text, spark_schema, sparkable_schema,
-                               unify_schemas)
+from edl.utils.schemas import (
+    schema_from_text,
+    schema_to_text,
+    spark_schema,
+    sparkable_schema,
+    unify_schemas,
+)
 from edl.utils.staging import part_checksums, read_manifest
-from edl.utils.updates import (COMPLETE, FileRecord, UnknownUpdateError, UpdateRecord,
-                               format_update_id)
+from edl.utils.updates import (
+    COMPLETE,
+    FileRecord,
+    UnknownUpdateError,
+    UpdateRecord,
+    format_update_id,
+)
 
 
 class NoDataError(EdlError):
@@ -108,7 +118,7 @@ def read(spark, dataset: str, *, as_of: str | None = None, instance: str | None 
     return _apply_deltas(reader, record, plan)
 
 
-def _apply_deltas(reader: "_PartsReader", record: DatasetRecord, plan: ReadPlan):
+def _apply_deltas(reader: _PartsReader, record: DatasetRecord, plan: ReadPlan):
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
-from typing import Iterator
+from collections.abc import Iterator
 
 import pyarrow as pa
 from pyspark.sql.datasource import DataSource, DataSourceReader, InputPartition
@@ -49,7 +49,7 @@ class EdlPartsDataSource(DataSource):
     def schema(self) -> StructType:
         return StructType.fromJson(json.loads(self.options["spark_schema"]))
 
-    def reader(self, schema: StructType) -> "EdlPartsReader":
+    def reader(self, schema: StructType) -> EdlPartsReader:
         return EdlPartsReader(dict(self.options))
 
 

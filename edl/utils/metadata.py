@@ -54,7 +54,7 @@ class DatasetRecord:
         return {k: v for k, v in item.items() if v not in (None, "")}
 
     @classmethod
-    def from_item(cls, item: dict[str, Any]) -> "DatasetRecord":
+    def from_item(cls, item: dict[str, Any]) -> DatasetRecord:
         delta = item.get("delta")
         return cls(
             dataset=item["dataset"],

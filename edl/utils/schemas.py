@@ -20,7 +20,7 @@ A schema is stored with each update as base64 Arrow IPC (exact) and as a readabl
 from __future__ import annotations
 
 import base64
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import pyarrow as pa
 import pyarrow.compute as pc

@@ -12,8 +12,8 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 from urllib.parse import urlparse
 
 import boto3
@@ -30,7 +30,7 @@ class S3Access:
 
     @classmethod
     def from_session(cls, session: boto3.Session, region: str, endpoint_url: str | None,
-                     pass_credentials: bool | None = None) -> "S3Access":
+                     pass_credentials: bool | None = None) -> S3Access:
         """Describe `session` for tasks; credentials travel only when asked (default: local)."""
         if pass_credentials is None:
             pass_credentials = endpoint_url is not None

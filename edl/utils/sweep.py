@@ -25,9 +25,9 @@ A failure to repair one update is reported and does not stop the others.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import Callable
+from datetime import UTC, datetime, timedelta
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -37,8 +37,14 @@ from edl.utils.catalog import GlueCatalog
 from edl.utils.context import LakeContext
 from edl.utils.staging import remove_update_files
 from edl.utils.storage import delete_prefix
-from edl.utils.updates import (COMPLETE, FAILED, PENDING, UnknownUpdateError, UpdateRecord,
-                               UpdateStateError)
+from edl.utils.updates import (
+    COMPLETE,
+    FAILED,
+    PENDING,
+    UnknownUpdateError,
+    UpdateRecord,
+    UpdateStateError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +53,7 @@ PENDING_DEADLINE = INGEST_JOB_TIMEOUT + timedelta(minutes=15)
 
 
 def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)

@@ -40,10 +40,11 @@ are invisible. A rerun always allocates a new id.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Callable
+from typing import Any
 
 from botocore.exceptions import ClientError
 
@@ -77,7 +78,7 @@ def format_update_id(seq: int | str) -> str:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,7 @@ class FileRecord:
                 "sha256": self.sha256, "part": self.part, "columns": list(self.columns)}
 
     @classmethod
-    def from_item(cls, item: dict[str, Any]) -> "FileRecord":
+    def from_item(cls, item: dict[str, Any]) -> FileRecord:
         return cls(path=item["path"], format=item["format"], rows=int(item["rows"]),
                    bytes=int(item["bytes"]), sha256=item["sha256"], part=item["part"],
                    columns=tuple({"name": c["name"], "type": c["type"]}
@@ -180,7 +181,7 @@ class UpdateRecord:
         return {k: v for k, v in item.items() if v not in ("", None, [], {})}
 
     @classmethod
-    def from_item(cls, item: dict[str, Any]) -> "UpdateRecord":
+    def from_item(cls, item: dict[str, Any]) -> UpdateRecord:
         arrow_schema = item.get("arrow_schema", "")
         columns = item.get("columns") or (
             describe_schema(schema_from_text(arrow_schema)) if arrow_schema else [])

@@ -34,8 +34,9 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from botocore.config import Config
 
@@ -43,22 +44,56 @@ from edl import naming
 from edl.api_config import ApiConfig, Endpoint, Field, get_api_config
 from edl.config import Instance
 from edl.core_resources.rest_api.access import Caller, authorize, caller_from_event
-from edl.core_resources.rest_api.errors import (ApiError, BadRequest, Conflict, Forbidden,
-                                                MethodNotAllowed, NotFound, PayloadTooLarge,
-                                                Throttled, Unavailable, error_response,
-                                                map_exception, response)
+from edl.core_resources.rest_api.errors import (
+    ApiError,
+    BadRequest,
+    Conflict,
+    Forbidden,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    Throttled,
+    Unavailable,
+    error_response,
+    map_exception,
+    response,
+)
 from edl.core_resources.rest_api.paging import PageTokens, page_token_key_from_ssm
 from edl.errors import NamingError
 from edl.utils.context import LakeContext
 
 # Handlers, the local runtime and tests import these from here: the module is the handlers' one
 # entry to what they share (errors, the caller, authorization and page tokens live beside it).
-__all__ = ["ApiContext", "ApiError", "BadRequest", "Caller", "Conflict", "Forbidden",
-           "MethodNotAllowed", "NotFound", "PageTokens", "PayloadTooLarge", "Request",
-           "S3_PRESIGN_CONFIG", "Throttled", "Unavailable", "api_context", "authorize",
-           "caller_from_event", "endpoint", "error_response", "load_api_config", "map_exception",
-           "module_handler", "page_token_key_from_ssm", "parse_request", "plain", "read_page",
-           "response", "use_api_context"]
+__all__ = [
+    "S3_PRESIGN_CONFIG",
+    "ApiContext",
+    "ApiError",
+    "BadRequest",
+    "Caller",
+    "Conflict",
+    "Forbidden",
+    "MethodNotAllowed",
+    "NotFound",
+    "PageTokens",
+    "PayloadTooLarge",
+    "Request",
+    "Throttled",
+    "Unavailable",
+    "api_context",
+    "authorize",
+    "caller_from_event",
+    "endpoint",
+    "error_response",
+    "load_api_config",
+    "map_exception",
+    "module_handler",
+    "page_token_key_from_ssm",
+    "parse_request",
+    "plain",
+    "read_page",
+    "response",
+    "use_api_context",
+]
 
 log = logging.getLogger("edl.rest_api")
 
@@ -94,7 +129,7 @@ class ApiContext:
         return self.lake.metadata.table("jobs")
 
     @classmethod
-    def from_environment(cls) -> "ApiContext":
+    def from_environment(cls) -> ApiContext:
         """Lambda: the instance from `$EDL_INSTANCE`, AWS through the function's role, and the
         page-token key from the SSM parameter named by `$EDL_PAGE_TOKEN_PARAMETER`."""
         from edl.aws import AwsSessions
@@ -303,7 +338,7 @@ def endpoint(name: str) -> Callable[[Handler], Callable[[dict, Any], dict]]:
             except ApiError as exc:
                 log.info("%s - %d %s: %s", unit, exc.status, exc.code, exc.message)
                 return error_response(exc)
-            except Exception as exc:  # noqa: BLE001 - the one place errors become responses
+            except Exception as exc:
                 mapped = map_exception(exc)
                 if mapped is None:
                     log.exception("%s - internal error", unit)

@@ -7,8 +7,15 @@ from typing import Any
 
 from boto3.dynamodb.conditions import Attr, Key
 
-from edl.core_resources.rest_api.common import (ApiContext, Request, authorize, endpoint,
-                                                module_handler, plain, read_page)
+from edl.core_resources.rest_api.common import (
+    ApiContext,
+    Request,
+    authorize,
+    endpoint,
+    module_handler,
+    plain,
+    read_page,
+)
 from edl.utils.metadata import DatasetRecord
 from edl.utils.updates import COMPLETE, format_update_id
 

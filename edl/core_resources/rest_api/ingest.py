@@ -30,19 +30,26 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote, urlparse
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from edl import naming
-from edl.naming import ingest_job_name
 from edl.core_resources.pipelines.ingest.errors import IngestError
 from edl.core_resources.pipelines.ingest.formats import FormatOptions
-from edl.core_resources.rest_api.common import (ApiContext, BadRequest, Forbidden,
-                                                Request, Unavailable, authorize, endpoint,
-                                                module_handler)
+from edl.core_resources.rest_api.common import (
+    ApiContext,
+    BadRequest,
+    Forbidden,
+    Request,
+    Unavailable,
+    authorize,
+    endpoint,
+    module_handler,
+)
+from edl.naming import ingest_job_name
 from edl.utils.metadata import DatasetRecord
 
 log = logging.getLogger("edl.rest_api.ingest")
@@ -53,7 +60,7 @@ _FILENAME_RE = re.compile(r"[A-Za-z0-9 ._()+,=@-]{1,200}")
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 # -- uploads ----------------------------------------------------------------------------------

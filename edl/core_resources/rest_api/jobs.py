@@ -12,8 +12,15 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from edl.core_resources.rest_api.common import (ApiContext, NotFound, Request, authorize,
-                                                endpoint, module_handler, plain)
+from edl.core_resources.rest_api.common import (
+    ApiContext,
+    NotFound,
+    Request,
+    authorize,
+    endpoint,
+    module_handler,
+    plain,
+)
 from edl.naming import ingest_job_name
 
 _FIELDS = ("job_id", "type", "dataset", "update_id", "status", "requested_by", "created_at",

@@ -14,8 +14,15 @@ from typing import Any
 from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import BotoCoreError, ClientError
 
-from edl.core_resources.rest_api.common import (ApiContext, Request, authorize, endpoint,
-                                                module_handler, plain, read_page)
+from edl.core_resources.rest_api.common import (
+    ApiContext,
+    Request,
+    authorize,
+    endpoint,
+    module_handler,
+    plain,
+    read_page,
+)
 from edl.utils.staging import ChecksumMismatchError, manifest_files, read_manifest
 from edl.utils.updates import COMPLETE, UpdateRecord, format_update_id
 

@@ -3,7 +3,6 @@
 import sys
 import time
 from dataclasses import dataclass, field, replace
-from typing import List, Optional
 
 from rich.markup import escape
 
@@ -39,7 +38,7 @@ Asks for the instance name first; for a non-local instance only the typed name o
 
 @dataclass(kw_only=True)
 class ReplaceOptions:
-    allow_replace: List[str] = field(default_factory=list, metadata={
+    allow_replace: list[str] = field(default_factory=list, metadata={
         "args": ["--allow-replace"], "nargs": "+", "type": str, "extend": True,
         "metavar": "STACK.RESOURCE",
         "help": "let the deploy replace this retained resource (data) that `edl plan` lists; "
@@ -58,12 +57,12 @@ class DeployDatasetOptions(ReplaceOptions, CommonOptions):
                                 "choices": naming.TIERS})
     owner: str = field(metadata={"help": "the dataset's owner (a user name)"})
     description: str = field(default="", metadata={"help": "what the dataset holds"})
-    key: List[str] = field(default_factory=list, metadata={
+    key: list[str] = field(default_factory=list, metadata={
         "args": ["--key"], "nargs": "+", "type": str, "extend": True,
         "help": "a key column of the delta convention (repeat for several)"})
-    op_column: Optional[str] = field(default=None, metadata={
+    op_column: str | None = field(default=None, metadata={
         "help": "the delta column that says what happened to a row"})
-    delete_marker: Optional[str] = field(default=None, metadata={
+    delete_marker: str | None = field(default=None, metadata={
         "help": "the op-column value that marks a deleted row"})
 
 
@@ -76,7 +75,7 @@ class StatusOptions(CommonOptions):
 class DestroyOptions(CommonOptions):
     yes: bool = field(default=False, metadata={
         "help": "do not ask for confirmation (the local instance only)"})
-    confirm: Optional[str] = field(default=None, metadata={
+    confirm: str | None = field(default=None, metadata={
         "metavar": "INSTANCE", "help": "confirm by naming the instance to destroy"})
     delete_data: bool = field(default=False, metadata={
         "help": "also empty and delete the data, drop and log buckets, schedule the KMS keys "
@@ -104,7 +103,7 @@ def _show_plan(ui: UI, plan: Plan) -> None:
                       for a, n in counts.items() if n))
 
 
-def _execute(ui: UI, factory: Factory, plan: Plan, allow_replace: List[str]) -> None:
+def _execute(ui: UI, factory: Factory, plan: Plan, allow_replace: list[str]) -> None:
     if not plan.changes and not allow_replace:
         ui.success(f"{plan.title}: up to date ({len(plan.stacks)} stacks unchanged)")
         return

@@ -4,12 +4,15 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 from edl.cloudformation.components.core import core_stacks
 from edl.cloudformation.components.dataset import dataset_stacks
-from edl.cloudformation.render import (lint_templates, render_template, template_context,
-                                       template_names)
+from edl.cloudformation.render import (
+    lint_templates,
+    render_template,
+    template_context,
+    template_names,
+)
 from edl.config import get_config
 from edl.installed_scripts.commands.options import CommonOptions
 from edl.ui import UI
@@ -20,10 +23,10 @@ _SAMPLE_DATASET = ("example_dataset", "internal")
 
 @dataclass
 class RenderOptions(CommonOptions):
-    out: Optional[str] = field(default=None, metadata={
+    out: str | None = field(default=None, metadata={
         "help": "write one <stack>.yaml and <stack>.parameters.json per stack into this folder "
                 "(default: print each template once to stdout)"})
-    dataset: Optional[str] = field(default=None, metadata={
+    dataset: str | None = field(default=None, metadata={
         "help": "also render this dataset's stack (with --tier)"})
     tier: str = field(default="internal", metadata={"help": "the dataset's tier"})
 

@@ -15,7 +15,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from edl import naming
 from edl.config import get_config
-from edl.core_resources.pipelines.ingest.archives import GiB, MiB, ArchiveLimits
+from edl.core_resources.pipelines.ingest.archives import ArchiveLimits, GiB, MiB
 from edl.core_resources.pipelines.ingest.formats import FORMAT_NAMES, FormatOptions
 from edl.core_resources.pipelines.ingest.job import IngestJob, IngestRequest
 from edl.errors import EdlError

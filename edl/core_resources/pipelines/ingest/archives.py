@@ -43,15 +43,25 @@ import tarfile
 import tempfile
 import zipfile
 import zlib
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import BinaryIO, Callable, Protocol
+from typing import BinaryIO, Protocol
 
-from edl.core_resources.pipelines.ingest.errors import (ArchiveBombError, CorruptArchiveError,
-                                                        DuplicatePathError, EmptyFileError,
-                                                        UnsafeArchivePathError)
-from edl.core_resources.pipelines.ingest.limits import (GiB, MiB, ArchiveLimits, size_text,
-                                                        zip_bomb_check)
+from edl.core_resources.pipelines.ingest.errors import (
+    ArchiveBombError,
+    CorruptArchiveError,
+    DuplicatePathError,
+    EmptyFileError,
+    UnsafeArchivePathError,
+)
+from edl.core_resources.pipelines.ingest.limits import (
+    ArchiveLimits,
+    GiB,
+    MiB,
+    size_text,
+    zip_bomb_check,
+)
 
 __all__ = ["ArchiveLimits", "GiB", "LocalSink", "MiB", "RawFile", "Unpacker", "archive_kind",
            "safe_member_path"]

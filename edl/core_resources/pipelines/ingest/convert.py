@@ -23,17 +23,21 @@ import csv as pycsv
 import io
 import re
 import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
-from typing import BinaryIO, Callable, Iterator
+from typing import BinaryIO
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
-from edl.core_resources.pipelines.ingest.errors import (EmptyFileError, EncodingError,
-                                                        MalformedFileError)
+from edl.core_resources.pipelines.ingest.errors import (
+    EmptyFileError,
+    EncodingError,
+    MalformedFileError,
+)
 from edl.core_resources.pipelines.ingest.formats import FormatOptions
 from edl.core_resources.pipelines.ingest.limits import ArchiveLimits, size_text, zip_bomb_check
 from edl.utils.schemas import check_column_names, unify_schemas, widen_type

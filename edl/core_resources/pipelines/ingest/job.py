@@ -41,8 +41,11 @@ from functools import partial
 from edl import naming
 from edl.core_resources.pipelines.ingest import tasks
 from edl.core_resources.pipelines.ingest.archives import ArchiveLimits, RawFile, Unpacker
-from edl.core_resources.pipelines.ingest.errors import (DeltaKeyError, DuplicatePathError,
-                                                        IngestError)
+from edl.core_resources.pipelines.ingest.errors import (
+    DeltaKeyError,
+    DuplicatePathError,
+    IngestError,
+)
 from edl.core_resources.pipelines.ingest.formats import FormatOptions
 from edl.core_resources.pipelines.ingest.limits import check_update_totals
 from edl.core_resources.pipelines.ingest.sources import parse_source
@@ -50,12 +53,23 @@ from edl.errors import EdlError
 from edl.utils.catalog import GlueCatalog
 from edl.utils.context import LakeContext
 from edl.utils.metadata import DatasetRecord
-from edl.utils.schemas import (SchemaConflictError, describe_schema, schema_from_text,
-                               schema_to_text, unify_schemas)
+from edl.utils.schemas import (
+    SchemaConflictError,
+    describe_schema,
+    schema_from_text,
+    schema_to_text,
+    unify_schemas,
+)
 from edl.utils.staging import StagedFile, promote, remove_update_files, write_manifest
 from edl.utils.storage import S3Access, delete_prefix
-from edl.utils.updates import (COMPLETE, FAILED, FileRecord, UpdateRecord, UpdateStateError,
-                               part_name)
+from edl.utils.updates import (
+    COMPLETE,
+    FAILED,
+    FileRecord,
+    UpdateRecord,
+    UpdateStateError,
+    part_name,
+)
 
 log = logging.getLogger(__name__)
 

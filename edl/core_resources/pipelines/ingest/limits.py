@@ -11,8 +11,8 @@ over a zip's declared entry sizes, for the unpacker and for readers that open a 
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from edl.core_resources.pipelines.ingest.errors import ArchiveBombError
 

@@ -339,7 +339,6 @@ class SftpSource:
 
     @contextmanager
     def open(self, file: SourceFile) -> Iterator[BinaryIO]:
-        with self._session() as sftp:
-            with sftp.open(file.locator, "rb") as handle:
-                handle.prefetch(file.size)
-                yield handle
+        with self._session() as sftp, sftp.open(file.locator, "rb") as handle:
+            handle.prefetch(file.size)
+            yield handle

@@ -20,17 +20,21 @@ error with its message intact. Anything else raises and Spark retries it as usua
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, BinaryIO, Callable
+from typing import Any, BinaryIO
 
-from edl.core_resources.pipelines.ingest.archives import (ArchiveLimits, RawFile, Unpacker,
-                                                          archive_kind)
+from edl.core_resources.pipelines.ingest.archives import (
+    ArchiveLimits,
+    RawFile,
+    Unpacker,
+    archive_kind,
+)
 from edl.core_resources.pipelines.ingest.convert import convert_file
 from edl.core_resources.pipelines.ingest.errors import IngestError
 from edl.core_resources.pipelines.ingest.formats import FormatOptions
 from edl.core_resources.pipelines.ingest.sources import S3Source, SourceFile
-from edl.utils.schemas import (SchemaConflictError, conform_batch, schema_from_text,
-                               schema_to_text)
+from edl.utils.schemas import SchemaConflictError, conform_batch, schema_from_text, schema_to_text
 from edl.utils.storage import S3Access, copy_object
 
 MiB = 1 << 20
@@ -124,7 +128,7 @@ class HashingReader:
     def close(self) -> None:
         self._stream.close()
 
-    def __enter__(self) -> "HashingReader":
+    def __enter__(self) -> HashingReader:
         return self
 
     def __exit__(self, *exc) -> None:
