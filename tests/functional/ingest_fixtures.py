@@ -160,7 +160,7 @@ def _self_signed(folder: Path) -> tuple[Path, Path]:
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
+    now = datetime.datetime.now(datetime.timezone.utc)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(minutes=5))
@@ -266,7 +266,7 @@ def sftp_server(root: Path):
         while not stop.is_set():
             try:
                 conn, _ = listener.accept()
-            except (TimeoutError, OSError):
+            except (socket.timeout, OSError):
                 continue
             transport = paramiko.Transport(conn)
             transport.add_server_key(host_key)
@@ -286,20 +286,6 @@ def sftp_server(root: Path):
         listener.close()
 
 
-__all__ = [
-    "DATASET",
-    "INSTANCE",
-    "REGION",
-    "SFTP_PASSWORD",
-    "SFTP_USER",
-    "TIER",
-    "LocalLake",
-    "create_metadata_tables",
-    "gzip_bytes",
-    "https_server",
-    "ingest",
-    "lake",
-    "moto_server",
-    "sftp_server",
-    "zip_bytes",
-]
+__all__ = ["moto_server", "lake", "LocalLake", "zip_bytes", "gzip_bytes", "ingest",
+           "create_metadata_tables", "DATASET", "INSTANCE", "REGION", "TIER", "https_server",
+           "sftp_server", "SFTP_USER", "SFTP_PASSWORD"]

@@ -9,8 +9,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from edl.utils.commit_lock import COMMIT_LEASE_SECONDS
 from edl.utils.metadata import DatasetRecord, MetadataStore, UnknownDatasetError
+from edl.utils.commit_lock import COMMIT_LEASE_SECONDS
 from edl.utils.updates import COMPLETE, FAILED, PENDING, UpdateStateError, UpdateStore
 from tests.functional.ingest_fixtures import create_metadata_tables
 

@@ -189,7 +189,7 @@ def test_a_role_that_does_not_exist_cannot_be_assumed(front):
 def test_a_role_is_found_by_its_exact_arn(front):
     service, alice, _arn = front
     for arn in (f"arn:aws:iam::{ACCOUNT}:role/some/path/reader",
-                "arn:aws:iam::210987654321:role/reader"):
+                f"arn:aws:iam::210987654321:role/reader"):
         with pytest.raises(ClientError) as refused:
             sts(service.url, alice).assume_role(RoleArn=arn, RoleSessionName="session")
         assert refused.value.response["Error"]["Code"] == "AccessDenied"

@@ -16,8 +16,8 @@ from moto import mock_aws
 from edl import naming
 from edl.api_config import get_api_config
 from edl.cloudformation.components.rest_api import handler_package, rest_api_stacks
-from edl.cloudformation.plan import OutputRef
 from edl.cloudformation.render import render_template, template_context
+from edl.cloudformation.plan import OutputRef
 from edl.config import load_config
 
 CONFIG = load_config()

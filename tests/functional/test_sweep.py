@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 from edl.utils import lake as lakeapi
 from edl.utils.sweep import PENDING_DEADLINE, Sweeper
@@ -13,7 +13,7 @@ STAGING = f"_edl_staging/{DATASET}/"
 
 
 def later(delta: timedelta):
-    return lambda: datetime.now(UTC) + delta
+    return lambda: datetime.now(timezone.utc) + delta
 
 
 def stage(lake, update_id: str) -> None:

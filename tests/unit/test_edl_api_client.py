@@ -377,7 +377,7 @@ class FakeS3:
     def _error(code: str, operation: str) -> ClientError:
         return ClientError({"Error": {"Code": code, "Message": code}}, operation)
 
-    def head_object(self, Bucket, Key):
+    def head_object(self, Bucket, Key):  # noqa: N803
         self.calls.append(("head_object", Bucket, Key))
         if Key in self.denied:
             raise self._error("403", "HeadObject")
@@ -385,7 +385,7 @@ class FakeS3:
             raise self._error("404", "HeadObject")
         return {"ContentLength": len(self.objects[Key])}
 
-    def get_object(self, Bucket, Key):
+    def get_object(self, Bucket, Key):  # noqa: N803
         self.calls.append(("get_object", Bucket, Key))
         if Key in self.denied:
             raise self._error("AccessDenied", "GetObject")
@@ -396,7 +396,7 @@ class FakeS3:
         fake = self
 
         class Paginator:
-            def paginate(self, Bucket, Prefix):
+            def paginate(self, Bucket, Prefix):  # noqa: N803
                 fake.calls.append(("list_objects_v2", Bucket, Prefix))
                 keys = sorted(k for k in fake.objects if k.startswith(Prefix))
                 yield {"Contents": [{"Key": k, "Size": len(fake.objects[k])} for k in keys]}

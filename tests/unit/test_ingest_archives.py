@@ -11,20 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from edl.core_resources.pipelines.ingest.archives import (
-    ArchiveLimits,
-    LocalSink,
-    Unpacker,
-    safe_member_path,
-)
-from edl.core_resources.pipelines.ingest.errors import (
-    ArchiveBombError,
-    CorruptArchiveError,
-    DuplicatePathError,
-    EmptyFileError,
-    UnsafeArchivePathError,
-)
+from edl.core_resources.pipelines.ingest.archives import (ArchiveLimits, LocalSink, Unpacker,
+                                                          safe_member_path)
 from edl.core_resources.pipelines.ingest.limits import GiB, MiB, check_update_totals
+from edl.core_resources.pipelines.ingest.errors import (ArchiveBombError, CorruptArchiveError,
+                                                        DuplicatePathError, EmptyFileError,
+                                                        UnsafeArchivePathError)
 
 
 def make_zip(members: dict[str, bytes]) -> bytes:

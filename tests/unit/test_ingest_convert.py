@@ -14,14 +14,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from edl.core_resources.pipelines.ingest.convert import convert_file
-from edl.core_resources.pipelines.ingest.errors import (
-    ArchiveBombError,
-    EmptyFileError,
-    EncodingError,
-    IngestError,
-    MalformedFileError,
-    UnknownFormatError,
-)
+from edl.core_resources.pipelines.ingest.errors import (ArchiveBombError, EmptyFileError,
+                                                        EncodingError, IngestError,
+                                                        MalformedFileError, UnknownFormatError)
 from edl.core_resources.pipelines.ingest.formats import FormatOptions, detect_format
 from edl.core_resources.pipelines.ingest.limits import ArchiveLimits, MiB
 from edl.utils.schemas import SchemaConflictError

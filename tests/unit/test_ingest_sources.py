@@ -5,14 +5,9 @@ from __future__ import annotations
 import pytest
 
 from edl.core_resources.pipelines.ingest.errors import SourceRefusedError
-from edl.core_resources.pipelines.ingest.sources import (
-    HttpsSource,
-    S3Source,
-    SftpSource,
-    check_address,
-    parse_source,
-    reachable_test_servers,
-)
+from edl.core_resources.pipelines.ingest.sources import (HttpsSource, S3Source, SftpSource,
+                                                         check_address, parse_source,
+                                                         reachable_test_servers)
 from edl.utils.storage import S3Access
 
 ACCESS = S3Access(region="us-east-1")

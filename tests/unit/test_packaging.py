@@ -16,7 +16,7 @@ from edl.cloudformation.stack_manager import StackManager
 from edl.config import load_config
 from edl.errors import DeployError
 from tests.unit.test_stack_client import FakeCloudFormation, FakeS3
-from tests.unit.test_stack_manager import REGIONS, Recorder, RecordingClient
+from tests.unit.test_stack_manager import REGIONS, RecordingClient, Recorder
 
 CONFIG = load_config()
 LOCAL = CONFIG.instance("local")

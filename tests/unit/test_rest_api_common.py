@@ -12,16 +12,8 @@ from edl.api_config import get_api_config, load_api_config
 from edl.core_resources.rest_api import common, datasets
 from edl.errors import ConfigError
 from edl.utils.metadata import DatasetRecord
-from tests.unit.rest_api_fixtures import (  # noqa: F401
-    ACCOUNT,
-    ADMIN_ARN,
-    LOCAL,
-    call,
-    event,
-    lake,
-    rest_api_world,
-    user_arn,
-)
+from tests.unit.rest_api_fixtures import (ACCOUNT, ADMIN_ARN, LOCAL, call, event,  # noqa: F401
+                                          lake, rest_api_world, user_arn)
 
 KEY = b"k" * 32
 

@@ -13,16 +13,9 @@ import pytest
 from edl import naming
 from edl.core_resources.rest_api import datasets, ingest, jobs, updates
 from edl.utils.updates import FileRecord
-from tests.unit.rest_api_fixtures import (
-    ACCOUNT,
-    ADMIN_ARN,
-    CONFIG,
-    LOCAL,
-    REGION,
-    call,
-    event,
-    user_arn,
-)
+from tests.unit.rest_api_fixtures import (ACCOUNT, ADMIN_ARN, CONFIG, LOCAL, REGION,
+                                          call, event, lake, rest_api_world,  # noqa: F401 (fixtures)
+                                          user_arn)
 
 PREFIX = CONFIG.bucket_prefix
 
@@ -361,7 +354,7 @@ def test_in_the_cloud_the_glue_job_is_started_with_the_update(lake):
     started = {}
 
     class Glue:
-        def start_job_run(self, JobName, Arguments):
+        def start_job_run(self, JobName, Arguments):  # noqa: N803
             started.update(JobName=JobName, Arguments=Arguments)
             return {"JobRunId": "jr_123"}
 

@@ -11,7 +11,8 @@ import boto3
 from edl.core_resources.rest_api import updates
 from edl.utils.staging import write_manifest
 from edl.utils.updates import FileRecord
-from tests.unit.rest_api_fixtures import REGION, call, event, lake, rest_api_world  # noqa: F401 (fixtures)
+from tests.unit.rest_api_fixtures import (REGION, call, event, lake,  # noqa: F401 (fixtures)
+                                          rest_api_world)
 
 BUCKET = "sanofi-datalake-local-internal-us-east-1"
 FILES = (FileRecord(path="a.csv", format="csv", rows=2, bytes=10, sha256="1" * 64,

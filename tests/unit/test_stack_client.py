@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import threading
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from botocore.exceptions import ClientError
@@ -87,7 +87,7 @@ class FakeCloudFormation:
                   reason: str | None = None, when: datetime | None = None) -> None:
         event = {"EventId": f"event-{next(self._ids)}", "StackName": stack.name,
                  "LogicalResourceId": logical, "ResourceType": rtype, "ResourceStatus": status,
-                 "Timestamp": when or datetime.now(UTC)}
+                 "Timestamp": when or datetime.now(timezone.utc)}
         if reason:
             event["ResourceStatusReason"] = reason
         stack.events.insert(0, event)
@@ -127,7 +127,7 @@ class FakeCloudFormation:
 
     def _describe(self, stack: FakeStack) -> dict:
         return {"StackName": stack.name, "StackId": stack.stack_id, "StackStatus": stack.status,
-                "CreationTime": datetime(2024, 1, 1, tzinfo=UTC),
+                "CreationTime": datetime(2024, 1, 1, tzinfo=timezone.utc),
                 "Parameters": [{"ParameterKey": k, "ParameterValue": v}
                                for k, v in stack.parameters.items()]}
 
@@ -244,11 +244,11 @@ class FakeS3:
     def __init__(self) -> None:
         self.objects: dict[tuple[str, str], bytes] = {}
 
-    def put_object(self, Bucket, Key, Body):
+    def put_object(self, Bucket, Key, Body):  # noqa: N803 - boto3's argument names
         self.objects[(Bucket, Key)] = Body
         return {}
 
-    def head_object(self, Bucket, Key):
+    def head_object(self, Bucket, Key):  # noqa: N803 - boto3's argument names
         if (Bucket, Key) not in self.objects:
             raise ClientError({"Error": {"Code": "404", "Message": "Not Found"}}, "HeadObject")
         return {"ContentLength": len(self.objects[(Bucket, Key)])}
@@ -401,7 +401,7 @@ def failed_first_create(cfn: FakeCloudFormation, *, once_complete: bool = False,
     """A stack whose create failed and rolled back, as CloudFormation leaves it: its events, and
     its resources in `left` (DELETE_COMPLETE, or DELETE_SKIPPED for a retained one)."""
     stack = cfn.add_stack(NAME, "ROLLBACK_COMPLETE", {"Tier": "internal"}, BODY)
-    start = datetime.now(UTC) - timedelta(minutes=10)
+    start = datetime.now(timezone.utc) - timedelta(minutes=10)
     history = [(NAME, STACK_TYPE, "CREATE_IN_PROGRESS", "User Initiated")]
     if once_complete:  # not possible in AWS today, but then the stack held something once
         history += [(NAME, STACK_TYPE, "CREATE_COMPLETE", None),
@@ -451,7 +451,7 @@ def test_a_stack_in_a_failed_state_is_refused_and_left_as_it_is(client, cfn, sta
 
 def test_the_last_failure_is_that_of_the_last_operation(client, cfn):
     stack = cfn.add_stack(NAME, "UPDATE_ROLLBACK_FAILED", {"Tier": "internal"}, BODY)
-    start = datetime.now(UTC) - timedelta(hours=1)
+    start = datetime.now(timezone.utc) - timedelta(hours=1)
     for i, (logical, status, reason) in enumerate([
             (NAME, "UPDATE_IN_PROGRESS", "User Initiated"),
             ("Key", "UPDATE_FAILED", "an old failure"),
@@ -500,7 +500,7 @@ def test_a_failed_deploy_names_the_stack_and_the_first_failure(client, cfn, exis
         stack = cfn.add_stack(NAME, existing, {"Tier": "internal"}, BODY)
         # A failure of an earlier deploy is not this deploy's reason.
         cfn.add_event(stack, "DataBucket", "AWS::S3::Bucket", "UPDATE_FAILED", "an old failure",
-                      when=datetime.now(UTC) - timedelta(hours=1))
+                      when=datetime.now(timezone.utc) - timedelta(hours=1))
     cfn.outcomes[NAME] = failing(kind, final)
     with pytest.raises(DeployError) as caught:
         deploy(client)
@@ -633,7 +633,7 @@ def test_describe_and_list(client, cfn):
 def test_on_event_receives_each_new_event_once(client, cfn, events):
     stack = cfn.add_stack(NAME, "CREATE_COMPLETE", {"Tier": "internal"}, BODY)
     cfn.add_event(stack, NAME, STACK_TYPE, "CREATE_COMPLETE",
-                  when=datetime.now(UTC) - timedelta(hours=1))
+                  when=datetime.now(timezone.utc) - timedelta(hours=1))
     deploy(client, {"Tier": "restricted"})
     seen = [(stack_name, resource, status) for stack_name, _, resource, _, status, _ in events]
     assert seen == [

@@ -16,18 +16,14 @@ from edl.cloudformation import render
 from edl.cloudformation.components.core import core_stacks
 from edl.cloudformation.components.dataset import dataset_stacks
 from edl.cloudformation.destroy import Destroyer
-from edl.cloudformation.plan import Action, OutputRef, StackSpec, fingerprint, in_dependency_order
 from edl.cloudformation.stack_client import FINGERPRINT_PARAMETER, StackClient
+from edl.cloudformation.plan import (Action, OutputRef, StackSpec, fingerprint,
+                                     in_dependency_order)
 from edl.cloudformation.stack_manager import StackManager
 from edl.config import load_config
 from edl.errors import DeployError
-from tests.unit.test_stack_client import (
-    STACK_TYPE,
-    FakeCloudFormation,
-    FakeS3,
-    client_error,
-    physical_id,
-)
+from tests.unit.test_stack_client import (STACK_TYPE, FakeCloudFormation, FakeS3, client_error,
+                                          physical_id)
 
 CONFIG = load_config()
 LOCAL = CONFIG.instance("local")

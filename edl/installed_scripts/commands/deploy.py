@@ -3,6 +3,7 @@
 import sys
 import time
 from dataclasses import dataclass, field, replace
+from typing import Optional
 
 from rich.markup import escape
 
@@ -60,9 +61,9 @@ class DeployDatasetOptions(ReplaceOptions, CommonOptions):
     key: list[str] = field(default_factory=list, metadata={
         "args": ["--key"], "nargs": "+", "type": str, "extend": True,
         "help": "a key column of the delta convention (repeat for several)"})
-    op_column: str | None = field(default=None, metadata={
+    op_column: Optional[str] = field(default=None, metadata={
         "help": "the delta column that says what happened to a row"})
-    delete_marker: str | None = field(default=None, metadata={
+    delete_marker: Optional[str] = field(default=None, metadata={
         "help": "the op-column value that marks a deleted row"})
 
 
@@ -75,7 +76,7 @@ class StatusOptions(CommonOptions):
 class DestroyOptions(CommonOptions):
     yes: bool = field(default=False, metadata={
         "help": "do not ask for confirmation (the local instance only)"})
-    confirm: str | None = field(default=None, metadata={
+    confirm: Optional[str] = field(default=None, metadata={
         "metavar": "INSTANCE", "help": "confirm by naming the instance to destroy"})
     delete_data: bool = field(default=False, metadata={
         "help": "also empty and delete the data, drop and log buckets, schedule the KMS keys "

@@ -5,6 +5,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Optional
 
 from edl import paths
 from edl.config import get_config
@@ -29,11 +30,11 @@ _ACTIONS = ("start", "stop", "status", "env", "snapshot", "restore")
 class LocalOptions:
     action: str = field(metadata={"args": ["action"], "choices": _ACTIONS,
                                   "help": "start, stop, status, env, snapshot or restore"})
-    target: str | None = field(default=None, metadata={
+    target: Optional[str] = field(default=None, metadata={
         "args": ["target"], "nargs": "?",
         "help": "with env: the local user (admin, alice, bob, carol); with snapshot and "
                 "restore: the tar file"})
-    port: int | None = field(default=None, metadata={
+    port: Optional[int] = field(default=None, metadata={
         "help": "with start: the port on 127.0.0.1 (default: the local instance's, 4566)"})
     fresh: bool = field(default=False, metadata={
         "help": "with start: delete the kept lake and start an empty one"})

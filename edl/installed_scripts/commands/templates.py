@@ -4,6 +4,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 from edl.cloudformation.components.core import core_stacks
 from edl.cloudformation.components.dataset import dataset_stacks
@@ -23,10 +24,10 @@ _SAMPLE_DATASET = ("example_dataset", "internal")
 
 @dataclass
 class RenderOptions(CommonOptions):
-    out: str | None = field(default=None, metadata={
+    out: Optional[str] = field(default=None, metadata={
         "help": "write one <stack>.yaml and <stack>.parameters.json per stack into this folder "
                 "(default: print each template once to stdout)"})
-    dataset: str | None = field(default=None, metadata={
+    dataset: Optional[str] = field(default=None, metadata={
         "help": "also render this dataset's stack (with --tier)"})
     tier: str = field(default="internal", metadata={"help": "the dataset's tier"})
 
