@@ -4,6 +4,7 @@ that compared runs did the same work, and the result lines with their verdicts."
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -255,10 +256,8 @@ class LocalCloud:
         while (pids := self._processes_here()) and time.monotonic() < deadline:
             time.sleep(0.2)  # a JVM ends by itself once its Python parent is gone
         for pid in pids:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
     def reset(self, warm: bool = True, spark: bool = False) -> float:
         """Stop and start again: an empty moto, bootstrapped anew. The seconds it took."""

@@ -306,7 +306,7 @@ def job_peak_memory(source: str, dataset: str) -> tuple[int, int, float]:
     sampler = threading.Thread(target=sample, daemon=True)
     started = time.perf_counter()
     sampler.start()
-    out, err = process.communicate(timeout=600)
+    _out, err = process.communicate(timeout=600)
     seconds = time.perf_counter() - started
     finished.set()
     sampler.join()
@@ -375,7 +375,7 @@ def read_with_deltas(lake: Lake, spark, snapshot_rows: int = 200_000,
     fs = lake.access.filesystem()
     cases = [(1, 20), (2, 20), (4, 20), (1, 5), (1, 10)]
     seconds, rates, rows = {}, {}, {}
-    for scale, deltas in [(1, 5)] + cases:   # the first (1, 5) is a warm-up, measured again
+    for scale, deltas in [(1, 5), *cases]:   # the first (1, 5) is a warm-up, measured again
         dataset = lake.dataset(f"bench_read_{scale}x_{deltas}d")
         if dataset not in rows:
             rows[dataset] = _history(lake, fs, dataset, scale * snapshot_rows,

@@ -68,7 +68,7 @@ class Endpoint:
         if len(ours) != len(theirs):
             return None
         found = {}
-        for mine, given in zip(ours, theirs):
+        for mine, given in zip(ours, theirs, strict=True):
             param = _PARAM_RE.fullmatch(mine)
             if param:
                 if not given:

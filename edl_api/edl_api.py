@@ -184,7 +184,7 @@ def run(argv: Sequence[str], *, ui: UI | None = None,
     except KeyboardInterrupt:
         ui.error("interrupted")
         return 130
-    except Exception as exc:  # the one place errors become messages
+    except Exception as exc:  # noqa: BLE001 - the one place errors become messages
         message, hint, code = describe_error(exc)
         if opts.debug:
             traceback.print_exc()

@@ -29,7 +29,7 @@ KINDS = ("snapshot", "delta")
 FORMATS = ("csv", "jsonl", "parquet", "excel")
 JOB_DONE = ("succeeded", "failed")
 # The API's own list; plain http:// goes to the API too, which takes it on the local instance.
-REMOTE_SCHEMES = tuple(f"{scheme}://" for scheme in SOURCE_SCHEMES) + ("http://",)
+REMOTE_SCHEMES = (*(f"{scheme}://" for scheme in SOURCE_SCHEMES), "http://")
 SOURCES_HELP = "a local file, " + ", ".join(f"{scheme}://…" for scheme in SOURCE_SCHEMES)
 
 # Told (path, size) when an upload starts; may answer a callback for the bytes sent so far.

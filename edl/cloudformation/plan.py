@@ -13,8 +13,7 @@ import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import Enum
-from typing import Union
+from enum import StrEnum
 
 from edl.cloudformation.render import RenderedTemplate
 from edl.cloudformation.replacement import Replacement
@@ -34,7 +33,7 @@ class OutputRef:
         return self.format.format(f"<{self.stack}.{self.output}>")
 
 
-ParamValue = Union[str, OutputRef, tuple]  # a tuple becomes a comma-delimited list
+ParamValue = str | OutputRef | tuple  # a tuple becomes a comma-delimited list
 
 
 @dataclass(frozen=True)
@@ -82,7 +81,7 @@ class StackSpec:
         return found
 
 
-class Action(str, Enum):
+class Action(StrEnum):
     CREATE = "create"
     UPDATE = "update"
     RECREATE = "recreate"

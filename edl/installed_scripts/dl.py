@@ -97,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         ui.error("interrupted")
         return 130
-    except Exception as exc:  # the one place errors become messages
+    except Exception as exc:  # noqa: BLE001 - the one place errors become messages
         from edl.installed_scripts.errors import describe_error
 
         message, hint, code = describe_error(exc)

@@ -74,9 +74,9 @@ def write_manifest(client, update: UpdateRecord, files: tuple[FileRecord, ...],
     """Write the update's manifest beside its parts; → its SHA-256, for the update's item."""
     manifest = {
         "dataset": update.dataset, "update_id": update.update_id,
-        "files": [{**f.to_item(), "origin": origin} for f, origin in zip(files, origins)],
+        "files": [{**f.to_item(), "origin": origin} for f, origin in zip(files, origins, strict=True)],
         "parts": [{"part": part_name(i), "bytes": size, "sha256": digest}
-                  for i, (digest, size) in enumerate(zip(part_sha256, part_bytes))],
+                  for i, (digest, size) in enumerate(zip(part_sha256, part_bytes, strict=True))],
     }
     body = json.dumps(manifest, indent=1).encode()
     client.put_object(Bucket=update.bucket, Key=update.manifest_key, Body=body)

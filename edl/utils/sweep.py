@@ -79,9 +79,9 @@ class Sweeper:
 
     def sweep(self) -> SweepReport:
         failed, cleaned, registered, errors = [], [], [], []
+        hours = self.deadline.total_seconds() / 3600
         for update in self.ctx.updates.scan_updates(PENDING):
             if self._overdue(update):
-                hours = self.deadline.total_seconds() / 3600
                 self._guard(errors, update, lambda u=update: failed.append(self.abandon(
                     u.dataset, u.update_id, f"abandoned: still pending {hours:g} h after it "
                     "started (its job died or timed out)")))

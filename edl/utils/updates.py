@@ -39,6 +39,7 @@ are invisible. A rerun always allocates a new id.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -273,7 +274,7 @@ class UpdateStore:
                 raise UpdateStateError(
                     f"{dataset} update {record.update_id} already exists; the dataset's "
                     "update counter is behind its updates",
-                    hint="raise update_seq on the dataset's item above its newest update id")
+                    hint="raise update_seq on the dataset's item above its newest update id") from None
             raise
         return record
 
@@ -323,10 +324,9 @@ class UpdateStore:
 
     def _fence(self, dataset: str, update_id: str, reason: str) -> None:
         """Fail a dead committer's update so that it can never complete."""
-        try:
+        # it may have finished meanwhile; either way it is no longer pending
+        with contextlib.suppress(UpdateStateError):
             self.fail_update(dataset, update_id, reason)
-        except UpdateStateError:
-            pass   # it finished meanwhile; either way it is no longer pending
 
     def fail_update(self, dataset: str, update_id: str, reason: str) -> UpdateRecord:
         """Mark a pending update failed with `reason`; refused (`UpdateStateError`) if it is

@@ -260,7 +260,7 @@ class Unpacker:
         self._expansions.append(_Expansion(origin, lambda: counted.count, self.limits))
         try:
             try:
-                archive = tarfile.open(fileobj=counted, mode="r|*",
+                archive = tarfile.open(fileobj=counted, mode="r|*",  # noqa: SIM115 - `with` below
                                        tarinfo=_bounded_tarinfo(self.limits.max_header_bytes,
                                                                 origin))
             except _READ_ERRORS as exc:

@@ -381,7 +381,7 @@ def _excel_batch(rows: list[tuple], names: list[str], hinted: dict) -> pa.Record
         except (pa.ArrowInvalid, pa.ArrowTypeError):
             if wanted is not None and not pa.types.is_string(wanted):
                 raise _Widen(pa.schema([*(pa.field(n, t) for n, t in hinted.items()
-                                          if n != name), pa.field(name, pa.string())]))
+                                          if n != name), pa.field(name, pa.string())])) from None
             arrays.append(pa.array([None if v is None else str(v) for v in values],
                                    type=pa.string()))
     return pa.RecordBatch.from_arrays(arrays, names=names)

@@ -164,9 +164,9 @@ class IngestJob:
         formats = [request.options.format_of(f.path) for f in raw]
         results = self._convert(unit, raw, formats, update, access, request, copies)
         raw = [replace(f, bytes=r.raw_bytes, sha256=r.raw_sha256) if r.raw_sha256 else f
-               for f, r in zip(raw, results)]
+               for f, r in zip(raw, results, strict=True)]
         schema = unify_schemas([(f.path, schema_from_text(r.schema))
-                                for f, r in zip(raw, results)], what=f"files of {unit}")
+                                for f, r in zip(raw, results, strict=True)], what=f"files of {unit}")
         results = self._conform(unit, update, access, schema, results)
         if update.kind == "delta":
             self._check_delta_keys(dataset, schema, raw)
@@ -174,7 +174,7 @@ class IngestJob:
             FileRecord(path=f.path, format=fmt, rows=r.rows, bytes=f.bytes, sha256=f.sha256,
                        part=part_name(i), columns=tuple(describe_schema(
                            schema_from_text(r.schema))))
-            for i, (f, fmt, r) in enumerate(zip(raw, formats, results)))
+            for i, (f, fmt, r) in enumerate(zip(raw, formats, results, strict=True)))
         client = access.client()
         part_sizes = [r.part_bytes for r in results]
         part_sums = promote(client, update, [StagedFile(f.path, f.bytes) for f in raw],
@@ -225,7 +225,7 @@ class IngestJob:
                                  f"{update.staging_data_prefix}{part_name(i)}", f.path, fmt,
                                  request.options, checksum=not f.sha256,
                                  copy_from=copies.get(f.path), limits=request.limits)
-                for i, (f, fmt) in enumerate(zip(raw, formats))]
+                for i, (f, fmt) in enumerate(zip(raw, formats, strict=True))]
         results = self._run_tasks(f"ingest {unit}: convert", jobs, tasks.convert)
         log.info("%s - converted %d file(s), %d rows", unit, len(results),
                  sum(r.rows for r in results))
@@ -242,7 +242,7 @@ class IngestJob:
         sizes = self.spark.sparkContext.parallelize(keys, len(keys)).map(
             partial(_conform_one, access=access, bucket=update.bucket, schema=target)).collect()
         results = list(results)
-        for i, size in zip(differing, sizes):
+        for i, size in zip(differing, sizes, strict=True):
             results[i] = replace(results[i], schema=target, part_bytes=size)
         return results
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, BinaryIO
 
 from edl.core_resources.pipelines.ingest.archives import (
@@ -146,7 +146,7 @@ class ConvertJob:
     options: FormatOptions
     checksum: bool = False   # the raw file's sha256 is not known yet: compute it while reading
     copy_from: tuple[str, str, int] | None = None   # (bucket, key, size): copy it to raw_key first
-    limits: ArchiveLimits = ArchiveLimits()          # what a reader may hold (JSON line, .xlsx)
+    limits: ArchiveLimits = field(default_factory=ArchiveLimits)  # what a reader may hold
 
 
 @dataclass(frozen=True)
