@@ -37,6 +37,9 @@ def local_endpoint(instance: Instance) -> str:
         state = json.loads(local_state_file().read_text())
         return state["endpoint_url"]
     except (OSError, ValueError, KeyError):
+        if instance.endpoint_url is None:
+            raise LocalCloudError(f"instance {instance.name!r} has no endpoint_url",
+                                  hint="give it one in account_config.yaml") from None
         return instance.endpoint_url
 
 

@@ -11,6 +11,7 @@ import sys
 import threading
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import IO, cast
 
 from rich.console import Console
 from rich.markup import escape
@@ -92,7 +93,7 @@ class QuietUI(UI):
     """A UI that records instead of printing (tests, library use)."""
 
     def __init__(self) -> None:
-        super().__init__(Console(file=_Sink()), Console(file=_Sink()))
+        super().__init__(Console(file=cast(IO[str], _Sink())), Console(file=cast(IO[str], _Sink())))
         self.lines: list[str] = []
 
     def info(self, message: str) -> None:

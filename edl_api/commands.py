@@ -14,6 +14,7 @@ from typing import Any
 
 from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+from rich.status import Status
 
 from edl.errors import EdlError
 from edl.ui import UI
@@ -133,12 +134,13 @@ class _UploadView:
         self.ui.info(f"uploading {path} ({report.size(total)})")
         if not self.ui.err.is_terminal:
             return None
-        self._progress = Progress("[progress.description]{task.description}", BarColumn(),
-                                  DownloadColumn(), TransferSpeedColumn(),
-                                  console=self.ui.err, transient=True)
-        self._progress.start()
-        task = self._progress.add_task(path.name, total=total)
-        return lambda sent: self._progress.update(task, completed=sent)
+        progress = Progress("[progress.description]{task.description}", BarColumn(),
+                            DownloadColumn(), TransferSpeedColumn(),
+                            console=self.ui.err, transient=True)
+        self._progress = progress
+        progress.start()
+        task = progress.add_task(path.name, total=total)
+        return lambda sent: progress.update(task, completed=sent)
 
     def __exit__(self, *exc: Any) -> None:
         if self._progress is not None:
@@ -150,13 +152,14 @@ class _JobView:
 
     def __init__(self, ui: UI) -> None:
         self.ui = ui
-        self._status = None
+        self._status: Status | None = None
         self._last = ""
 
     def __enter__(self) -> _JobView:
         if self.ui.err.is_terminal:
-            self._status = self.ui.err.status("waiting for the job")
-            self._status.start()
+            status = self.ui.err.status("waiting for the job")
+            self._status = status
+            status.start()
         return self
 
     def show(self, job: dict[str, Any]) -> None:

@@ -126,7 +126,7 @@ def _where(exc: BaseException, name: str) -> str:
     return f"{os.path.basename(frames[-1].filename)} line {frames[-1].lineno}"
 
 
-class _CfnLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+class _CfnLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]  # C if built
     """YAML with CloudFormation's short tags: `!Ref X` reads as {"Ref": X}, `!Sub s` as
     {"Fn::Sub": s}, `!GetAtt A.B` as {"Fn::GetAtt": ["A", "B"]}."""
 
@@ -136,8 +136,10 @@ def _short_tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict:
         value: Any = loader.construct_scalar(node)
     elif isinstance(node, yaml.SequenceNode):
         value = loader.construct_sequence(node, deep=True)
-    else:
+    elif isinstance(node, yaml.MappingNode):
         value = loader.construct_mapping(node, deep=True)
+    else:
+        raise yaml.constructor.ConstructorError(None, None, f"unexpected !{suffix}", node.start_mark)
     if suffix == "Ref":
         return {"Ref": value}
     if suffix == "GetAtt" and isinstance(value, str):

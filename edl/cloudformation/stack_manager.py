@@ -334,6 +334,6 @@ class StackManager:
         """Delete stacks in parallel (they must not depend on each other)."""
         with ThreadPoolExecutor(max_workers=self.max_workers) as pool:
             futures = [pool.submit(self.client(s.region).delete, s.name) for s in states]
-            errors = [f.exception() for f in futures if f.exception()]
+            errors = [e for f in futures if (e := f.exception()) is not None]
         if errors:
             raise errors[0]

@@ -5,7 +5,7 @@ Nothing else in the command layer builds boto3 sessions or clients.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 from edl import naming
@@ -22,10 +22,7 @@ from edl.utils.metadata import MetadataStore
 class Factory:
     instance_name: str
     profile: str | None = None
-    ui: UI | None = None
-
-    def __post_init__(self) -> None:
-        self.ui = self.ui or UI()
+    ui: UI = field(default_factory=UI)
 
     @cached_property
     def config(self) -> LakeConfig:

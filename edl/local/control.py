@@ -156,7 +156,7 @@ def status() -> LocalStatus:
         return LocalStatus(False, pid, None, {}, None, ())
     endpoint = state.get("endpoint_url")
     return LocalStatus(
-        running=bool(endpoint) and _answers(endpoint),
+        running=endpoint is not None and _answers(endpoint),
         pid=pid,
         endpoint_url=endpoint,
         services=dict(state.get("services") or {}),

@@ -349,6 +349,8 @@ class JobRunner:
     def _run(self, item: dict) -> None:
         job_id = item["job_id"]
         jobs = self._jobs
+        if jobs is None:  # run_once opens the table before it runs anything
+            raise EdlError("the job runner has no jobs table yet")
         self._current = job_id
         started = time.monotonic()
         progress = _ProgressLog(lambda text: jobs.progress(job_id, text))
@@ -395,7 +397,8 @@ class JobRunner:
         request = build_request(args)
         factory = self._job_factory
         if factory is None:
-            from edl.core_resources.pipelines.ingest.job import IngestJob as factory
+            from edl.core_resources.pipelines.ingest.job import IngestJob
+            factory = IngestJob
         record = factory(self.spark(), self._lake_factory()).run(request)
         outcome = {"update_id": record.update_id, "dataset": record.dataset,
                    "rows": record.rows, "files": record.file_count, "bytes": record.bytes}

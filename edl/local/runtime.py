@@ -156,7 +156,7 @@ class MotoService:
             control_api.write_secret(self.secret, self.secret_file)
 
         def backend_app(service: str):
-            app = create_backend_app(service)
+            app = create_backend_app(service)  # type: ignore[arg-type]  # moto types it as a Literal
             if control_api.is_control_backend(service):
                 return control_api.ControlApiGuard(app, self.secret)
             if service == "sts":
@@ -169,8 +169,7 @@ class MotoService:
             moto_app = self.state.wrap(moto_app)
         keys = MotoKeyStore(self.account_id)
         # moto cannot authenticate presigned URLs under IAM enforcement; the shim does it.
-        app = PresignedUrls(CopySourceCheck(moto_app, keys), keys)
-        app = CurrentSessionsOnly(app)
+        app = CurrentSessionsOnly(PresignedUrls(CopySourceCheck(moto_app, keys), keys))
         # Binds now, so a taken port fails here rather than in the serving thread.
         self._server = ServerThread("moto", LoopbackOnly(app, lambda: self.port), self.host,
                                     self.port, request_handler=MotoRequestHandler)

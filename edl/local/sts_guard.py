@@ -180,7 +180,7 @@ class AssumeRoleGuard:
         answer = b"".join(self.app(environ, start_response))   # a few hundred bytes
         minted = _ACCESS_KEY_IN_ANSWER.search(answer)
         if minted:
-            pin_session(minted.group(1).decode(), role.id)
+            pin_session(minted.group(1).decode(), role.id)  # type: ignore[attr-defined]  # moto Role
         return [answer]
 
     @staticmethod

@@ -12,6 +12,8 @@ import socket
 import threading
 from typing import Any
 
+from werkzeug.serving import BaseWSGIServer
+
 log = logging.getLogger("edl.local.runtime")
 
 
@@ -38,7 +40,7 @@ class ServerThread:
         self.port = port
         self.request_handler = request_handler
         self.any_port_if_taken = any_port_if_taken
-        self._server = None
+        self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
 
     def start(self) -> int:
@@ -54,9 +56,10 @@ class ServerThread:
         with listener:  # werkzeug serves a duplicate of it
             self.port = listener.getsockname()[1]
             extra = {"request_handler": self.request_handler} if self.request_handler else {}
-            self._server = make_server(self.host, self.port, self.app, threaded=True,
-                                       fd=listener.fileno(), **extra)
-        self._thread = threading.Thread(target=self._server.serve_forever, name=self.name,
+            server = make_server(self.host, self.port, self.app, threaded=True,
+                                 fd=listener.fileno(), **extra)
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, name=self.name,
                                         daemon=True)
         self._thread.start()
         return self.port

@@ -114,6 +114,8 @@ def read(spark, dataset: str, *, as_of: str | None = None, instance: str | None 
     plan = plan_read(dataset, ctx.updates.list_updates(dataset), as_of)
     reader = _PartsReader(spark, ctx, record)
     if not plan.deltas:
+        if plan.snapshot is None:  # plan_read refuses a dataset with no complete update
+            raise NoDataError(f"dataset {dataset!r} has no complete update")
         return reader.frame([plan.snapshot], with_meta=False)
     return _apply_deltas(reader, record, plan)
 

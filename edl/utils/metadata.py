@@ -111,7 +111,8 @@ class MetadataStore:
 
     def list_datasets(self) -> list[DatasetRecord]:
         table = self.table("datasets")
-        items, kwargs = [], {}
+        items: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {}
         while True:
             page = table.scan(**kwargs)
             items.extend(page["Items"])

@@ -28,6 +28,8 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -78,19 +80,23 @@ class Sweeper:
         self._now = now
 
     def sweep(self) -> SweepReport:
-        failed, cleaned, registered, errors = [], [], [], []
+        failed: list[str | None] = []
+        cleaned: list[str] = []
+        registered: list[str] = []
+        errors: list[str] = []
         hours = self.deadline.total_seconds() / 3600
         for update in self.ctx.updates.scan_updates(PENDING):
             if self._overdue(update):
-                self._guard(errors, update, lambda u=update: failed.append(self.abandon(
-                    u.dataset, u.update_id, f"abandoned: still pending {hours:g} h after it "
-                    "started (its job died or timed out)")))
+                reason = (f"abandoned: still pending {hours:g} h after it started (its job died "
+                          "or timed out)")
+                self._guard(errors, update, partial(_collect, failed, self.abandon,
+                                                    update.dataset, update.update_id, reason))
         for update in self.ctx.updates.scan_updates(FAILED):
             if not update.files_removed:
-                self._guard(errors, update, lambda u=update: cleaned.append(self._clean(u)))
+                self._guard(errors, update, partial(_collect, cleaned, self._clean, update))
         for update in self.ctx.updates.scan_updates(COMPLETE):
             if not update.catalog_registered:
-                self._guard(errors, update, lambda u=update: registered.append(self._register(u)))
+                self._guard(errors, update, partial(_collect, registered, self._register, update))
         self._guard_staging(errors, cleaned)
         report = SweepReport(tuple(u for u in failed if u), tuple(cleaned), tuple(registered),
                              tuple(errors))
@@ -172,3 +178,8 @@ class Sweeper:
 
     def _s3(self, dataset: str):
         return self.ctx.s3_access(self.ctx.metadata.get_dataset(dataset).home_region).client()
+
+
+def _collect(into: list, repair: Callable[..., Any], *args: Any) -> None:
+    """Run one repair and keep what it reports (a `dataset/update` label)."""
+    into.append(repair(*args))

@@ -387,7 +387,7 @@ class UpdateStore:
         table = self._table("updates")
         kwargs: dict[str, Any] = {"KeyConditionExpression": Key("dataset").eq(dataset),
                                   "ConsistentRead": True}
-        records = []
+        records: list[UpdateRecord] = []
         while True:
             page = table.query(**kwargs)
             records.extend(UpdateRecord.from_item(i) for i in page["Items"])
@@ -405,7 +405,7 @@ class UpdateStore:
         table = self._table("updates")
         kwargs: dict[str, Any] = {"FilterExpression": Attr("status").eq(status),
                                   "ConsistentRead": True}
-        records = []
+        records: list[UpdateRecord] = []
         while True:
             page = table.scan(**kwargs)
             records.extend(UpdateRecord.from_item(i) for i in page["Items"])

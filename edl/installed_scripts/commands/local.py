@@ -132,6 +132,7 @@ def _show_state(ui: UI) -> None:
     if not summary.exists:
         ui.info(f"state: none kept yet in {summary.folder}")
         return
-    saved = datetime.fromtimestamp(summary.saved_at).isoformat(sep=" ", timespec="seconds")
+    saved = "never" if summary.saved_at is None else \
+        datetime.fromtimestamp(summary.saved_at).isoformat(sep=" ", timespec="seconds")
     ui.info(f"state: {summary.folder}, {summary.bytes / 1e6:.1f} MB "
             f"({summary.objects_bytes / 1e6:.1f} MB of object bodies), last saved {saved}")

@@ -133,7 +133,7 @@ def _bounded_tarinfo(limit: int, origin: str) -> type[tarfile.TarInfo]:
                 raise ArchiveBombError(
                     f"{origin}: a tar extended header of {self.size} bytes (limit {limit}) - "
                     "refused as a possible archive bomb", hint="re-create the archive")
-            return super()._proc_member(tarfile_)
+            return super()._proc_member(tarfile_)  # type: ignore[misc]  # private in the stubs
     return BoundedTarInfo
 
 
@@ -241,7 +241,7 @@ class Unpacker:
                     raise CorruptArchiveError(f"{origin}: cannot read member {info.filename!r} "
                                               f"({exc})", hint="re-create the archive") from None
                 with member:
-                    self.add(member, path, f"{origin}!{info.filename}", depth + 1,
+                    self.add(member, path, f"{origin}!{info.filename}", depth + 1,  # type: ignore[arg-type]
                              size=info.file_size)
         finally:
             self._expansions.pop()
@@ -250,7 +250,7 @@ class Unpacker:
         counted = _CountingReader(stream)
         self._expansions.append(_Expansion(origin, lambda: counted.count, self.limits))
         try:
-            with gzip.GzipFile(fileobj=counted, mode="rb") as unzipped:
+            with gzip.GzipFile(fileobj=counted, mode="rb") as unzipped:  # type: ignore[call-overload]
                 self.add(unzipped, path, f"{origin}!{posixpath.basename(path)}", depth + 1)
         finally:
             self._expansions.pop()
@@ -260,9 +260,9 @@ class Unpacker:
         self._expansions.append(_Expansion(origin, lambda: counted.count, self.limits))
         try:
             try:
-                archive = tarfile.open(fileobj=counted, mode="r|*",  # noqa: SIM115 - `with` below
-                                       tarinfo=_bounded_tarinfo(self.limits.max_header_bytes,
-                                                                origin))
+                archive = tarfile.open(  # type: ignore[call-overload]  # noqa: SIM115 - `with` below
+                    fileobj=counted, mode="r|*",
+                    tarinfo=_bounded_tarinfo(self.limits.max_header_bytes, origin))
             except _READ_ERRORS as exc:
                 raise CorruptArchiveError(f"{origin}: not a readable tar archive ({exc})",
                                           hint="check the file is complete, or re-create it") \

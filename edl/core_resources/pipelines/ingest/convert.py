@@ -87,7 +87,9 @@ def convert_file(fmt: str, label: str, open_input: Opener, open_output: Opener,
 
 def _write(batches: Iterator[pa.RecordBatch], open_output: Opener, label: str,
            lenient: bool) -> Converted:
-    writer, schema, rows = None, None, 0
+    writer: pq.ParquetWriter | None = None
+    schema: pa.Schema | None = None
+    rows = 0
     pending: list[pa.RecordBatch] = []
     pending_bytes = 0
     with open_output() as out:
@@ -102,10 +104,10 @@ def _write(batches: Iterator[pa.RecordBatch], open_output: Opener, label: str,
                 pending.append(batch)
                 pending_bytes += batch.nbytes
                 rows += batch.num_rows
-                if pending_bytes >= ROW_GROUP_BYTES:
+                if pending_bytes >= ROW_GROUP_BYTES and writer is not None:
                     writer.write_table(pa.Table.from_batches(pending, schema))
                     pending, pending_bytes = [], 0
-            if pending:
+            if pending and writer is not None:
                 writer.write_table(pa.Table.from_batches(pending, schema))
         finally:
             if writer is not None:

@@ -269,6 +269,8 @@ class IngestJob:
 
     @staticmethod
     def _check_delta_keys(dataset: DatasetRecord, schema, raw: list[RawFile]) -> None:
+        if dataset.delta is None:  # _check_convention refused this before anything was read
+            raise DeltaKeyError(f"dataset {dataset.dataset!r} has no delta convention")
         missing = [k for k in dataset.delta.key_columns if k not in schema.names]
         if missing:
             raise DeltaKeyError(

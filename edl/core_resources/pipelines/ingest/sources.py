@@ -114,9 +114,11 @@ def _is_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     return ip.is_global and not (ip.is_multicast or ip.is_unspecified)
 
 
-def check_address(host: str, port: int, reachable: frozenset[Server] = frozenset()) -> str:
+def check_address(host: str | None, port: int, reachable: frozenset[Server] = frozenset()) -> str:
     """Resolve `host` and return the address to connect to, or refuse if any address it resolves
     to is not public (and not one of the `reachable` test servers)."""
+    if not host:  # a redirect can point anywhere, a URL without a host included
+        raise SourceRefusedError("a source URL has no host", hint="check the source URL")
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
@@ -191,10 +193,11 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
     def __init__(self, host: str, address: str, port: int, context: ssl.SSLContext) -> None:
         super().__init__(host, port, context=context, timeout=TIMEOUT)
         self._address = address
+        self._tls = context
 
     def connect(self) -> None:
         sock = socket.create_connection((self._address, self.port), self.timeout)
-        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
+        self.sock = self._tls.wrap_socket(sock, server_hostname=self.host)
 
 
 class _PinnedHTTPConnection(http.client.HTTPConnection):
@@ -251,11 +254,13 @@ class HttpsSource:
             raise SourceRefusedError(f"source {url} is not https")
         port = parsed.port or (443 if parsed.scheme == "https" else 80)
         address = check_address(parsed.hostname, port, self.reachable)
+        host = parsed.hostname or ""  # checked above: never empty here
+        connection: http.client.HTTPConnection
         if parsed.scheme == "https":
             context = ssl.create_default_context(cafile=self.ca_bundle)
-            connection = _PinnedHTTPSConnection(parsed.hostname, address, port, context)
+            connection = _PinnedHTTPSConnection(host, address, port, context)
         else:
-            connection = _PinnedHTTPConnection(parsed.hostname, address, port)
+            connection = _PinnedHTTPConnection(host, address, port)
         path = parsed.path or "/"
         if parsed.query:
             path += "?" + parsed.query

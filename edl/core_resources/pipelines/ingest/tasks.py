@@ -81,7 +81,7 @@ def fetch(source, file: SourceFile, sink: S3Sink, limits: ArchiveLimits) -> Outc
     object is copied server-side and its `RawFile.sha256` left for the conversion to fill."""
     def work() -> list[RawFile]:
         unpacker = Unpacker(sink, limits)
-        if copyable(source, file):
+        if copyable(source, file) and file.size is not None:  # copyable implies a known size
             unpacker.add_copied(file.path, file.url, file.size)
             sink.copy_in(source.bucket, file.locator, file.path, file.size)
             return unpacker.files
