@@ -18,9 +18,7 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 
-from botocore.exceptions import BotoCoreError, NoCredentialsError, ProfileNotFound
-
-from edl.errors import EdlError
+from edl.errors import EdlError, describe_error
 from edl.naming import validate_dataset_name
 from edl.ui import UI
 from edl_api import commands
@@ -141,20 +139,6 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def describe_error(exc: BaseException) -> tuple[str, str | None, int | None]:
-    """A message, a hint and an exit code for any error; exit code None marks a bug."""
-    if isinstance(exc, EdlError):
-        return exc.message, exc.hint, exc.exit_code
-    if isinstance(exc, NoCredentialsError):
-        return "no AWS credentials found", "pass --profile NAME or set AWS_PROFILE", 1
-    if isinstance(exc, ProfileNotFound):
-        return str(exc), "list your profiles with `aws configure list-profiles`", 1
-    if isinstance(exc, BotoCoreError):
-        return f"AWS call failed: {exc}", None, 1
-    return (f"internal error: {exc.__class__.__name__}: {exc}",
-            "this is a bug in edl-api; please report it (run with --debug for details)", None)
-
-
 def run(argv: Sequence[str], *, ui: UI | None = None,
         connect: Callable[[str, str | None], ApiClient] = ApiClient.for_instance,
         outside: Callable[[str, str | None], OutsideSources] = OutsideSources.for_instance,
@@ -185,7 +169,7 @@ def run(argv: Sequence[str], *, ui: UI | None = None,
         ui.error("interrupted")
         return 130
     except Exception as exc:  # noqa: BLE001 - the one place errors become messages
-        message, hint, code = describe_error(exc)
+        message, hint, code = describe_error(exc, "edl-api")
         if opts.debug:
             traceback.print_exc()
         ui.error(message)

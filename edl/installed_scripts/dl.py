@@ -98,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ui.error("interrupted")
         return 130
     except Exception as exc:  # noqa: BLE001 - the one place errors become messages
-        from edl.installed_scripts.errors import describe_error
+        from edl.errors import describe_error
 
         message, hint, code = describe_error(exc)
         if debug or code is None:
