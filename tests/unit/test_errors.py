@@ -24,6 +24,7 @@ def test_an_unreachable_local_cloud_says_how_to_start_it():
     message, hint, code = describe_error(
         EndpointConnectionError(endpoint_url="http://127.0.0.1:4566/"))
     assert message == "cannot reach http://127.0.0.1:4566/" and "edl local start" in (hint or "")
+    assert code == 1
 
 
 def test_a_bug_has_no_exit_code_and_names_the_program():
