@@ -45,7 +45,7 @@ from edl.api_config import ApiConfig, Endpoint, Field, get_api_config
 from edl.config import Instance
 from edl.core_resources.rest_api.access import Caller, authorize, caller_from_event
 from edl.core_resources.rest_api.errors import (
-    ApiError,
+    HttpError,
     BadRequest,
     Conflict,
     Forbidden,
@@ -67,7 +67,7 @@ from edl.utils.context import LakeContext
 __all__ = [
     "S3_PRESIGN_CONFIG",
     "ApiContext",
-    "ApiError",
+    "HttpError",
     "BadRequest",
     "Caller",
     "Conflict",
@@ -198,7 +198,7 @@ class Request:
 
 
 def parse_request(endpoint: Endpoint, event: dict, config: ApiConfig) -> Request:
-    """Check the event against the endpoint's spec; every failure is a 4xx `ApiError`."""
+    """Check the event against the endpoint's spec; every failure is a 4xx `HttpError`."""
     method = (event.get("httpMethod") or "").upper()
     if method != endpoint.method:
         raise MethodNotAllowed(f"{method or 'this method'} is not allowed on {endpoint.path} "
@@ -335,7 +335,7 @@ def endpoint(name: str) -> Callable[[Handler], Callable[[dict, Any], dict]]:
             try:
                 request = parse_request(spec, event or {}, load_api_config())
                 result = function(request, api_context())
-            except ApiError as exc:
+            except HttpError as exc:
                 log.info("%s - %d %s: %s", unit, exc.status, exc.code, exc.message)
                 return error_response(exc)
             except Exception as exc:

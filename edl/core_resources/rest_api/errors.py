@@ -18,8 +18,9 @@ _THROTTLED = {"ThrottlingException", "ProvisionedThroughputExceededException",
               "RequestLimitExceeded", "TooManyRequestsException", "SlowDown"}
 
 
-class ApiError(Exception):
-    """A failure the caller caused or must know about; becomes `{"error": {code, message}}`."""
+class HttpError(Exception):
+    """What a handler answers with when a request fails: an HTTP status and `{"error": {code,
+    message}}`. (The client's error for such an answer is `edl_api.client.ApiError`.)"""
 
     status = 400
     code = "bad_request"
@@ -31,35 +32,35 @@ class ApiError(Exception):
             self.code = code
 
 
-class BadRequest(ApiError):
+class BadRequest(HttpError):
     status, code = 400, "bad_request"
 
 
-class Forbidden(ApiError):
+class Forbidden(HttpError):
     status, code = 403, "forbidden"
 
 
-class NotFound(ApiError):
+class NotFound(HttpError):
     status, code = 404, "not_found"
 
 
-class MethodNotAllowed(ApiError):
+class MethodNotAllowed(HttpError):
     status, code = 405, "method_not_allowed"
 
 
-class Conflict(ApiError):
+class Conflict(HttpError):
     status, code = 409, "conflict"
 
 
-class PayloadTooLarge(ApiError):
+class PayloadTooLarge(HttpError):
     status, code = 413, "payload_too_large"
 
 
-class Throttled(ApiError):
+class Throttled(HttpError):
     status, code = 429, "throttled"
 
 
-class Unavailable(ApiError):
+class Unavailable(HttpError):
     status, code = 503, "unavailable"
 
 
@@ -68,11 +69,11 @@ def response(status: int, body: Any, headers: dict[str, str] | None = None) -> d
             "body": json.dumps(body, separators=(",", ":"), default=str)}
 
 
-def error_response(error: ApiError) -> dict:
+def error_response(error: HttpError) -> dict:
     return response(error.status, {"error": {"code": error.code, "message": error.message}})
 
 
-def map_exception(exc: Exception) -> ApiError | None:
+def map_exception(exc: Exception) -> HttpError | None:
     """The API error for a known failure from the lake's code or AWS; None for a bug."""
     if isinstance(exc, (UnknownDatasetError, UnknownUpdateError)):
         return NotFound(exc.message)
