@@ -45,10 +45,10 @@ from edl.api_config import ApiConfig, Endpoint, Field, get_api_config
 from edl.config import Instance
 from edl.core_resources.rest_api.access import Caller, authorize, caller_from_event
 from edl.core_resources.rest_api.errors import (
-    HttpError,
     BadRequest,
     Conflict,
     Forbidden,
+    HttpError,
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
@@ -67,11 +67,11 @@ from edl.utils.context import LakeContext
 __all__ = [
     "S3_PRESIGN_CONFIG",
     "ApiContext",
-    "HttpError",
     "BadRequest",
     "Caller",
     "Conflict",
     "Forbidden",
+    "HttpError",
     "MethodNotAllowed",
     "NotFound",
     "PageTokens",
