@@ -37,6 +37,33 @@ def _usage() -> str:
     return "\n".join(lines) + "\n\n" + _EXAMPLES
 
 
+def gather_repeated(args: Sequence[str], flags: set[str]) -> list[str]:
+    """`--key a --key b c` → `--key a b c` for the options in `flags` (argparse-dataclass has no
+    `action="extend"`): each such option's values, wherever they stand, follow its first use."""
+    out: list[object] = []
+    values: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for arg in args:
+        name, eq, value = arg.partition("=")
+        if name in flags:
+            if name not in values:
+                values[name] = []
+                out.append(name)  # replaced by the option and all its values below
+            current = values[name]
+            if eq:
+                current.append(value)
+                current = None
+        elif current is not None and not arg.startswith("-"):
+            current.append(arg)
+        else:
+            current = None
+            out.append(arg)
+    gathered: list[str] = []
+    for item in out:
+        gathered.extend([item, *values[item]] if item in values else [str(item)])
+    return gathered
+
+
 def _parse(command: Command, prog: str, args: Sequence[str]):
     import argparse
     from dataclasses import fields
@@ -45,14 +72,10 @@ def _parse(command: Command, prog: str, args: Sequence[str]):
 
     parser = ArgumentParser(command.options, prog=prog, description=command.description,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
-    # argparse-dataclass cannot say action="extend"; options marked so accumulate over repeats
-    # (`--key a --key b` and `--key a b` both give [a, b]).
-    extend = {f.name for f in fields(command.options) if f.metadata.get("extend")}
-    for action in parser._actions:
-        if action.dest in extend:
-            action.__class__ = argparse._ExtendAction
-            action.default = []
-    return parser.parse_args(list(args))
+    # Options marked "extend" accumulate over repeats: `--key a --key b` gives [a, b].
+    repeatable = {flag for f in fields(command.options) if f.metadata.get("extend")
+                  for flag in f.metadata["args"]}
+    return parser.parse_args(gather_repeated(args, repeatable))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
