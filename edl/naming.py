@@ -72,14 +72,52 @@ def kms_alias(instance: str, tier: str) -> str:
     return f"alias/edl-{instance}-{tier}"
 
 
+def table_prefix(instance: str) -> str:
+    """What every metadata table's name starts with (metadata.yaml's `TablePrefix`)."""
+    return f"edl-{instance}"
+
+
 def table_name(instance: str, table: str) -> str:
     if table not in METADATA_TABLES:
         raise ValueError(f"unknown metadata table {table!r}")
-    return f"edl-{instance}-{table}"
+    return f"{table_prefix(instance)}-{table}"
+
+
+def table_arns(instance: str, region: str, account_id: str) -> tuple[str, str]:
+    """Every metadata table of the instance and their indexes, as IAM resources."""
+    table = f"arn:aws:dynamodb:{region}:{account_id}:table/{table_prefix(instance)}-*"
+    return table, f"{table}/index/*"
 
 
 def glue_database(instance: str, tier: str) -> str:
     return f"edl_{instance}_{tier}"
+
+
+def glue_catalog_arns(instance: str, regions: tuple[str, ...] | list[str],
+                      account_id: str) -> tuple[str, ...]:
+    """The Glue catalog, the instance's databases and their tables in every region."""
+    return tuple(arn for r in regions for arn in (
+        f"arn:aws:glue:{r}:{account_id}:catalog",
+        f"arn:aws:glue:{r}:{account_id}:database/edl_{instance}_*",
+        f"arn:aws:glue:{r}:{account_id}:table/edl_{instance}_*/*"))
+
+
+def bucket_arn(bucket: str) -> str:
+    return f"arn:aws:s3:::{bucket}"
+
+
+def object_arn(bucket: str, key_pattern: str = "*") -> str:
+    """`arn:aws:s3:::<bucket>/<key_pattern>`: objects of a bucket, or of a prefix (`data/*`)."""
+    return f"arn:aws:s3:::{bucket}/{key_pattern}"
+
+
+def kms_key_arn(region: str, account_id: str, key_id: str) -> str:
+    return f"arn:aws:kms:{region}:{account_id}:key/{key_id}"
+
+
+def stack_prefix(instance: str) -> str:
+    """What the name of every stack of the instance starts with."""
+    return f"edl-{instance}-"
 
 
 def stack_name(instance: str, component: str, *qualifiers: str) -> str:
@@ -141,6 +179,45 @@ def ingest_job_name(instance: str) -> str:
 
 def role_arn(account_id: str, role: str) -> str:
     return f"arn:aws:iam::{account_id}:role/{role}"
+
+
+def glue_job_arn(region: str, account_id: str, job: str) -> str:
+    return f"arn:aws:glue:{region}:{account_id}:job/{job}"
+
+
+# -- the REST API and the sweeper (rest_api.yaml, sweeper.yaml) ---------------------------------
+
+def api_name(instance: str, api: str) -> str:
+    """The API Gateway REST API (`api` is api_config.yaml's `api_name`)."""
+    return f"edl-{instance}-{api}"
+
+
+def api_role(instance: str) -> str:
+    """The REST API's Lambda role: every handler runs as it, in the cloud and locally."""
+    return f"edl-{instance}-api"
+
+
+def api_function_prefix(instance: str) -> str:
+    return f"edl-{instance}-api"
+
+
+def api_function(instance: str, module: str) -> str:
+    """The Lambda function serving one handler module."""
+    return f"{api_function_prefix(instance)}-{module}"
+
+
+def page_token_parameter(instance: str) -> str:
+    """The SSM parameter holding the key that signs page tokens (created by the handlers)."""
+    return f"/edl/{instance}/page-token-key"
+
+
+def ssm_parameter_arn(region: str, account_id: str, name: str) -> str:
+    return f"arn:aws:ssm:{region}:{account_id}:parameter{name}"
+
+
+def sweeper(instance: str) -> str:
+    """The sweeper's Lambda function, and its role."""
+    return f"edl-{instance}-sweeper"
 
 
 # -- areas at the roots of the lake's buckets, and the sources the ingest API takes -------------

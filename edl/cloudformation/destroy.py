@@ -34,7 +34,6 @@ from botocore.exceptions import BotoCoreError, ClientError
 from edl import naming
 from edl.cloudformation.components.core import core_stacks
 from edl.cloudformation.components.dataset import dataset_stack, dataset_stacks
-from edl.cloudformation.components.rest_api import page_token_parameter
 from edl.cloudformation.plan import Action, Plan, StackSpec, in_dependency_order
 from edl.cloudformation.render import parse_template
 from edl.cloudformation.stack_client import StackState
@@ -119,8 +118,8 @@ def instance_specs(config: LakeConfig, instance: Instance,
         if not dataset or state.name != dataset_stack(instance, dataset):
             continue
         buckets = state.parameters.get("BucketArns", "").split(",")
-        tier = next((t for t in naming.TIERS if "arn:aws:s3:::" + naming.data_bucket(
-            config.bucket_prefix, instance.name, t, instance.default_region) in buckets), None)
+        tier = next((t for t in naming.TIERS if naming.bucket_arn(naming.data_bucket(
+            config.bucket_prefix, instance.name, t, instance.default_region)) in buckets), None)
         if tier is not None:
             specs.extend(dataset_stacks(config, instance, dataset, tier))
     return specs
@@ -240,7 +239,7 @@ class Destroyer:
 
     def _api_objects(self) -> list[ApiObject]:
         found: list[ApiObject] = []
-        path = page_token_parameter(self.instance.name).rsplit("/", 1)[0]
+        path = naming.page_token_parameter(self.instance.name).rsplit("/", 1)[0]
         for region in self.instance.regions:
             glue = self.client_for("glue", region)
             for tier in naming.TIERS:

@@ -29,6 +29,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 from botocore.exceptions import ClientError
 
+from edl import naming
 from edl.cloudformation.plan import (
     Action,
     OutputRef,
@@ -76,7 +77,7 @@ class StackManager:
 
     @property
     def stack_prefix(self) -> str:
-        return f"edl-{self.instance.name}-"
+        return naming.stack_prefix(self.instance.name)
 
     def client(self, region: str) -> StackClient:
         if region not in self._clients:

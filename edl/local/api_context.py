@@ -14,8 +14,9 @@ import logging
 import os
 import threading
 
+from edl import naming
 from edl.config import Instance
-from edl.local.roles import RoleResolver, api_role_name
+from edl.local.roles import RoleResolver
 
 log = logging.getLogger("edl.local.api")
 
@@ -26,7 +27,7 @@ class LocalApiContext:
 
     def __init__(self, instance: Instance, role_name: str | None = None) -> None:
         self.instance = instance
-        self.roles = RoleResolver(instance, role_name or api_role_name(instance.name),
+        self.roles = RoleResolver(instance, role_name or naming.api_role(instance.name),
                                   purpose="api")
         self._lock = threading.Lock()
 
@@ -48,7 +49,7 @@ class LocalApiContext:
                                        self.instance.default_region)
 
         lake = LakeContext.for_instance(self.instance.name, role_arn=role_arn)
-        parameter = f"/edl/{self.instance.name}/page-token-key"
+        parameter = naming.page_token_parameter(self.instance.name)
         try:
             key = common.page_token_key_from_ssm(client("ssm", None), parameter)
         except (ClientError, BotoCoreError) as exc:

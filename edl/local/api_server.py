@@ -39,6 +39,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
+from edl import naming
 from edl.api_config import ApiConfig, Endpoint, get_api_config
 from edl.config import Instance
 from edl.local.api_auth import (
@@ -298,11 +299,11 @@ class ApiApp:
                           f"{endpoint.name} is not implemented yet ({exc})", request_id)
         event = self.event(endpoint, params, request, path, body, caller, request_id)
         context = LambdaContext(
-            function_name=f"edl-{self.instance.name}-api-{endpoint.module}",
+            function_name=naming.api_function(self.instance.name, endpoint.module),
             aws_request_id=request_id,
             invoked_function_arn=(f"arn:aws:lambda:{self.instance.default_region}:"
                                   f"{self.instance.account_id}:function:"
-                                  f"edl-{self.instance.name}-api-{endpoint.module}"),
+                                  f"{naming.api_function(self.instance.name, endpoint.module)}"),
             deadline=time.time() + API_GATEWAY_TIMEOUT_SECONDS)
         started = time.monotonic()
         try:

@@ -101,6 +101,4 @@ class RoleResolver:
         return None
 
 
-def api_role_name(instance: str) -> str:
-    """The REST API's Lambda role (rest_api.yaml)."""
-    return f"edl-{instance}-api"
+

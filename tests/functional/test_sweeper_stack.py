@@ -10,9 +10,10 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from edl.cloudformation.components.sweeper import SCHEDULE, sweeper_role_name, sweeper_stacks
+from edl.cloudformation.components.sweeper import SCHEDULE, sweeper_stacks
 from edl.cloudformation.render import render_template, template_context
 from edl.config import load_config
+from edl.naming import sweeper as sweeper_role_name
 
 CONFIG = load_config()
 LOCAL = CONFIG.instance("local")

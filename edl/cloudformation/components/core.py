@@ -38,7 +38,7 @@ def artifacts_bucket_ref(instance: Instance, region: str, format: str = "{}") ->
 def key_arn(instance: Instance, tier: str, region: str) -> OutputRef:
     """The tier's KMS key ARN in a region, from its buckets stack."""
     return OutputRef(buckets_stack(instance, tier, region), "KeyId",
-                     f"arn:aws:kms:{region}:{instance.account_id}:key/{{}}")
+                     naming.kms_key_arn(region, instance.account_id, "{}"))
 
 
 def core_stacks(config: LakeConfig, instance: Instance) -> list[StackSpec]:
@@ -66,7 +66,7 @@ def core_stacks(config: LakeConfig, instance: Instance) -> list[StackSpec]:
             ))
     specs.append(StackSpec(
         name=naming.stack_name(name, "metadata"), region=instance.default_region,
-        template="metadata.yaml", parameters=(("TablePrefix", f"edl-{name}"),),
+        template="metadata.yaml", parameters=(("TablePrefix", naming.table_prefix(name)),),
     ))
     internal_buckets = [naming.data_bucket(prefix, name, "internal", r) for r in instance.regions]
     specs.append(StackSpec(
@@ -75,9 +75,9 @@ def core_stacks(config: LakeConfig, instance: Instance) -> list[StackSpec]:
         parameters=(
             ("RoleName", naming.default_reader_role(name)),
             ("TrustedPrincipalArns", (instance.platform_admin_arn,)),
-            ("BucketArns", tuple(f"arn:aws:s3:::{b}" for b in internal_buckets)),
-            ("ObjectArns", tuple(f"arn:aws:s3:::{b}/*" for b in internal_buckets)),
-            ("WorkingAreaObjectArns", tuple(f"arn:aws:s3:::{b}/_*" for b in internal_buckets)),
+            ("BucketArns", tuple(naming.bucket_arn(b) for b in internal_buckets)),
+            ("ObjectArns", tuple(naming.object_arn(b) for b in internal_buckets)),
+            ("WorkingAreaObjectArns", tuple(naming.object_arn(b, "_*") for b in internal_buckets)),
             ("KeyArns", tuple(key_arn(instance, "internal", r) for r in instance.regions)),
         ),
     ))

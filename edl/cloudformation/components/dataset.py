@@ -35,11 +35,11 @@ def dataset_stacks(config: LakeConfig, instance: Instance, dataset: str,
             ("ReadRoleName", naming.dataset_role(instance.name, dataset, "read")),
             ("WriteRoleName", naming.dataset_role(instance.name, dataset, "write")),
             ("TrustedPrincipalArns", (instance.platform_admin_arn,)),
-            ("BucketArns", tuple(f"arn:aws:s3:::{b}" for b in buckets)),
-            ("ObjectArns", tuple(f"arn:aws:s3:::{b}/{dataset}/*" for b in buckets)),
-            ("DropBucketArns", tuple(f"arn:aws:s3:::{b}" for b in drops)),
-            ("DropObjectArns", tuple(f"arn:aws:s3:::{b}/{area}*" for b in drops
-                                     for area in (f"{dataset}/", f"uploads/{dataset}/"))),
+            ("BucketArns", tuple(naming.bucket_arn(b) for b in buckets)),
+            ("ObjectArns", tuple(naming.object_arn(b, f"{dataset}/*") for b in buckets)),
+            ("DropBucketArns", tuple(naming.bucket_arn(b) for b in drops)),
+            ("DropObjectArns", tuple(naming.object_arn(b, f"{area}*") for b in drops
+                                     for area in naming.drop_areas(dataset))),
             ("KeyArns", tuple(key_arn(instance, tier, r) for r in instance.regions)),
         ),
     )]

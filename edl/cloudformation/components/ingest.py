@@ -47,13 +47,8 @@ def ingest_stacks(config: LakeConfig, instance: Instance) -> list[StackSpec]:
         metadata_arns: tuple = ("*",)
         catalog_arns: tuple = ("*",)
     else:
-        metadata_arns = (f"arn:aws:dynamodb:{region}:{account}:table/edl-{name}-*",
-                         f"arn:aws:dynamodb:{region}:{account}:table/edl-{name}-*/index/*")
-        catalog_arns = tuple(
-            arn for r in instance.regions for arn in (
-                f"arn:aws:glue:{r}:{account}:catalog",
-                f"arn:aws:glue:{r}:{account}:database/edl_{name}_*",
-                f"arn:aws:glue:{r}:{account}:table/edl_{name}_*/*"))
+        metadata_arns = naming.table_arns(name, region, account)
+        catalog_arns = naming.glue_catalog_arns(name, instance.regions, account)
 
     return [StackSpec(
         name=naming.stack_name(name, "ingest-job"), region=region, template="ingest_job.yaml",
@@ -62,15 +57,15 @@ def ingest_stacks(config: LakeConfig, instance: Instance) -> list[StackSpec]:
             ("JobName", naming.ingest_job_name(name)),
             ("RoleName", naming.ingest_job_role(name)),
             ("TrustedPrincipalArns", (instance.platform_admin_arn,)),
-            ("DataBucketArns", tuple(f"arn:aws:s3:::{b}" for b in data)),
-            ("DataObjectArns", tuple(f"arn:aws:s3:::{b}/*" for b in data)),
-            ("DropBucketArns", tuple(f"arn:aws:s3:::{b}" for b in drop)),
-            ("DropObjectArns", tuple(f"arn:aws:s3:::{b}/*" for b in drop)),
+            ("DataBucketArns", tuple(naming.bucket_arn(b) for b in data)),
+            ("DataObjectArns", tuple(naming.object_arn(b) for b in data)),
+            ("DropBucketArns", tuple(naming.bucket_arn(b) for b in drop)),
+            ("DropObjectArns", tuple(naming.object_arn(b) for b in drop)),
             ("KeyArns", tuple(key_arn(instance, t, r)
                               for r in instance.regions for t in naming.TIERS)),
             ("MetadataResourceArns", metadata_arns),
             ("CatalogResourceArns", catalog_arns),
-            ("ArtifactsBucketArn", artifacts_bucket_ref(instance, region, "arn:aws:s3:::{}")),
+            ("ArtifactsBucketArn", artifacts_bucket_ref(instance, region, naming.bucket_arn("{}"))),
             ("ScriptLocation", f"s3://{artifacts}/{script_key}"),
             ("CodeLocation", f"s3://{artifacts}/{code_key}"),
             ("PythonModules", PYTHON_MODULES),

@@ -21,15 +21,6 @@ from edl.cloudformation.plan import StackSpec, Upload
 from edl.config import Instance, LakeConfig
 
 
-def api_role_name(instance: str) -> str:
-    return f"edl-{instance}-api"
-
-
-def page_token_parameter(instance: str) -> str:
-    """The SSM parameter holding the key that signs page tokens (created by the handlers)."""
-    return f"/edl/{instance}/page-token-key"
-
-
 def _yaml_files() -> dict[str, bytes]:
     import yaml
 
@@ -50,35 +41,35 @@ def rest_api_stacks(config: LakeConfig, instance: Instance) -> list[StackSpec]:
     artifacts = naming.artifacts_bucket(prefix, name, region)
     code = handler_package()
     code_key = code.key("code/rest-api", ".zip")
-    uploads = [f"arn:aws:s3:::{naming.drop_bucket(prefix, name, tier, r)}/uploads/*"
+    uploads = [naming.object_arn(naming.drop_bucket(prefix, name, tier, r), "uploads/*")
                for r in instance.regions for tier in naming.TIERS]
-    manifests = [f"arn:aws:s3:::{naming.data_bucket(prefix, name, tier, r)}/*/data/*/"
-                 f"{naming.MANIFEST_NAME}" for r in instance.regions for tier in naming.TIERS]
-    parameter = page_token_parameter(name)
+    manifests = [naming.object_arn(naming.data_bucket(prefix, name, tier, r),
+                                   f"*/data/*/{naming.MANIFEST_NAME}")
+                 for r in instance.regions for tier in naming.TIERS]
+    parameter = naming.page_token_parameter(name)
     if instance.is_local:
         # moto authorises DynamoDB and SSM calls against the resource "*" (it computes no table
         # or parameter ARN), so a policy naming the exact ARNs would deny every call there.
         metadata_arns: tuple = ("*",)
         parameter_arn = "*"
     else:
-        metadata_arns = (f"arn:aws:dynamodb:{region}:{account}:table/edl-{name}-*",
-                         f"arn:aws:dynamodb:{region}:{account}:table/edl-{name}-*/index/*")
-        parameter_arn = f"arn:aws:ssm:{region}:{account}:parameter{parameter}"
+        metadata_arns = naming.table_arns(name, region, account)
+        parameter_arn = naming.ssm_parameter_arn(region, account, parameter)
     return [StackSpec(
         name=naming.stack_name(name, "rest-api"), region=region, template="rest_api.yaml",
         parameters=(
             ("Instance", name),
-            ("ApiName", f"edl-{name}-{api.api_name}"),
+            ("ApiName", naming.api_name(name, api.api_name)),
             ("StageName", api.stage),
-            ("FunctionNamePrefix", f"edl-{name}-api"),
-            ("RoleName", api_role_name(name)),
+            ("FunctionNamePrefix", naming.api_function_prefix(name)),
+            ("RoleName", naming.api_role(name)),
             ("TrustedPrincipalArns", (instance.platform_admin_arn,)),
             ("MetadataResourceArns", metadata_arns),
             ("UploadObjectArns", tuple(uploads)),
             ("KeyArns", tuple(key_arn(instance, t, r)
                               for r in instance.regions for t in naming.TIERS)),
             ("ManifestObjectArns", tuple(manifests)),
-            ("IngestJobArn", f"arn:aws:glue:{region}:{account}:job/{naming.ingest_job_name(name)}"),
+            ("IngestJobArn", naming.glue_job_arn(region, account, naming.ingest_job_name(name))),
             ("PageTokenParameterName", parameter),
             ("PageTokenParameterArn", parameter_arn),
             ("CodeS3Bucket", artifacts_bucket_ref(instance, region)),

@@ -16,10 +16,6 @@ from edl.config import Instance, LakeConfig
 SCHEDULE = "rate(15 minutes)"
 
 
-def sweeper_role_name(instance: str) -> str:
-    return f"edl-{instance}-sweeper"
-
-
 def sweeper_stacks(config: LakeConfig, instance: Instance) -> list[StackSpec]:
     prefix, name, region = config.bucket_prefix, instance.name, instance.default_region
     account = instance.account_id
@@ -33,21 +29,18 @@ def sweeper_stacks(config: LakeConfig, instance: Instance) -> list[StackSpec]:
         metadata_arns: tuple = ("*",)
         catalog_arns: tuple = ("*",)
     else:
-        metadata_arns = (f"arn:aws:dynamodb:{region}:{account}:table/edl-{name}-*",)
-        catalog_arns = tuple(arn for r in instance.regions for arn in (
-            f"arn:aws:glue:{r}:{account}:catalog",
-            f"arn:aws:glue:{r}:{account}:database/edl_{name}_*",
-            f"arn:aws:glue:{r}:{account}:table/edl_{name}_*/*"))
+        metadata_arns = naming.table_arns(name, region, account)[:1]
+        catalog_arns = naming.glue_catalog_arns(name, instance.regions, account)
     return [StackSpec(
         name=naming.stack_name(name, "sweeper"), region=region, template="sweeper.yaml",
         parameters=(
             ("Instance", name),
-            ("FunctionName", f"edl-{name}-sweeper"),
-            ("RoleName", sweeper_role_name(name)),
+            ("FunctionName", naming.sweeper(name)),
+            ("RoleName", naming.sweeper(name)),
             ("TrustedPrincipalArns", (instance.platform_admin_arn,)),
             ("MetadataResourceArns", metadata_arns),
-            ("DataBucketArns", tuple(f"arn:aws:s3:::{b}" for b in buckets)),
-            ("DataObjectArns", tuple(f"arn:aws:s3:::{b}/*" for b in buckets)),
+            ("DataBucketArns", tuple(naming.bucket_arn(b) for b in buckets)),
+            ("DataObjectArns", tuple(naming.object_arn(b) for b in buckets)),
             ("CatalogResourceArns", catalog_arns),
             ("Schedule", SCHEDULE),
             ("CodeS3Bucket", artifacts_bucket_ref(instance, region)),

@@ -140,7 +140,8 @@ class ApiContext:
         client = client_factory(sessions.user_session(), sessions.endpoint_url,
                                 sessions.client_config, instance.default_region)
 
-        parameter = os.environ.get(PAGE_TOKEN_PARAMETER_ENV) or f"/edl/{instance.name}/page-token-key"
+        parameter = os.environ.get(PAGE_TOKEN_PARAMETER_ENV) or \
+            naming.page_token_parameter(instance.name)
         key = page_token_key_from_ssm(client("ssm", None), parameter)
         return cls(lake=lake, instance=instance, page_tokens=PageTokens(key), client=client)
 
