@@ -142,11 +142,6 @@ def dataset_role(instance: str, dataset: str, level: str) -> str:
     return f"edl-{instance}-{dataset[:keep]}-{digest}-{level}"
 
 
-def dataset_prefixes(dataset: str) -> tuple[str, str]:
-    """The key prefixes a dataset owns inside its tier's data bucket."""
-    return f"{dataset}/raw/", f"{dataset}/data/"
-
-
 STAGING_ROOT = "_edl_staging"
 # Beside an update's parts: every file's detail, and the parts' checksums.
 MANIFEST_NAME = "_edl_manifest.json"

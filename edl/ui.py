@@ -11,7 +11,6 @@ import sys
 import threading
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import IO, cast
 
 from rich.console import Console
 from rich.markup import escape
@@ -51,10 +50,6 @@ class UI:
         with self._lock:
             self.err.print(f"[green]✓[/green] {escape(message)}")
 
-    def warn(self, message: str) -> None:
-        with self._lock:
-            self.err.print(f"[yellow]Warning:[/yellow] {escape(message)}")
-
     def error(self, message: str) -> None:
         with self._lock:
             self.err.print(f"[bold red]Error:[/bold red] {escape(message)}")
@@ -87,27 +82,3 @@ class UI:
             line += f" - {escape(reason)}"
         with self._lock:
             self.err.print(line)
-
-
-class QuietUI(UI):
-    """A UI that records instead of printing (tests, library use)."""
-
-    def __init__(self) -> None:
-        super().__init__(Console(file=cast(IO[str], _Sink())), Console(file=cast(IO[str], _Sink())))
-        self.lines: list[str] = []
-
-    def info(self, message: str) -> None:
-        self.lines.append(message)
-
-    success = warn = error = info
-
-    def stack_event(self, stack, timestamp, resource, resource_type, status, reason) -> None:
-        self.lines.append(f"{stack} {resource} {status} {reason or ''}".strip())
-
-
-class _Sink:
-    def write(self, _text: str) -> int:
-        return 0
-
-    def flush(self) -> None:
-        pass

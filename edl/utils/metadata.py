@@ -106,9 +106,6 @@ class MetadataStore:
             )
         return DatasetRecord.from_item(item)
 
-    def delete_dataset(self, dataset: str) -> None:
-        self.table("datasets").delete_item(Key={"dataset": dataset})
-
     def list_datasets(self) -> list[DatasetRecord]:
         table = self.table("datasets")
         items: list[dict[str, Any]] = []

@@ -72,14 +72,6 @@ def _filesystem(access: S3Access):
     return fs.S3FileSystem(**kwargs)
 
 
-def split_s3_url(url: str) -> tuple[str, str]:
-    """`s3://bucket/key` → (bucket, key)."""
-    parsed = urlparse(url)
-    if parsed.scheme != "s3" or not parsed.netloc:
-        raise ValueError(f"not an s3:// URL: {url!r}")
-    return parsed.netloc, parsed.path.lstrip("/")
-
-
 def iter_objects(client, bucket: str, prefix: str) -> Iterator[dict]:
     """Every object under `prefix` (list_objects_v2 pages), as the API returns them."""
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):

@@ -145,7 +145,6 @@ def test_other_names():
     assert naming.kms_alias("prod", "restricted") == "alias/edl-prod-restricted"
     assert naming.table_name("prod", "updates") == "edl-prod-updates"
     assert naming.glue_database("prod", "internal") == "edl_prod_internal"
-    assert naming.dataset_prefixes("trials") == ("trials/raw/", "trials/data/")
     with pytest.raises(ValueError):
         naming.table_name("prod", "users")
 

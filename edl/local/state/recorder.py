@@ -49,10 +49,6 @@ _ENVIRON_STRINGS = ("REQUEST_METHOD", "SCRIPT_NAME", "PATH_INFO", "QUERY_STRING"
                     "CONTENT_TYPE", "CONTENT_LENGTH", "REMOTE_ADDR", "wsgi.url_scheme")
 
 
-class JournalUnavailable(Exception):
-    """The journal cannot be written: writes are refused from here on."""
-
-
 class ReadWriteLock:
     """Many readers or one writer. moto's random is seeded per write, so no read may run
     (and draw from it) while a write does."""
