@@ -15,6 +15,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from edl.utils.metadata import read_all
+
 QUEUED, RUNNING, SUCCEEDED, FAILED = "queued", "running", "succeeded", "failed"
 
 
@@ -33,29 +35,16 @@ class JobsTable:
         """Queued jobs, oldest first."""
         from boto3.dynamodb.conditions import Attr
 
-        items, kwargs = [], {"FilterExpression": Attr("status").eq(QUEUED),
-                             "ConsistentRead": True}
-        while True:
-            page = self.table.scan(**kwargs)
-            items.extend(page["Items"])
-            if "LastEvaluatedKey" not in page:
-                break
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        items = read_all(self.table.scan, FilterExpression=Attr("status").eq(QUEUED),
+                         ConsistentRead=True)
         return sorted(items, key=lambda i: (str(i.get("created_at", "")), i["job_id"]))
 
     def running(self) -> list[dict]:
         """Jobs marked running (by this runner or by one that is gone)."""
         from boto3.dynamodb.conditions import Attr
 
-        items, kwargs = [], {"FilterExpression": Attr("status").eq(RUNNING),
-                             "ConsistentRead": True}
-        while True:
-            page = self.table.scan(**kwargs)
-            items.extend(page["Items"])
-            if "LastEvaluatedKey" not in page:
-                break
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-        return items
+        return read_all(self.table.scan, FilterExpression=Attr("status").eq(RUNNING),
+                        ConsistentRead=True)
 
     def claim(self, job_id: str, runner_id: str = "") -> dict | None:
         """Mark a queued job running, by `runner_id`; None if someone else took it first."""

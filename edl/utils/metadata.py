@@ -13,11 +13,23 @@ Tables and keys (`edl-<instance>-<table>`):
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from edl import naming
 from edl.errors import EdlError
+
+
+def read_all(operation: Callable[..., dict], **kwargs: Any) -> list[dict[str, Any]]:
+    """Every item a DynamoDB `query` or `scan` (of a boto3 Table) returns, page by page."""
+    items: list[dict[str, Any]] = []
+    while True:
+        page = operation(**kwargs)
+        items.extend(page["Items"])
+        if "LastEvaluatedKey" not in page:
+            return items
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
 class UnknownDatasetError(EdlError):
@@ -107,13 +119,5 @@ class MetadataStore:
         return DatasetRecord.from_item(item)
 
     def list_datasets(self) -> list[DatasetRecord]:
-        table = self.table("datasets")
-        items: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {}
-        while True:
-            page = table.scan(**kwargs)
-            items.extend(page["Items"])
-            if "LastEvaluatedKey" not in page:
-                break
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        items = read_all(self.table("datasets").scan)
         return sorted((DatasetRecord.from_item(i) for i in items), key=lambda r: r.dataset)

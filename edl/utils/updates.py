@@ -52,7 +52,7 @@ from botocore.exceptions import ClientError
 from edl import naming
 from edl.errors import EdlError
 from edl.utils.commit_lock import CommitLock
-from edl.utils.metadata import UnknownDatasetError
+from edl.utils.metadata import UnknownDatasetError, read_all
 from edl.utils.schemas import describe_schema, schema_from_text
 
 PENDING, COMPLETE, FAILED = "pending", "complete", "failed"
@@ -184,8 +184,7 @@ class UpdateRecord:
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> UpdateRecord:
         arrow_schema = item.get("arrow_schema", "")
-        columns = item.get("columns") or (
-            describe_schema(schema_from_text(arrow_schema)) if arrow_schema else [])
+        columns = item_columns(item)
         return cls(
             dataset=item["dataset"], update_id=item["update_id"], kind=item["kind"],
             status=item["status"], source=item.get("source", ""), bucket=item.get("bucket", ""),
@@ -195,7 +194,7 @@ class UpdateRecord:
             bytes=int(item.get("bytes", 0)), part_count=int(item.get("part_count", 0)),
             file_count=int(item.get("file_count", 0)),
             files=tuple(FileRecord.from_item(f) for f in item.get("files", [])),
-            columns=tuple({"name": c["name"], "type": c["type"]} for c in columns),
+            columns=tuple(columns),
             arrow_schema=arrow_schema, reason=item.get("reason", ""),
             options=_plain(item.get("options", {})),
             commit_seq=int(item.get("commit_seq", 0)),
@@ -203,6 +202,15 @@ class UpdateRecord:
             catalog_registered=bool(item.get("catalog_registered", False)),
             files_removed=bool(item.get("files_removed", False)),
         )
+
+
+def item_columns(item: dict[str, Any]) -> list[dict[str, str]]:
+    """An update item's columns (name and type): derived from its Arrow schema, which items
+    hold once; items written before that hold the list itself."""
+    if item.get("columns"):
+        return [{"name": c["name"], "type": c["type"]} for c in item["columns"]]
+    schema = item.get("arrow_schema")
+    return list(describe_schema(schema_from_text(schema))) if schema else []
 
 
 def part_name(index: int) -> str:
@@ -384,17 +392,9 @@ class UpdateStore:
         """The dataset's updates in id order (optionally only those in `status`)."""
         from boto3.dynamodb.conditions import Key
 
-        table = self._table("updates")
-        kwargs: dict[str, Any] = {"KeyConditionExpression": Key("dataset").eq(dataset),
-                                  "ConsistentRead": True}
-        records: list[UpdateRecord] = []
-        while True:
-            page = table.query(**kwargs)
-            records.extend(UpdateRecord.from_item(i) for i in page["Items"])
-            if "LastEvaluatedKey" not in page:
-                break
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-        records.sort(key=lambda r: r.update_id)
+        items = read_all(self._table("updates").query,
+                         KeyConditionExpression=Key("dataset").eq(dataset), ConsistentRead=True)
+        records = sorted((UpdateRecord.from_item(i) for i in items), key=lambda r: r.update_id)
         return [r for r in records if status is None or r.status == status]
 
     def scan_updates(self, status: str) -> list[UpdateRecord]:
@@ -402,15 +402,8 @@ class UpdateStore:
         page by page; its cost grows with the table, once per sweep)."""
         from boto3.dynamodb.conditions import Attr
 
-        table = self._table("updates")
-        kwargs: dict[str, Any] = {"FilterExpression": Attr("status").eq(status),
-                                  "ConsistentRead": True}
-        records: list[UpdateRecord] = []
-        while True:
-            page = table.scan(**kwargs)
-            records.extend(UpdateRecord.from_item(i) for i in page["Items"])
-            if "LastEvaluatedKey" not in page:
-                break
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-        return sorted(records, key=lambda r: (r.dataset, r.update_id))
+        items = read_all(self._table("updates").scan,
+                         FilterExpression=Attr("status").eq(status), ConsistentRead=True)
+        return sorted((UpdateRecord.from_item(i) for i in items),
+                      key=lambda r: (r.dataset, r.update_id))
 

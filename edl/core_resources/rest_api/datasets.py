@@ -17,7 +17,7 @@ from edl.core_resources.rest_api.common import (
     read_page,
 )
 from edl.utils.metadata import DatasetRecord
-from edl.utils.updates import COMPLETE, format_update_id
+from edl.utils.updates import COMPLETE, format_update_id, item_columns
 
 
 def dataset_view(item: dict[str, Any]) -> dict[str, Any]:
@@ -56,7 +56,7 @@ def get_dataset(request: Request, api: ApiContext) -> dict:
     view["newest_update"] = None if newest is None else {
         "update_id": newest["update_id"], "kind": newest.get("kind"),
         "finished_at": newest.get("finished_at"), "rows": plain(newest.get("rows", 0)),
-        "columns": plain(newest.get("columns", [])),
+        "columns": item_columns(newest),
     }
     return view
 
@@ -68,7 +68,7 @@ def newest_complete_update(api: ApiContext, dataset: str) -> dict | None:
         "KeyConditionExpression": Key("dataset").eq(dataset),
         "FilterExpression": Attr("status").eq(COMPLETE),
         "ScanIndexForward": False, "Limit": 25, "ConsistentRead": True,
-        "ProjectionExpression": "update_id, kind, finished_at, #r, #c",
+        "ProjectionExpression": "update_id, kind, finished_at, #r, #c, arrow_schema",
         "ExpressionAttributeNames": {"#r": "rows", "#c": "columns"},
     }
     while True:
