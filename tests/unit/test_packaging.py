@@ -15,8 +15,7 @@ from edl.cloudformation.plan import Action, StackSpec, Upload
 from edl.cloudformation.stack_manager import StackManager
 from edl.config import load_config
 from edl.errors import DeployError
-from tests.unit.test_stack_client import FakeCloudFormation, FakeS3
-from tests.unit.test_stack_manager import REGIONS, RecordingClient, Recorder
+from tests.unit.fakes import REGIONS, FakeCloudFormation, FakeS3, Recorder, RecordingClient
 
 CONFIG = load_config()
 LOCAL = CONFIG.instance("local")

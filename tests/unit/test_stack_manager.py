@@ -5,10 +5,6 @@ real config and templates of the `local` instance (two regions)."""
 
 from __future__ import annotations
 
-import itertools
-import threading
-import time
-
 import pytest
 
 from edl import naming
@@ -16,19 +12,24 @@ from edl.cloudformation import render
 from edl.cloudformation.components.core import core_stacks
 from edl.cloudformation.components.dataset import dataset_stacks
 from edl.cloudformation.destroy import Destroyer
-from edl.cloudformation.stack_client import FINGERPRINT_PARAMETER, StackClient
-from edl.cloudformation.plan import (Action, OutputRef, StackSpec, fingerprint,
-                                     in_dependency_order)
+from edl.cloudformation.plan import Action, OutputRef, StackSpec, fingerprint, in_dependency_order
+from edl.cloudformation.stack_client import FINGERPRINT_PARAMETER
 from edl.cloudformation.stack_manager import StackManager
 from edl.config import load_config
 from edl.errors import DeployError
-from tests.unit.test_stack_client import (STACK_TYPE, FakeCloudFormation, FakeS3, client_error,
-                                          physical_id)
+from tests.unit.fakes import (
+    REGIONS,
+    STACK_TYPE,
+    FakeCloudFormation,
+    Recorder,
+    RecordingClient,
+    client_error,
+    physical_id,
+)
 
 CONFIG = load_config()
 LOCAL = CONFIG.instance("local")
 SPECS = core_stacks(CONFIG, LOCAL)
-REGIONS = ("us-east-1", "eu-west-1")
 
 CORE = {
     *(f"edl-local-artifacts-{r}" for r in REGIONS),
@@ -40,44 +41,6 @@ CORE = {
     "edl-local-rest-api",
     "edl-local-sweeper",
 }
-
-
-class Recorder:
-    """Counts what runs at once and the order in which stacks start and end."""
-
-    def __init__(self, delay: float = 0.0, delays: dict[str, float] | None = None) -> None:
-        self.delay, self.delays = delay, delays or {}
-        self._lock = threading.Lock()
-        self._seq = itertools.count()
-        self.started: dict[str, int] = {}
-        self.ended: dict[str, int] = {}
-        self.active = 0
-        self.peak = 0
-
-    def run(self, name: str, deploy):
-        with self._lock:
-            self.started[name] = next(self._seq)
-            self.active += 1
-            self.peak = max(self.peak, self.active)
-        try:
-            time.sleep(self.delays.get(name, self.delay))
-            return deploy()
-        finally:
-            with self._lock:
-                self.active -= 1
-                self.ended[name] = next(self._seq)
-
-
-class RecordingClient(StackClient):
-    def __init__(self, cfn, region, recorder: Recorder) -> None:
-        # One fake S3 per region, kept on the fake CloudFormation so that every client sees it.
-        super().__init__(cfn, region, s3=lambda: cfn.__dict__.setdefault("s3", FakeS3()),
-                         sleep=lambda _: None)
-        self.recorder = recorder
-
-    def deploy(self, name, body, parameters, **kwargs):
-        return self.recorder.run(name, lambda: super(RecordingClient, self).deploy(
-            name, body, parameters, **kwargs))
 
 
 @pytest.fixture(autouse=True)
