@@ -13,7 +13,7 @@ from botocore.exceptions import ClientError
 
 from edl import naming
 from edl.cloudformation.stack_client import StackClient
-from tests.functional.deploy_fixtures import cloud, edl, moto_server  # noqa: F401 (fixtures)
+from tests.functional.deploy_helpers import edl
 
 PREFIX = "sanofi-datalake"
 

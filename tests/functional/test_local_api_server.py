@@ -24,7 +24,6 @@ from edl.api_config import get_api_config
 from edl.config import get_config
 from edl.local.api_auth import MotoKeyStore, SigV4Verifier
 from edl.local.api_server import ApiService, HandlerResolver
-from tests.functional.ingest_fixtures import moto_server  # noqa: F401 - fixture
 
 REGION = "us-east-1"
 

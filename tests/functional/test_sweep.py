@@ -6,8 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 from edl.utils import lake as lakeapi
 from edl.utils.sweep import PENDING_DEADLINE, Sweeper
-from tests.functional.ingest_fixtures import *  # noqa: F403 - fixtures
-from tests.functional.ingest_fixtures import DATASET, ingest
+from tests.functional.ingest_helpers import DATASET, ingest
 
 STAGING = f"_edl_staging/{DATASET}/"
 

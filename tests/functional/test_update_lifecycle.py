@@ -15,8 +15,7 @@ from edl.core_resources.pipelines.ingest import job as ingest_job
 from edl.utils import lake as lakeapi
 from edl.utils.catalog import GlueCatalog
 from edl.utils.sweep import Sweeper
-from tests.functional.ingest_fixtures import *  # noqa: F403 - fixtures
-from tests.functional.ingest_fixtures import DATASET, ingest
+from tests.functional.ingest_helpers import DATASET, ingest
 
 STAGING = f"_edl_staging/{DATASET}/"
 
