@@ -27,8 +27,7 @@ from botocore.exceptions import ClientError
 
 from edl.utils import lake
 from tests.e2e.test_deploy_e2e import client
-from tests.e2e.test_ingest_e2e import (DATA, DROP, deploy, ingest_in_process, reader, rows,
-                                       run)
+from tests.e2e.test_ingest_e2e import DATA, DROP, deploy, ingest_in_process, reader, rows, run
 
 KILLED, RACED = "e2e_killed", "e2e_raced"
 FILES = 40

@@ -144,7 +144,7 @@ def _self_signed(folder: Path) -> tuple[Path, Path]:
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(minutes=5))
@@ -223,7 +223,8 @@ def _folder_sftp(root: Path):
         def open(self, path, flags, attr):
             try:
                 handle = _Handle(flags)
-                handle.readfile = open(self._real(path), "rb")
+                # the handle owns the file: paramiko closes `readfile` when the client does
+                handle.readfile = open(self._real(path), "rb")  # noqa: SIM115
                 handle.filename = self._real(path)
                 return handle
             except OSError as exc:
@@ -250,7 +251,7 @@ def sftp_server(root: Path):
         while not stop.is_set():
             try:
                 conn, _ = listener.accept()
-            except (socket.timeout, OSError):
+            except (TimeoutError, OSError):
                 continue
             transport = paramiko.Transport(conn)
             transport.add_server_key(host_key)

@@ -33,7 +33,7 @@ def _peak_arrow_memory(tmp_path: Path, rows: int) -> tuple[int, int, int]:
 
 def test_memory_stays_flat_as_the_file_grows(tmp_path):
     """A 4x larger CSV must not need more memory: conversion streams, whatever the size."""
-    small_rows, small_size, small_peak = _peak_arrow_memory(tmp_path, 500_000)
+    small_rows, _small_size, small_peak = _peak_arrow_memory(tmp_path, 500_000)
     big_rows, big_size, big_peak = _peak_arrow_memory(tmp_path, 2_000_000)
     assert (small_rows, big_rows) == (500_000, 2_000_000)
     assert big_size > 100 << 20

@@ -75,7 +75,7 @@ CASES = {
 def _comparable(value):
     """Values as Python compares them: aware datetimes as UTC instants, structs as dicts."""
     if isinstance(value, datetime.datetime) and value.tzinfo is not None:
-        return value.astimezone(datetime.timezone.utc)
+        return value.astimezone(datetime.UTC)
     if isinstance(value, dict):
         return {k: _comparable(v) for k, v in value.items()}
     if isinstance(value, list):

@@ -8,6 +8,7 @@ session's Spark, which it must not stop.
 from __future__ import annotations
 
 import time
+from typing import ClassVar
 
 import pytest
 
@@ -92,7 +93,7 @@ def test_csv_options_reach_the_job(lake, spark, jobs):
 class _StubJob:
     """Stands in for IngestJob: records the requests, in order."""
 
-    runs: list = []
+    runs: ClassVar[list] = []
 
     def __init__(self, spark, context) -> None:
         pass

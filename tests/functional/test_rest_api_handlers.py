@@ -361,7 +361,7 @@ def test_in_the_cloud_the_glue_job_is_started_with_the_update(api_lake):
     started = {}
 
     class Glue:
-        def start_job_run(self, JobName, Arguments):  # noqa: N803
+        def start_job_run(self, JobName, Arguments):
             started.update(JobName=JobName, Arguments=Arguments)
             return {"JobRunId": "jr_123"}
 

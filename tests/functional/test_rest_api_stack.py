@@ -82,7 +82,7 @@ def test_every_endpoint_is_a_method_with_iam_authorization_and_a_lambda_proxy(de
 
 
 def test_one_function_per_handler_module_runs_as_the_api_role(deployed):
-    spec, outputs = deployed
+    _spec, outputs = deployed
     lam = boto3.client("lambda", region_name=REGION)
     iam = boto3.client("iam", region_name=REGION)
     role_arn = iam.get_role(RoleName="edl-local-api")["Role"]["Arn"]

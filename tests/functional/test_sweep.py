@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from edl.utils import lake as lakeapi
 from edl.utils.sweep import PENDING_DEADLINE, Sweeper
@@ -12,7 +12,7 @@ STAGING = f"_edl_staging/{DATASET}/"
 
 
 def later(delta: timedelta):
-    return lambda: datetime.now(timezone.utc) + delta
+    return lambda: datetime.now(UTC) + delta
 
 
 def stage(lake, update_id: str) -> None:

@@ -114,7 +114,7 @@ def test_a_changed_manifest_fails_the_read(lake, spark):
     manifest = json.loads(lake.s3.get_object(Bucket=lake.data_bucket, Key=key)["Body"].read())
     manifest["parts"][0]["sha256"] = "0" * 64
     lake.s3.put_object(Bucket=lake.data_bucket, Key=key, Body=json.dumps(manifest).encode())
-    with pytest.raises(lakeapi.EdlError, match="manifest .* does not match the checksum"):
+    with pytest.raises(lakeapi.EdlError, match=r"manifest .* does not match the checksum"):
         lakeapi.read(spark, DATASET)
 
 

@@ -7,7 +7,7 @@ import itertools
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from botocore.exceptions import ClientError
 
@@ -82,7 +82,7 @@ class FakeCloudFormation:
                   reason: str | None = None, when: datetime | None = None) -> None:
         event = {"EventId": f"event-{next(self._ids)}", "StackName": stack.name,
                  "LogicalResourceId": logical, "ResourceType": rtype, "ResourceStatus": status,
-                 "Timestamp": when or datetime.now(timezone.utc)}
+                 "Timestamp": when or datetime.now(UTC)}
         if reason:
             event["ResourceStatusReason"] = reason
         stack.events.insert(0, event)
@@ -122,7 +122,7 @@ class FakeCloudFormation:
 
     def _describe(self, stack: FakeStack) -> dict:
         return {"StackName": stack.name, "StackId": stack.stack_id, "StackStatus": stack.status,
-                "CreationTime": datetime(2024, 1, 1, tzinfo=timezone.utc),
+                "CreationTime": datetime(2024, 1, 1, tzinfo=UTC),
                 "Parameters": [{"ParameterKey": k, "ParameterValue": v}
                                for k, v in stack.parameters.items()]}
 
@@ -239,11 +239,11 @@ class FakeS3:
     def __init__(self) -> None:
         self.objects: dict[tuple[str, str], bytes] = {}
 
-    def put_object(self, Bucket, Key, Body):  # noqa: N803 - boto3's argument names
+    def put_object(self, Bucket, Key, Body):
         self.objects[(Bucket, Key)] = Body
         return {}
 
-    def head_object(self, Bucket, Key):  # noqa: N803 - boto3's argument names
+    def head_object(self, Bucket, Key):
         if (Bucket, Key) not in self.objects:
             raise ClientError({"Error": {"Code": "404", "Message": "Not Found"}}, "HeadObject")
         return {"ContentLength": len(self.objects[(Bucket, Key)])}

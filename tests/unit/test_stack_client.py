@@ -7,7 +7,7 @@ The fakes live in `fakes.py`, shared with `test_stack_manager.py` and `test_pack
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from botocore.exceptions import ClientError
@@ -156,7 +156,7 @@ def failed_first_create(cfn: FakeCloudFormation, *, once_complete: bool = False,
     """A stack whose create failed and rolled back, as CloudFormation leaves it: its events, and
     its resources in `left` (DELETE_COMPLETE, or DELETE_SKIPPED for a retained one)."""
     stack = cfn.add_stack(NAME, "ROLLBACK_COMPLETE", {"Tier": "internal"}, BODY)
-    start = datetime.now(timezone.utc) - timedelta(minutes=10)
+    start = datetime.now(UTC) - timedelta(minutes=10)
     history = [(NAME, STACK_TYPE, "CREATE_IN_PROGRESS", "User Initiated")]
     if once_complete:  # not possible in AWS today, but then the stack held something once
         history += [(NAME, STACK_TYPE, "CREATE_COMPLETE", None),
@@ -206,7 +206,7 @@ def test_a_stack_in_a_failed_state_is_refused_and_left_as_it_is(client, cfn, sta
 
 def test_the_last_failure_is_that_of_the_last_operation(client, cfn):
     stack = cfn.add_stack(NAME, "UPDATE_ROLLBACK_FAILED", {"Tier": "internal"}, BODY)
-    start = datetime.now(timezone.utc) - timedelta(hours=1)
+    start = datetime.now(UTC) - timedelta(hours=1)
     for i, (logical, status, reason) in enumerate([
             (NAME, "UPDATE_IN_PROGRESS", "User Initiated"),
             ("Key", "UPDATE_FAILED", "an old failure"),
@@ -255,7 +255,7 @@ def test_a_failed_deploy_names_the_stack_and_the_first_failure(client, cfn, exis
         stack = cfn.add_stack(NAME, existing, {"Tier": "internal"}, BODY)
         # A failure of an earlier deploy is not this deploy's reason.
         cfn.add_event(stack, "DataBucket", "AWS::S3::Bucket", "UPDATE_FAILED", "an old failure",
-                      when=datetime.now(timezone.utc) - timedelta(hours=1))
+                      when=datetime.now(UTC) - timedelta(hours=1))
     cfn.outcomes[NAME] = failing(kind, final)
     with pytest.raises(DeployError) as caught:
         deploy(client)
@@ -388,7 +388,7 @@ def test_describe_and_list(client, cfn):
 def test_on_event_receives_each_new_event_once(client, cfn, events):
     stack = cfn.add_stack(NAME, "CREATE_COMPLETE", {"Tier": "internal"}, BODY)
     cfn.add_event(stack, NAME, STACK_TYPE, "CREATE_COMPLETE",
-                  when=datetime.now(timezone.utc) - timedelta(hours=1))
+                  when=datetime.now(UTC) - timedelta(hours=1))
     deploy(client, {"Tier": "restricted"})
     seen = [(stack_name, resource, status) for stack_name, _, resource, _, status, _ in events]
     assert seen == [

@@ -5,6 +5,8 @@ real config and templates of the `local` instance (two regions)."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from edl import naming
@@ -151,7 +153,7 @@ def test_an_update_that_would_replace_the_tables_is_shown_and_refused_unless_all
 def test_allowing_a_replacement_the_plan_does_not_have_is_refused(cloud):
     deployed_core(cloud)
     stacks = manager(cloud)
-    with pytest.raises(DeployError, match="edl-local-metadata.DatasetsTable"):
+    with pytest.raises(DeployError, match=re.escape("edl-local-metadata.DatasetsTable")):
         stacks.execute(stacks.plan("core of local", SPECS),
                        allow_replace=frozenset({"edl-local-metadata.DatasetsTable"}))
 
@@ -388,7 +390,7 @@ def test_destroy_deletes_a_stack_before_the_stacks_it_reads_from_and_accounts_fo
     assert set(wave) == CORE | {dataset.name, "edl-local-hand-made"}  # every live stack
     assert [s.name for s in plan.stacks if not s.known] == ["edl-local-hand-made"]
     assert wave["edl-local-hand-made"] == 0
-    for spec in SPECS + [dataset]:
+    for spec in [*SPECS, dataset]:
         for dependency in spec.depends_on:
             assert wave[spec.name] < wave[dependency], (spec.name, dependency)
     kept = {(r.stack, r.logical_id) for r in plan.kept}
