@@ -5,6 +5,7 @@ Every fixture of this folder is defined here, each name meaning one thing:
   workers and the `edl` commands reach it over HTTP, as they would a local cloud);
 - `lake`: that server reset, with the ingest lake's tables, buckets and `clinical_trials`;
 - `cloud`: that server reset and bootstrapped like `edl local start`, IAM enforcement on;
+- `aws`: moto's in-process mock for one test;
 - `api_world` / `api_lake`: the REST API handlers' world on moto's in-process mock (one per
   module), emptied for each test.
 Helpers the tests call live in `ingest_helpers.py`, `deploy_helpers.py` and `rest_api_helpers.py`.
@@ -95,6 +96,13 @@ def cloud(moto_server, edl_home, monkeypatch):
                 {u.profile: (u.access_key_id, u.secret_access_key) for u in result.users})
     # moto's auth switch is process-wide: leave it off for the other in-process moto tests.
     post(f"{moto_server}/moto-api/reset-auth", b"inf", "text/plain")
+
+
+@pytest.fixture
+def aws(aws_credentials):
+    """moto's in-process mock, for a test that calls boto3 without an endpoint."""
+    with mock_aws():
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import zipfile
 
 import pytest
 
-from edl.cloudformation import packaging, render
+from edl.cloudformation import packaging
 from edl.cloudformation.components.core import core_stacks
 from edl.cloudformation.components.ingest import ingest_stacks
 from edl.cloudformation.plan import Action, StackSpec, Upload
@@ -22,10 +22,7 @@ LOCAL = CONFIG.instance("local")
 INGEST = "edl-local-ingest-job"
 
 
-@pytest.fixture(autouse=True)
-def shared_lint_cache(tmp_path_factory, monkeypatch):
-    folder = tmp_path_factory.getbasetemp() / "stack-manager-cache"
-    monkeypatch.setattr(render, "cache_dir", lambda: folder)
+pytestmark = pytest.mark.usefixtures("shared_lint_cache")
 
 
 # -- packages ----------------------------------------------------------------------------------

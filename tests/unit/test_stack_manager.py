@@ -10,7 +10,6 @@ import re
 import pytest
 
 from edl import naming
-from edl.cloudformation import render
 from edl.cloudformation.components.core import core_stacks
 from edl.cloudformation.components.dataset import dataset_stacks
 from edl.cloudformation.destroy import Destroyer
@@ -45,11 +44,7 @@ CORE = {
 }
 
 
-@pytest.fixture(autouse=True)
-def shared_lint_cache(tmp_path_factory, monkeypatch):
-    """Every plan lints the core templates; lint them for real once per module, not per test."""
-    folder = tmp_path_factory.getbasetemp() / "stack-manager-cache"
-    monkeypatch.setattr(render, "cache_dir", lambda: folder)
+pytestmark = pytest.mark.usefixtures("shared_lint_cache")
 
 
 @pytest.fixture
