@@ -25,8 +25,9 @@ The job item (written by the ingest handler; `job_id` is the key):
 drift apart. Items without `arguments` may give `dataset`, `source`, `kind`, `update_id`,
 `requested_by` and `options` (`delimiter`, `quote`, `encoding`, `header`) instead.
 
-Sweeps: at start and every `sweep_seconds` (30 s) the runner fails the jobs still `running` whose
-runner is gone, with the reason, abandons their pending updates (failed, files removed), and then
+Sweeps: at start and every `sweep_seconds` (30 s; the runtime takes `EDL_LOCAL_SWEEP_SECONDS`,
+so that tests need not wait half a minute) the runner fails the jobs still `running` whose runner
+is gone, with the reason, abandons their pending updates (failed, files removed), and then
 runs the lake's own sweep (`edl.utils.sweep`: overdue pending updates, leftovers of failed ones,
 Glue registrations to retry) - the work the sweeper Lambda does in AWS. Each claim records the
 claiming runner as `runner_id`, `<host>:<pid>:<token>`; the local cloud is one machine, so a runner
@@ -179,7 +180,8 @@ class JobRunner:
         self._waiting_reason: str | None = None
 
     @classmethod
-    def for_instance(cls, instance, *, warm_up: bool = True) -> JobRunner:
+    def for_instance(cls, instance, *, warm_up: bool = True,
+                     sweep_seconds: float = 30.0) -> JobRunner:
         """The runner of the local runtime: bookkeeping as the CloudFormation role, jobs as the
         ingest job role."""
         from edl import naming
@@ -208,7 +210,8 @@ class JobRunner:
             return Sweeper(LakeContext.for_instance(instance.name,
                                                     role_arn=instance.cfn_role_arn))
 
-        return cls(jobs=jobs, lake=lake, warm_up=warm_up, sweeper=sweeper)
+        return cls(jobs=jobs, lake=lake, warm_up=warm_up, sweeper=sweeper,
+                   sweep_seconds=sweep_seconds)
 
     # -- the service ----------------------------------------------------------------------------
 

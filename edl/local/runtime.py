@@ -204,7 +204,8 @@ def default_services(port: int, instance_name: str = "local", api_port: int | No
 
     instance = get_config().instance(instance_name)
     warm_up = os.environ.get("EDL_LOCAL_SPARK_WARMUP", "1") != "0"
-    jobs = JobRunner.for_instance(instance, warm_up=warm_up)
+    sweep_seconds = float(os.environ.get("EDL_LOCAL_SWEEP_SECONDS", "30"))
+    jobs = JobRunner.for_instance(instance, warm_up=warm_up, sweep_seconds=sweep_seconds)
     api = ApiService(instance, port + 1 if api_port is None else api_port,
                      any_port_if_taken=api_port is None,
                      prepare_handlers=LocalApiContext(instance), after_write=jobs.wake,

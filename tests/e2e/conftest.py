@@ -7,7 +7,6 @@ cloud exactly as they would on a user's machine.
 
 from __future__ import annotations
 
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,13 +14,7 @@ import pytest
 
 from edl.config import Instance, get_config
 from edl.local import control
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from tests.e2e.helpers import free_port
 
 
 @dataclass(frozen=True)
@@ -46,6 +39,8 @@ def _session_local_cloud(tmp_path_factory, local_instance):
         mp.setenv("EDL_HOME", str(home))
         mp.setenv("AWS_CONFIG_FILE", str(no_aws / "config"))
         mp.setenv("AWS_SHARED_CREDENTIALS_FILE", str(no_aws / "credentials"))
+        # The runtime sweeps every 3 s, not 30: a test of what the sweep does waits that long.
+        mp.setenv("EDL_LOCAL_SWEEP_SECONDS", "3")
         try:
             # Persistence is not what the shared cloud is for (test_local_state_e2e.py tests it).
             status = control.start(local_instance, port=port, ephemeral=True)

@@ -9,17 +9,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
-from pathlib import Path
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from edl.aws import read_local_profile
-
-EDL = str(Path(sys.executable).with_name("edl"))
-PREFIX = "sanofi-datalake"
+from tests.e2e.helpers import EDL, PREFIX, client
 
 
 def edl(*args: str, profile: str | None = None) -> subprocess.CompletedProcess:
@@ -28,18 +22,6 @@ def edl(*args: str, profile: str | None = None) -> subprocess.CompletedProcess:
     if profile:
         env["AWS_PROFILE"] = profile
     return subprocess.run([EDL, *args], capture_output=True, text=True, env=env, timeout=120)
-
-
-def client(cloud, service: str, region: str = "us-east-1", user: str = "admin", role: bool = True):
-    key, secret = read_local_profile(user)
-    kwargs = dict(endpoint_url=cloud.status.endpoint_url, region_name=region)
-    if not role:
-        return boto3.client(service, aws_access_key_id=key, aws_secret_access_key=secret, **kwargs)
-    creds = boto3.client("sts", aws_access_key_id=key, aws_secret_access_key=secret, **kwargs) \
-        .assume_role(RoleArn=cloud.instance.cfn_role_arn, RoleSessionName="e2e")["Credentials"]
-    return boto3.client(service, aws_access_key_id=creds["AccessKeyId"],
-                        aws_secret_access_key=creds["SecretAccessKey"],
-                        aws_session_token=creds["SessionToken"], **kwargs)
 
 
 def _policy_statements(iam, role: str) -> list[dict]:

@@ -14,79 +14,32 @@ command), also as the ingest role.
 
 from __future__ import annotations
 
-import dataclasses
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 from botocore.exceptions import ClientError
 
-from edl import naming
-from edl.aws import AwsSessions
-from edl.core_resources.pipelines.ingest.__main__ import main as ingest_main
 from edl.utils import lake
-from edl.utils.context import LakeContext
-from edl.utils.storage import S3Access
-from tests.e2e.test_deploy_e2e import client
-from tests.functional.ingest_fixtures import gzip_bytes, zip_bytes
-from tests.functional.test_ingest_job import EVENTS, EXTRA_CSV, INNER_ZIP, SITES_CSV
-from tests.functional.test_lake_read import EXPECTED, HISTORY
+from tests.e2e.helpers import (
+    DATA,
+    DROP,
+    client,
+    deploy,
+    ingest_in_process,
+    ingest_process,
+    reader,
+    rows,
+)
+from tests.functional.ingest_helpers import (
+    EVENTS,
+    EXPECTED,
+    EXTRA_CSV,
+    HISTORY,
+    INNER_ZIP,
+    SITES_CSV,
+    gzip_bytes,
+    zip_bytes,
+)
 
-EDL = str(Path(sys.executable).with_name("edl"))
-PREFIX = "sanofi-datalake"
 BATCHES, HISTORY_DATASET = "e2e_batches", "e2e_history"
-DROP = f"{PREFIX}-drop-local-sensitive-us-east-1"
-DATA = f"{PREFIX}-local-sensitive-us-east-1"
-ACCOUNT = "123456789012"
-
-
-def run(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    env.pop("AWS_PROFILE", None)
-    env.setdefault("PYSPARK_PYTHON", sys.executable)
-    return subprocess.run(list(args), capture_output=True, text=True, env=env, timeout=timeout)
-
-
-def ingest_process(dataset: str, source: str, *args: str) -> subprocess.CompletedProcess:
-    return run(sys.executable, "-m", "edl.core_resources.pipelines.ingest", "--instance", "local",
-               "--dataset", dataset, "--source", source, *args)
-
-
-def deploy(dataset: str) -> None:
-    for command in (("deploy-core", "--instance", "local"),
-                    ("deploy-dataset", dataset, "--instance", "local", "--tier", "sensitive",
-                     "--owner", "alice", "--key", "id", "--op-column", "op",
-                     "--delete-marker", "D")):
-        done = run(EDL, *command)
-        assert done.returncode == 0, done.stderr
-
-
-def role_arn(role: str) -> str:
-    return naming.role_arn(ACCOUNT, role)
-
-
-def reader(dataset: str) -> LakeContext:
-    """Metadata as the caller, data through the dataset's read role."""
-    base = LakeContext.for_instance("local")
-    sessions = AwsSessions(base.config.instance("local"))
-    session = sessions.assumed_session(
-        role_arn(naming.dataset_role("local", dataset, "read")), "e2e-reader")
-    return dataclasses.replace(base, s3_access=lambda region: S3Access.from_session(
-        session, region, sessions.endpoint_url))
-
-
-def rows(spark, context: LakeContext, dataset: str, **kwargs) -> list[tuple]:
-    return sorted(tuple(r) for r in lake.read(spark, dataset, context=context, **kwargs).collect())
-
-
-def ingest_in_process(spark, dataset: str, source: str, *args: str) -> int:
-    """The same command, run in this process as the ingest job role (no new Spark JVM)."""
-    context = LakeContext.for_instance(
-        "local", role_arn=role_arn(naming.ingest_job_role("local")))
-    return ingest_main(["--instance", "local", "--dataset", dataset, "--source", source, *args],
-                       spark=spark, context=context)
 
 
 def test_drop_ingest_and_read_back_as_the_read_role(local_cloud, spark, capsys):

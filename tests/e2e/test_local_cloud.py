@@ -19,7 +19,7 @@ from edl.aws import AwsSessions, Identity
 from edl.errors import AwsAccessError, LocalCloudError
 from edl.local import control
 from edl.local.control_api import call_control_api, read_secret
-from tests.e2e.conftest import free_port
+from tests.e2e.helpers import free_port
 
 
 def _wait_for(predicate, timeout: float = 10.0) -> bool:

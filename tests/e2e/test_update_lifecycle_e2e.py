@@ -26,9 +26,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from edl.utils import lake
-from tests.e2e.test_deploy_e2e import client
-from tests.e2e.test_ingest_e2e import (DATA, DROP, deploy, ingest_in_process, reader, rows,
-                                       run)
+from tests.e2e.helpers import DATA, DROP, client, deploy, ingest_in_process, reader, rows
 
 KILLED, RACED = "e2e_killed", "e2e_raced"
 FILES = 40
@@ -94,9 +92,8 @@ def test_an_ingest_killed_mid_way_ends_failed_nothing_readable_and_a_rerun_succe
     assert keys(s3, f"_edl_staging/{KILLED}/") == []
     assert keys(s3, f"{KILLED}/") == []
 
-    done = run(sys.executable, "-m", "edl.core_resources.pipelines.ingest", "--instance",
-               "local", "--dataset", KILLED, "--source", f"s3://{DROP}/killed/", timeout=300)
-    assert done.returncode == 0, done.stderr
+    # The rerun needs no process of its own (only the killed run did): no second Spark JVM.
+    assert ingest_in_process(spark, KILLED, f"s3://{DROP}/killed/") == 0
     assert rows(spark, as_reader, KILLED) == [(n, f"v{n}") for n in range(FILES)]
 
 

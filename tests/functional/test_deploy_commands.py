@@ -13,7 +13,7 @@ from botocore.exceptions import ClientError
 
 from edl import naming
 from edl.cloudformation.stack_client import StackClient
-from tests.functional.deploy_fixtures import cloud, edl, moto_server  # noqa: F401 (fixtures)
+from tests.functional.deploy_helpers import edl
 
 PREFIX = "sanofi-datalake"
 
@@ -167,9 +167,10 @@ def test_deploy_dataset_write_role_may_ingest_but_never_write_the_data(cloud):
         assert s3.get_object(Bucket=data, Key="clinical_trials/data/1/p.parquet")["Body"].read() \
             == b"rows"
         for key in ("clinical_trials/data/2/p.parquet", "clinical_trials/raw/2/a.csv"):
-            assert _denied(lambda: s3.put_object(Bucket=data, Key=key, Body=b"x")), (level, key)
-        assert _denied(lambda: s3.put_object(Bucket=drop, Key="uploads/other_set/1/a.csv",
-                                             Body=b"x"))
+            assert _denied(lambda s3=s3, key=key: s3.put_object(Bucket=data, Key=key, Body=b"x")), \
+                (level, key)
+        assert _denied(lambda s3=s3: s3.put_object(Bucket=drop, Key="uploads/other_set/1/a.csv",
+                                                   Body=b"x"))
     writer, reader = (_as_role(cloud, f"edl-local-clinical_trials-{level}")
                       for level in ("write", "read"))
     writer.put_object(Bucket=drop, Key="uploads/clinical_trials/1/a.csv", Body=b"x")

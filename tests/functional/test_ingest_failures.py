@@ -10,8 +10,7 @@ import pytest
 
 from edl.core_resources.pipelines.ingest.job import IngestJob
 from edl.utils import lake as lakeapi
-from tests.functional.ingest_fixtures import *  # noqa: F403 - fixtures
-from tests.functional.ingest_fixtures import DATASET, ingest, zip_bytes
+from tests.functional.ingest_helpers import DATASET, ingest, zip_bytes
 
 BAD_INPUTS = {
     "corrupt archive": ("batch.zip", b"PK\x03\x04 truncated", (), "not a readable zip archive"),

@@ -10,13 +10,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from edl.utils import lake as lakeapi
-from tests.functional.ingest_fixtures import *  # noqa: F403 - fixtures
-from tests.functional.ingest_fixtures import DATASET, gzip_bytes, ingest, zip_bytes
-
-SITES_CSV = '\ufeffid,name,score\n1,"Smith, J.",1.5\n2,"two\nlines",2\n'.encode()
-INNER_ZIP = zip_bytes({"eu/c.csv": b"id,name,score\n5,eve,5\n"})
-EXTRA_CSV = b"id,name,score\n3,carol,3.25\n"
-EVENTS = b'{"id": 4, "name": "dan", "score": 4}\n'
+from tests.functional.ingest_helpers import (
+    DATASET,
+    EVENTS,
+    EXTRA_CSV,
+    INNER_ZIP,
+    SITES_CSV,
+    gzip_bytes,
+    ingest,
+    zip_bytes,
+)
 
 
 def test_several_files_archives_and_formats(lake, spark, capsys):

@@ -11,10 +11,16 @@ from urllib.parse import urlsplit
 
 from edl.core_resources.pipelines.ingest.sources import reachable_test_servers
 from edl.utils import lake as lakeapi
-from tests.functional.ingest_fixtures import *  # noqa: F403 - fixtures
-from tests.functional.ingest_fixtures import DATASET, gzip_bytes, ingest, zip_bytes
-from tests.functional.ingest_fixtures import (SFTP_PASSWORD, SFTP_USER, https_server,
-                                              sftp_server)
+from tests.functional.ingest_helpers import (
+    DATASET,
+    SFTP_PASSWORD,
+    SFTP_USER,
+    gzip_bytes,
+    https_server,
+    ingest,
+    sftp_server,
+    zip_bytes,
+)
 
 
 def test_https_source_with_tls_verified(lake, spark, tmp_path):

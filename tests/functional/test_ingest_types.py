@@ -15,8 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from edl.utils import lake as lakeapi
-from tests.functional.ingest_fixtures import *  # noqa: F403 - fixtures
-from tests.functional.ingest_fixtures import DATASET, ingest
+from tests.functional.ingest_helpers import DATASET, ingest
 
 CSV = (b"id,day,naive,aware,fraction,flag,amount\n"
        b"1,2024-01-02,2024-01-02 03:04:05,2024-01-02T03:04:05Z,2024-01-02T03:04:05.123456,"
@@ -76,7 +75,7 @@ CASES = {
 def _comparable(value):
     """Values as Python compares them: aware datetimes as UTC instants, structs as dicts."""
     if isinstance(value, datetime.datetime) and value.tzinfo is not None:
-        return value.astimezone(datetime.timezone.utc)
+        return value.astimezone(datetime.UTC)
     if isinstance(value, dict):
         return {k: _comparable(v) for k, v in value.items()}
     if isinstance(value, list):

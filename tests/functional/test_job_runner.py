@@ -1,13 +1,14 @@
 """The local job runner: queued job items in the jobs table run as the real ingest job.
 
 moto runs as a server on 127.0.0.1 (Spark's workers are separate processes); the lake has the
-metadata tables and the `clinical_trials` dataset (`ingest_fixtures.lake`). The runner gets the
+metadata tables and the `clinical_trials` dataset (`ingest_helpers.lake`). The runner gets the
 session's Spark, which it must not stop.
 """
 
 from __future__ import annotations
 
 import time
+from typing import ClassVar
 
 import pytest
 
@@ -16,8 +17,7 @@ from edl.local.jobs_table import FAILED, QUEUED, RUNNING, SUCCEEDED, JobsTable
 from edl.utils import lake as lakeapi
 from edl.utils.sweep import Sweeper
 from edl.utils.updates import UpdateRecord
-from tests.functional.ingest_fixtures import *  # noqa: F403 - fixtures
-from tests.functional.ingest_fixtures import DATASET
+from tests.functional.ingest_helpers import DATASET
 
 CSV = b"id,name,score\n1,ann,1.5\n2,bob,2\n"
 
@@ -93,7 +93,7 @@ def test_csv_options_reach_the_job(lake, spark, jobs):
 class _StubJob:
     """Stands in for IngestJob: records the requests, in order."""
 
-    runs: list = []
+    runs: ClassVar[list] = []
 
     def __init__(self, spark, context) -> None:
         pass

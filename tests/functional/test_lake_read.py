@@ -6,27 +6,7 @@ import pytest
 
 from edl.utils import lake as lakeapi
 from edl.utils.updates import UnknownUpdateError
-from tests.functional.ingest_fixtures import *  # noqa: F403 - fixtures
-from tests.functional.ingest_fixtures import DATASET, ingest
-
-HISTORY = [
-    ("snapshot", b"id,val\n1,a\n2,b\n3,c\n"),
-    ("delta", b"id,val,op\n2,b2,U\n4,d,I\n"),
-    ("delta", b"id,val,op\n1,,D\n4,d3,U\n4,d4,U\n"),       # last write wins inside a delta too
-    ("snapshot", b"id,val\n10,x\n11,y\n"),
-    ("delta", b"id,val,op\n10,,D\n12,z,I\n"),
-    ("snapshot", b"id,val\n20,p\n"),
-    ("delta", b"id,val,op\n20,p7,U\n21,q,I\n"),
-]
-EXPECTED = {
-    1: {1: "a", 2: "b", 3: "c"},
-    2: {1: "a", 2: "b2", 3: "c", 4: "d"},
-    3: {2: "b2", 3: "c", 4: "d4"},
-    4: {10: "x", 11: "y"},
-    5: {11: "y", 12: "z"},
-    6: {20: "p"},
-    7: {20: "p7", 21: "q"},
-}
+from tests.functional.ingest_helpers import DATASET, EXPECTED, HISTORY, ingest
 
 
 def as_dict(df) -> dict:

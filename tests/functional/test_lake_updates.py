@@ -9,10 +9,10 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from edl.utils.metadata import DatasetRecord, MetadataStore, UnknownDatasetError
 from edl.utils.commit_lock import COMMIT_LEASE_SECONDS
+from edl.utils.metadata import DatasetRecord, MetadataStore, UnknownDatasetError
 from edl.utils.updates import COMPLETE, FAILED, PENDING, UpdateStateError, UpdateStore
-from tests.functional.ingest_fixtures import create_metadata_tables
+from tests.functional.ingest_helpers import create_metadata_tables
 
 BUCKET = "sanofi-datalake-local-sensitive-us-east-1"
 

@@ -10,7 +10,7 @@ import hashlib
 import hmac
 import json
 import urllib.request
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 import boto3
@@ -24,7 +24,6 @@ from edl.api_config import get_api_config
 from edl.config import get_config
 from edl.local.api_auth import MotoKeyStore, SigV4Verifier
 from edl.local.api_server import ApiService, HandlerResolver
-from tests.functional.ingest_fixtures import moto_server  # noqa: F401 - fixture
 
 REGION = "us-east-1"
 
@@ -220,7 +219,7 @@ def test_a_signature_for_another_service_or_region_is_refused(server, users):
 
 def test_a_request_signed_too_long_ago_is_refused(users, moto_server):
     instance = get_config().instance("local")
-    later = datetime.now(timezone.utc) + timedelta(minutes=6)
+    later = datetime.now(UTC) + timedelta(minutes=6)
     service = ApiService(instance, 0, handlers=HandlerResolver(overrides={
         "datasets:list_datasets": echo}))
     service.app.verifier = SigV4Verifier(MotoKeyStore("123456789012"), REGION,
@@ -251,7 +250,7 @@ def hand_signed(method: str, url: str, credentials: Credentials, signed_headers:
     """SigV4 computed here over exactly `signed_headers` (botocore always signs host and the
     date), for an empty body and a URL without a query."""
     parts = urlsplit(url)
-    amz_date = amz_date or datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    amz_date = amz_date or datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     values = {"host": parts.netloc, "x-amz-date": amz_date}
     names = sorted(signed_headers)
     canonical = "\n".join([method, parts.path, "", "".join(f"{n}:{values[n]}\n" for n in names),
@@ -307,7 +306,7 @@ def test_a_signature_that_does_not_cover_the_host_is_refused(server, users):
 
 
 def test_a_request_signed_in_the_future_is_refused(server, users):
-    later = (datetime.now(timezone.utc) + timedelta(minutes=6)).strftime("%Y%m%dT%H%M%SZ")
+    later = (datetime.now(UTC) + timedelta(minutes=6)).strftime("%Y%m%dT%H%M%SZ")
     request = hand_signed("GET", f"{server.url}/datasets", users["alice"],
                           ("host", "x-amz-date"), amz_date=later)
     assert refused_as(send(request)) == (403, "InvalidSignatureException")
@@ -342,7 +341,7 @@ def test_a_malformed_authorization_header_is_refused(server, users, old, new):
 
 def test_a_malformed_date_is_refused(server, users):
     request = hand_signed("GET", f"{server.url}/datasets", users["alice"], ("host", "x-amz-date"),
-                          amz_date=datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S+0000"))
+                          amz_date=datetime.now(UTC).strftime("%Y%m%dT%H%M%S+0000"))
     assert refused_as(send(request)) == (403, "IncompleteSignatureException")
 
 

@@ -44,6 +44,8 @@ def front(tmp_path_factory):
     service.start()
     url = service.url
     try:
+        # moto's backends are process-wide: start from none of another module's users and roles
+        call_control_api(url, "reset", service.secret, body=b"")
         admin = dict(endpoint_url=url, region_name=REGION, aws_access_key_id="x",
                      aws_secret_access_key="x")
         iam = boto3.client("iam", **admin)
@@ -110,7 +112,7 @@ def test_the_control_api_refuses_a_caller_without_the_secret(front, method, path
 
 
 def test_the_control_api_answers_the_runtimes_own_calls(front):
-    service, alice, _arn = front
+    service, _alice, _arn = front
     # moto's own config, which the runtime sets at start (lambda never runs in docker here);
     # `data.json` would do too, but moto cannot serialise some backends once a kept lake's
     # reducers are installed in the same process (a test of the state package does that)
@@ -189,7 +191,7 @@ def test_a_role_that_does_not_exist_cannot_be_assumed(front):
 def test_a_role_is_found_by_its_exact_arn(front):
     service, alice, _arn = front
     for arn in (f"arn:aws:iam::{ACCOUNT}:role/some/path/reader",
-                f"arn:aws:iam::210987654321:role/reader"):
+                "arn:aws:iam::210987654321:role/reader"):
         with pytest.raises(ClientError) as refused:
             sts(service.url, alice).assume_role(RoleArn=arn, RoleSessionName="session")
         assert refused.value.response["Error"]["Code"] == "AccessDenied"

@@ -42,7 +42,7 @@ def instance():
 
 
 @pytest.fixture(scope="module")
-def cloud(instance, tmp_path_factory):
+def bootstrapped(instance, tmp_path_factory):
     """A bootstrapped moto server; afterwards moto's process-wide state is as it was."""
     with pytest.MonkeyPatch.context() as mp:
         # No real AWS config or credentials may leak into the clients of this module.
@@ -62,13 +62,13 @@ def cloud(instance, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def endpoint(cloud):
-    return cloud[0]
+def endpoint(bootstrapped):
+    return bootstrapped[0]
 
 
 @pytest.fixture(scope="module")
-def result(cloud):
-    return cloud[1]
+def result(bootstrapped):
+    return bootstrapped[1]
 
 
 @pytest.fixture(scope="module")

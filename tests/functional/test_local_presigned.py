@@ -22,7 +22,7 @@ KEY = "uploads/sites/ab c (1).csv"
 
 
 @pytest.fixture(scope="module")
-def cloud():
+def presign_cloud():
     """moto behind the shim, with a bucket `drop`, a user who may put and get objects there, one
     who may not, and a bucket `vault` with an object neither may read; IAM enforced."""
     with socket.socket() as probe:
@@ -62,8 +62,8 @@ def s3(url: str, key: dict):
                         config=Config(signature_version="s3v4", s3={"addressing_style": "path"}))
 
 
-def test_a_presigned_put_and_get_work_as_their_signer(cloud):
-    url, keys = cloud
+def test_a_presigned_put_and_get_work_as_their_signer(presign_cloud):
+    url, keys = presign_cloud
     writer = s3(url, keys["writer"])
     put = writer.generate_presigned_url("put_object", Params={"Bucket": "drop", "Key": KEY},
                                         ExpiresIn=900)
@@ -74,24 +74,24 @@ def test_a_presigned_put_and_get_work_as_their_signer(cloud):
     assert requests.get(get, timeout=10).content == b"id\n1\n"
 
 
-def test_a_tampered_url_is_refused(cloud):
-    url, keys = cloud
+def test_a_tampered_url_is_refused(presign_cloud):
+    url, keys = presign_cloud
     put = s3(url, keys["writer"]).generate_presigned_url(
         "put_object", Params={"Bucket": "drop", "Key": "a.csv"}, ExpiresIn=900)
     response = requests.put(put.replace("a.csv", "b.csv"), data=b"x", timeout=10)
     assert response.status_code == 403 and b"SignatureDoesNotMatch" in response.content
 
 
-def test_an_expired_url_is_refused(cloud):
-    url, keys = cloud
+def test_an_expired_url_is_refused(presign_cloud):
+    url, keys = presign_cloud
     put = s3(url, keys["writer"]).generate_presigned_url(
         "put_object", Params={"Bucket": "drop", "Key": "a.csv"}, ExpiresIn=0)
     response = requests.put(put, data=b"x", timeout=10)
     assert response.status_code == 403 and b"Request has expired" in response.content
 
 
-def test_the_url_carries_only_its_signers_rights(cloud):
-    url, keys = cloud
+def test_the_url_carries_only_its_signers_rights(presign_cloud):
+    url, keys = presign_cloud
     put = s3(url, keys["nobody"]).generate_presigned_url(
         "put_object", Params={"Bucket": "drop", "Key": "a.csv"}, ExpiresIn=900)
     response = requests.put(put, data=b"x", timeout=10)
@@ -105,9 +105,9 @@ def test_the_url_carries_only_its_signers_rights(cloud):
     ("x-amz-meta-the_owner", "mallory"),   # moto keeps underscores in metadata names
     ("x-amz-server-side-encryption", "AES256"),
 ])
-def test_a_header_the_url_did_not_sign_is_refused(cloud, header, value):
+def test_a_header_the_url_did_not_sign_is_refused(presign_cloud, header, value):
     """As S3 does: the holder of a URL adds nothing its signer did not sign."""
-    url, keys = cloud
+    url, keys = presign_cloud
     writer = s3(url, keys["writer"])
     key = f"unsigned/{header}.csv"
     put = writer.generate_presigned_url("put_object", Params={"Bucket": "drop", "Key": key},
@@ -121,8 +121,8 @@ def test_a_header_the_url_did_not_sign_is_refused(cloud, header, value):
     assert missing.value.response["Error"]["Code"] == "404"
 
 
-def test_a_header_the_url_signed_is_accepted(cloud):
-    url, keys = cloud
+def test_a_header_the_url_signed_is_accepted(presign_cloud):
+    url, keys = presign_cloud
     writer = s3(url, keys["writer"])
     put = writer.generate_presigned_url(
         "put_object", Params={"Bucket": "drop", "Key": "meta.csv", "Metadata": {"owner": "w"}},
@@ -133,10 +133,10 @@ def test_a_header_the_url_signed_is_accepted(cloud):
     assert writer.head_object(Bucket="drop", Key="meta.csv")["Metadata"] == {"owner": "w"}
 
 
-def test_a_presigned_url_cannot_copy(cloud):
+def test_a_presigned_url_cannot_copy(presign_cloud):
     """moto authorises a copy on its destination only: through a URL to upload, the writer
     would read the vault."""
-    url, keys = cloud
+    url, keys = presign_cloud
     writer = s3(url, keys["writer"])
     signed = writer.generate_presigned_url(
         "copy_object", ExpiresIn=900,
@@ -152,8 +152,8 @@ def test_a_presigned_url_cannot_copy(cloud):
     assert missing.value.response["Error"]["Code"] == "NoSuchKey"
 
 
-def test_a_url_valid_for_more_than_a_week_is_refused(cloud):
-    url, keys = cloud
+def test_a_url_valid_for_more_than_a_week_is_refused(presign_cloud):
+    url, keys = presign_cloud
     writer = s3(url, keys["writer"])
     week = 7 * 24 * 3600
     for seconds, status in ((week + 1, 403), (week, 200)):
@@ -166,9 +166,9 @@ def test_a_url_valid_for_more_than_a_week_is_refused(cloud):
                                       ExpiresIn=week + 1), data=b"x", timeout=10).content
 
 
-def test_a_signed_copy_needs_read_access_to_its_source(cloud):
+def test_a_signed_copy_needs_read_access_to_its_source(presign_cloud):
     """As in S3; moto checks only that the writer may write the destination."""
-    url, keys = cloud
+    url, keys = presign_cloud
     writer = s3(url, keys["writer"])
     writer.put_object(Bucket="drop", Key="mine.csv", Body=b"id\n1\n")
     writer.copy_object(Bucket="drop", Key="mine-again.csv", CopySource="drop/mine.csv")

@@ -16,9 +16,11 @@ from moto import mock_aws
 from edl import naming
 from edl.api_config import get_api_config
 from edl.cloudformation.components.rest_api import handler_package, rest_api_stacks
-from edl.cloudformation.render import render_template, template_context
 from edl.cloudformation.plan import OutputRef
+from edl.cloudformation.render import render_template, template_context
 from edl.config import load_config
+from tests.functional.deploy_helpers import edl
+from tests.functional.rest_api_helpers import call, event
 
 CONFIG = load_config()
 LOCAL = CONFIG.instance("local")
@@ -80,7 +82,7 @@ def test_every_endpoint_is_a_method_with_iam_authorization_and_a_lambda_proxy(de
 
 
 def test_one_function_per_handler_module_runs_as_the_api_role(deployed):
-    spec, outputs = deployed
+    _spec, outputs = deployed
     lam = boto3.client("lambda", region_name=REGION)
     iam = boto3.client("iam", region_name=REGION)
     role_arn = iam.get_role(RoleName="edl-local-api")["Role"]["Arn"]
@@ -122,7 +124,6 @@ def test_the_code_zip_holds_the_handlers_and_what_they_import(tmp_path):
 
 # -- the handlers' role, under the local cloud's IAM enforcement ---------------------------------
 
-from tests.functional.deploy_fixtures import cloud, edl, moto_server  # noqa: E402,F401 (fixtures)
 
 
 def _api_context_as_role(cloud, role_arn: str):
@@ -156,7 +157,6 @@ def _api_context_as_role(cloud, role_arn: str):
 def test_the_api_role_may_do_what_the_handlers_do_and_no_more(cloud):
     from edl.core_resources.rest_api import common, datasets, ingest, jobs
     from edl.utils.metadata import DatasetRecord, MetadataStore
-    from tests.unit.rest_api_fixtures import call, event
 
     assert edl("deploy-core", "--instance", "local") == 0
     MetadataStore(_as_deployer(cloud).resource("dynamodb"), "local").put_dataset(DatasetRecord(

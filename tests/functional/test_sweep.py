@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from edl.utils import lake as lakeapi
 from edl.utils.sweep import PENDING_DEADLINE, Sweeper
-from tests.functional.ingest_fixtures import *  # noqa: F403 - fixtures
-from tests.functional.ingest_fixtures import DATASET, ingest
+from tests.functional.ingest_helpers import DATASET, ingest
 
 STAGING = f"_edl_staging/{DATASET}/"
 
 
 def later(delta: timedelta):
-    return lambda: datetime.now(timezone.utc) + delta
+    return lambda: datetime.now(UTC) + delta
 
 
 def stage(lake, update_id: str) -> None:

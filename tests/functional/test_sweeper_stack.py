@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 
 import boto3
-import pytest
-from moto import mock_aws
 
 from edl.cloudformation.components.sweeper import SCHEDULE, sweeper_stacks
 from edl.cloudformation.render import render_template, template_context
@@ -18,12 +16,6 @@ from edl.naming import sweeper as sweeper_role_name
 CONFIG = load_config()
 LOCAL = CONFIG.instance("local")
 REGION = LOCAL.default_region
-
-
-@pytest.fixture
-def aws(aws_credentials):
-    with mock_aws():
-        yield
 
 
 def test_the_sweeper_stack_makes_a_scheduled_function_with_its_own_role(aws):

@@ -11,7 +11,6 @@ import json
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from edl import naming
 from edl.cloudformation.render import render_template, template_context
@@ -25,12 +24,6 @@ ADMIN = LOCAL.platform_admin_arn
 
 # moto's CloudFormation skips AWS::S3::BucketPolicy (DESIGN §8); the templates keep it for AWS.
 pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse AWS..S3..BucketPolicy")
-
-
-@pytest.fixture
-def aws(aws_credentials):
-    with mock_aws():
-        yield
 
 
 @pytest.fixture

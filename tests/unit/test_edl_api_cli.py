@@ -103,7 +103,7 @@ def test_main_reads_sys_argv(monkeypatch, capsys):
     (("datasets", "--bogus"), "unrecognized arguments: --bogus"),
 ])
 def test_usage_errors_exit_2_before_any_request(cli, argv, message):
-    code, out, err = cli(*argv)
+    code, _out, err = cli(*argv)
     assert code == 2
     assert message in err
     assert "Traceback" not in err

@@ -5,18 +5,27 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import re
 import tarfile
 import zipfile
 from pathlib import Path
 
 import pytest
 
-from edl.core_resources.pipelines.ingest.archives import (ArchiveLimits, LocalSink, Unpacker,
-                                                          safe_member_path)
+from edl.core_resources.pipelines.ingest.archives import (
+    ArchiveLimits,
+    LocalSink,
+    Unpacker,
+    safe_member_path,
+)
+from edl.core_resources.pipelines.ingest.errors import (
+    ArchiveBombError,
+    CorruptArchiveError,
+    DuplicatePathError,
+    EmptyFileError,
+    UnsafeArchivePathError,
+)
 from edl.core_resources.pipelines.ingest.limits import GiB, MiB, check_update_totals
-from edl.core_resources.pipelines.ingest.errors import (ArchiveBombError, CorruptArchiveError,
-                                                        DuplicatePathError, EmptyFileError,
-                                                        UnsafeArchivePathError)
 
 
 def make_zip(members: dict[str, bytes]) -> bytes:
@@ -52,7 +61,10 @@ class NonSeekable(io.RawIOBase):
         return len(chunk)
 
 
-def unpack(tmp_path: Path, name: str, data: bytes, limits=ArchiveLimits(), seekable=True):
+DEFAULT_LIMITS = ArchiveLimits()
+
+
+def unpack(tmp_path: Path, name: str, data: bytes, limits=DEFAULT_LIMITS, seekable=True):
     unpacker = Unpacker(LocalSink(str(tmp_path / "raw")), limits)
     stream = io.BytesIO(data) if seekable else io.BufferedReader(NonSeekable(data))
     unpacker.add(stream, name, f"s3://drop/{name}")
@@ -155,13 +167,13 @@ def test_too_many_members_is_refused(tmp_path):
 
 
 def test_empty_file_is_refused(tmp_path):
-    with pytest.raises(EmptyFileError, match="empty.csv"):
+    with pytest.raises(EmptyFileError, match=re.escape("empty.csv")):
         unpack(tmp_path, "batch.zip", make_zip({"ok.csv": b"a\n1\n", "empty.csv": b""}))
 
 
 def test_two_files_on_one_path_are_refused(tmp_path):
     data = make_zip({"a.csv": b"a\n1\n", "a.csv.gz": gzip.compress(b"a\n2\n")})
-    with pytest.raises(DuplicatePathError, match="a.csv"):
+    with pytest.raises(DuplicatePathError, match=re.escape("a.csv")):
         unpack(tmp_path, "dup.zip", data)
 
 
@@ -216,7 +228,7 @@ def test_a_long_name_header_lands_in_place_within_the_header_limit(tmp_path, fmt
 
 def test_a_tar_member_declaring_a_huge_size_is_refused_before_it_is_read(tmp_path):
     data = make_tar({"huge.csv": b"id\n1\n"}, tarfile.PAX_FORMAT, declared={"huge.csv": 60 * GiB})
-    with pytest.raises(ArchiveBombError, match="huge.csv: declares 60 GiB"):
+    with pytest.raises(ArchiveBombError, match=re.escape("huge.csv: declares 60 GiB")):
         unpack(tmp_path, "batch.tar", data)
     assert not (tmp_path / "raw" / "huge.csv").exists()
 
@@ -241,7 +253,7 @@ def test_a_zip_inside_a_zip_is_spooled_not_inflated_again_per_member(tmp_path, m
 def test_a_nested_zip_bomb_is_refused(tmp_path):
     inner = make_zip({"zeros.csv": b"0" * (8 * MiB)})
     limits = ArchiveLimits(ratio_grace_bytes=1 * MiB)
-    with pytest.raises(ArchiveBombError, match="inner.zip: declares 8 MiB"):
+    with pytest.raises(ArchiveBombError, match=re.escape("inner.zip: declares 8 MiB")):
         unpack(tmp_path, "outer.zip", make_zip({"inner.zip": inner}), limits)
     assert not (tmp_path / "raw" / "zeros.csv").exists()
 

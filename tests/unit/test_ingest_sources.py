@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from edl.core_resources.pipelines.ingest.errors import SourceRefusedError
-from edl.core_resources.pipelines.ingest.sources import (HttpsSource, S3Source, SftpSource,
-                                                         check_address, parse_source,
-                                                         reachable_test_servers)
+from edl.core_resources.pipelines.ingest.sources import (
+    HttpsSource,
+    S3Source,
+    SftpSource,
+    check_address,
+    parse_source,
+    reachable_test_servers,
+)
 from edl.utils.storage import S3Access
 
 ACCESS = S3Access(region="us-east-1")
@@ -49,9 +56,9 @@ def test_the_local_instance_reaches_no_more_than_the_cloud():
     for local_instance in (True, False):
         source = parse_source("https://127.0.0.1:4566/moto-api/data.json", ACCESS,
                               local_instance=local_instance)
-        with pytest.raises(SourceRefusedError, match="127.0.0.1"):
+        with pytest.raises(SourceRefusedError, match=re.escape("127.0.0.1")):
             source.list_files()
-    with pytest.raises(SourceRefusedError, match="169.254.169.254"):
+    with pytest.raises(SourceRefusedError, match=re.escape("169.254.169.254")):
         parse_source("http://169.254.169.254/latest/meta-data/", ACCESS,
                      local_instance=True).list_files()
 
@@ -75,27 +82,3 @@ def test_parse_source_kinds():
 def test_unsupported_sources_are_refused(url, message):
     with pytest.raises(SourceRefusedError, match=message):
         parse_source(url, ACCESS, local_instance=False)
-
-
-@pytest.mark.parametrize("limit", [None, 5 << 20])
-def test_copy_object_copies_server_side_in_one_call_or_in_parts(aws_credentials, monkeypatch,
-                                                                limit):
-    """Above the single-copy limit (5 GiB in S3; lowered here) the copy goes in parts."""
-    import boto3
-    from moto import mock_aws
-
-    from edl.utils import storage
-
-    if limit:
-        monkeypatch.setattr(storage, "SINGLE_COPY_LIMIT", limit)
-        monkeypatch.setattr(storage, "COPY_PART", 5 << 20)
-    body = bytes(range(256)) * (48 << 10)   # 12 MiB
-    with mock_aws():
-        s3 = boto3.client("s3", region_name="us-east-1")
-        for bucket in ("drop", "data"):
-            s3.create_bucket(Bucket=bucket)
-        s3.put_object(Bucket="drop", Key="in/a.csv", Body=body)
-        storage.copy_object(s3, "drop", "in/a.csv", "data", "ds/raw/1/a.csv", len(body))
-        copied = s3.get_object(Bucket="data", Key="ds/raw/1/a.csv")
-        assert copied["Body"].read() == body
-        assert ("-" in copied["ETag"]) == bool(limit)   # a multipart upload's ETag is "…-N"

@@ -5,8 +5,16 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from edl.utils.schemas import (SchemaConflictError, conform_batch, glue_type, schema_from_text,
-                               schema_to_text, sparkable_schema, unify_schemas, widen_type)
+from edl.utils.schemas import (
+    SchemaConflictError,
+    conform_batch,
+    glue_type,
+    schema_from_text,
+    schema_to_text,
+    sparkable_schema,
+    unify_schemas,
+    widen_type,
+)
 
 
 @pytest.mark.parametrize("a, b, wider", [

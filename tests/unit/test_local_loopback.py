@@ -35,7 +35,9 @@ def test_refused_requests_never_reach_the_app_and_cors_headers_never_leave_it():
 
     front = LoopbackOnly(app, lambda: 4566)
     answers = []
-    start = lambda status, headers, exc_info=None: answers.append((status, headers))  # noqa: E731
+    def start(status, headers, exc_info=None):
+        answers.append((status, headers))
+
     assert b"ForbiddenHost" in b"".join(front({"HTTP_HOST": "attacker.example:4566"}, start))
     assert calls == [] and answers[-1][0] == "403 Forbidden"
     assert front({"HTTP_HOST": "127.0.0.1:4566"}, start) == [b"ok"]

@@ -8,25 +8,21 @@ import zipfile
 
 import pytest
 
-from edl.cloudformation import packaging, render
+from edl.cloudformation import packaging
 from edl.cloudformation.components.core import core_stacks
 from edl.cloudformation.components.ingest import ingest_stacks
 from edl.cloudformation.plan import Action, StackSpec, Upload
 from edl.cloudformation.stack_manager import StackManager
 from edl.config import load_config
 from edl.errors import DeployError
-from tests.unit.test_stack_client import FakeCloudFormation, FakeS3
-from tests.unit.test_stack_manager import REGIONS, RecordingClient, Recorder
+from tests.unit.fakes import REGIONS, FakeCloudFormation, FakeS3, Recorder, RecordingClient
 
 CONFIG = load_config()
 LOCAL = CONFIG.instance("local")
 INGEST = "edl-local-ingest-job"
 
 
-@pytest.fixture(autouse=True)
-def shared_lint_cache(tmp_path_factory, monkeypatch):
-    folder = tmp_path_factory.getbasetemp() / "stack-manager-cache"
-    monkeypatch.setattr(render, "cache_dir", lambda: folder)
+pytestmark = pytest.mark.usefixtures("shared_lint_cache")
 
 
 # -- packages ----------------------------------------------------------------------------------

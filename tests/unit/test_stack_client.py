@@ -2,272 +2,27 @@
 ROLLBACK_COMPLETE recovery, large templates, errors that name the stack and the first failure,
 the live event view and outputs (DESIGN §2, §8). An injected clock and sleep: nothing waits.
 
-`FakeCloudFormation` is also used by `test_stack_manager.py`.
+The fakes live in `fakes.py`, shared with `test_stack_manager.py` and `test_packaging.py`.
 """
 
 from __future__ import annotations
 
-import itertools
-import threading
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from botocore.exceptions import ClientError
 
-from edl.cloudformation.render import parse_template
 from edl.cloudformation.stack_client import TEMPLATE_BODY_LIMIT, StackClient
 from edl.errors import DeployError
-
-ACCOUNT = "123456789012"
-STACK_TYPE = "AWS::CloudFormation::Stack"
-
-
-def client_error(operation: str, message: str = "", code: str = "ValidationError",
-                 status: int = 400) -> ClientError:
-    error = {k: v for k, v in (("Code", code), ("Message", message)) if v}
-    return ClientError({"Error": error, "ResponseMetadata": {"HTTPStatusCode": status}}, operation)
-
-
-def physical_id(stack: str, logical: str) -> str:
-    """The physical id the fake gives a resource (tests compute expected outputs with it)."""
-    return f"{stack}-{logical}".lower()
-
-
-def _resources(body: str) -> dict[str, str]:
-    resources = parse_template(body).get("Resources") or {}
-    return {logical: spec.get("Type", "") for logical, spec in resources.items()}
-
-
-@dataclass
-class FakeStack:
-    name: str
-    region: str
-    status: str
-    parameters: dict[str, str] = field(default_factory=dict)
-    template: str = ""
-    resources: dict[str, str] = field(default_factory=dict)  # logical id -> resource type
-    resource_status: dict[str, str] = field(default_factory=dict)  # default: CREATE_COMPLETE
-    events: list[dict] = field(default_factory=list)  # newest first, as CloudFormation answers
-    frames: list[tuple] = field(default_factory=list)  # (status, events) revealed one per describe
-
-    @property
-    def stack_id(self) -> str:
-        return f"arn:aws:cloudformation:{self.region}:{ACCOUNT}:stack/{self.name}/0001"
-
-
-class FakeCloudFormation:
-    """CloudFormation in one region, as much of it as StackClient uses, behaving like the real
-    service: a CREATE change set makes a REVIEW_IN_PROGRESS stack, an executed change set moves
-    the stack through `frames` (one per describe_stacks call) while events appear, a deleted stack
-    no longer describes. `fail[operation]` makes the next call of that operation raise."""
-
-    def __init__(self, region: str = "us-east-1") -> None:
-        self.region = region
-        self.stacks: dict[str, FakeStack] = {}
-        self.calls: list[tuple[str, dict]] = []
-        self.fail: dict[str, Exception] = {}
-        self.change_set_statuses = ["CREATE_PENDING", "CREATE_IN_PROGRESS", "CREATE_COMPLETE"]
-        self.change_set_reason = ""
-        self.outcomes: dict[str, list[tuple]] = {}  # stack -> frames after execute (a failure)
-        self._change_sets: dict[str, dict] = {}
-        self._ids = itertools.count(1)
-        self._lock = threading.RLock()
-
-    # -- test helpers ----------------------------------------------------------------------------
-
-    def add_stack(self, name: str, status: str, parameters: dict | None = None,
-                  template: str = "") -> FakeStack:
-        stack = FakeStack(name, self.region, status, dict(parameters or {}), template,
-                          _resources(template) if template else {})
-        self.stacks[name] = stack
-        return stack
-
-    def add_event(self, stack: FakeStack, logical: str, rtype: str, status: str,
-                  reason: str | None = None, when: datetime | None = None) -> None:
-        event = {"EventId": f"event-{next(self._ids)}", "StackName": stack.name,
-                 "LogicalResourceId": logical, "ResourceType": rtype, "ResourceStatus": status,
-                 "Timestamp": when or datetime.now(timezone.utc)}
-        if reason:
-            event["ResourceStatusReason"] = reason
-        stack.events.insert(0, event)
-
-    def operations(self, name: str | None = None) -> list[str]:
-        return [op for op, kwargs in self.calls
-                if name is None or kwargs.get("StackName") in (None, name)]
-
-    def called(self, operation: str) -> list[dict]:
-        return [kwargs for op, kwargs in self.calls if op == operation]
-
-    # -- the API -----------------------------------------------------------------------------------
-
-    def _enter(self, operation: str, kwargs: dict) -> None:
-        self.calls.append((operation, dict(kwargs)))
-        if operation in self.fail:
-            raise self.fail.pop(operation)
-
-    def _stack(self, name: str, operation: str) -> FakeStack:
-        if name not in self.stacks:
-            raise client_error(operation, f"Stack with id {name} does not exist")
-        return self.stacks[name]
-
-    def describe_stacks(self, **kwargs):
-        with self._lock:
-            self._enter("describe_stacks", kwargs)
-            stack = self._stack(kwargs["StackName"], "DescribeStacks")
-            if stack.frames:
-                status, events = stack.frames.pop(0)
-                for logical, rtype, event_status, reason in events:
-                    self.add_event(stack, logical, rtype, event_status, reason)
-                if status is None:  # deleted: by name it no longer exists
-                    del self.stacks[stack.name]
-                    return self.describe_stacks(**kwargs)
-                stack.status = status
-            return {"Stacks": [self._describe(stack)]}
-
-    def _describe(self, stack: FakeStack) -> dict:
-        return {"StackName": stack.name, "StackId": stack.stack_id, "StackStatus": stack.status,
-                "CreationTime": datetime(2024, 1, 1, tzinfo=timezone.utc),
-                "Parameters": [{"ParameterKey": k, "ParameterValue": v}
-                               for k, v in stack.parameters.items()]}
-
-    def get_paginator(self, operation: str):
-        assert operation == "describe_stacks"
-        fake = self
-
-        class Paginator:
-            def paginate(self):
-                with fake._lock:
-                    fake.calls.append(("describe_stacks", {}))
-                    stacks = [fake._describe(s) for s in fake.stacks.values()]
-                for start in range(0, max(len(stacks), 1), 3):  # three a page: paging matters
-                    yield {"Stacks": stacks[start:start + 3]}
-
-        return Paginator()
-
-    def create_change_set(self, **kwargs):
-        with self._lock:
-            self._enter("create_change_set", kwargs)
-            name, kind = kwargs["StackName"], kwargs.get("ChangeSetType")
-            if kind not in ("CREATE", "UPDATE"):  # moto needs it; EDL always gives it
-                raise client_error("CreateChangeSet", "ChangeSetType must be given")
-            if kind == "CREATE":
-                if name in self.stacks and self.stacks[name].status != "REVIEW_IN_PROGRESS":
-                    raise client_error("CreateChangeSet", f"Stack [{name}] already exists",
-                                       code="AlreadyExistsException")
-                self.stacks.setdefault(name, FakeStack(name, self.region, "REVIEW_IN_PROGRESS"))
-            else:
-                self._stack(name, "CreateChangeSet")
-            change_set_id = (f"arn:aws:cloudformation:{self.region}:{ACCOUNT}:changeSet/"
-                             f"{kwargs['ChangeSetName']}/{next(self._ids)}")
-            self._change_sets[change_set_id] = {**kwargs,
-                                                "statuses": list(self.change_set_statuses)}
-            return {"Id": change_set_id, "StackId": self.stacks[name].stack_id}
-
-    def describe_change_set(self, **kwargs):
-        with self._lock:
-            self._enter("describe_change_set", kwargs)
-            change_set = self._change_sets[kwargs["ChangeSetName"]]
-            statuses = change_set["statuses"]
-            status = statuses.pop(0) if len(statuses) > 1 else statuses[0]
-            answer = {"Status": status, "StackName": change_set["StackName"]}
-            if status == "FAILED":
-                answer["StatusReason"] = self.change_set_reason
-            return answer
-
-    def delete_change_set(self, **kwargs):
-        with self._lock:
-            self._enter("delete_change_set", kwargs)
-            self._change_sets.pop(kwargs["ChangeSetName"])
-            return {}
-
-    def execute_change_set(self, **kwargs):
-        with self._lock:
-            self._enter("execute_change_set", kwargs)
-            change_set = self._change_sets.pop(kwargs["ChangeSetName"])
-            stack = self.stacks[change_set["StackName"]]
-            kind = change_set["ChangeSetType"]
-            stack.status = f"{kind}_IN_PROGRESS"
-            outcome = self.outcomes.pop(stack.name, None)
-            if outcome is not None:
-                stack.frames = list(outcome)
-                return {}
-            # Success: the stack takes the change set's template, parameters and resources.
-            stack.parameters = {p["ParameterKey"]: p["ParameterValue"]
-                                for p in change_set["Parameters"]}
-            stack.template = change_set.get("TemplateBody") or change_set.get("TemplateURL", "")
-            if "TemplateBody" in change_set:
-                stack.resources = _resources(change_set["TemplateBody"])
-            stack.frames = [
-                (f"{kind}_IN_PROGRESS", [(stack.name, STACK_TYPE, f"{kind}_IN_PROGRESS",
-                                          "User Initiated")]),
-                (f"{kind}_IN_PROGRESS", [(r, t or "AWS::Resource", f"{kind}_IN_PROGRESS", None)
-                                         for r, t in stack.resources.items()]),
-                (f"{kind}_COMPLETE", [(r, t or "AWS::Resource", f"{kind}_COMPLETE", None)
-                                      for r, t in stack.resources.items()]
-                 + [(stack.name, STACK_TYPE, f"{kind}_COMPLETE", None)]),
-            ]
-            return {}
-
-    def delete_stack(self, **kwargs):
-        with self._lock:
-            self._enter("delete_stack", kwargs)
-            stack = self._stack(kwargs["StackName"], "DeleteStack")
-            stack.frames = [("DELETE_IN_PROGRESS", [(stack.name, STACK_TYPE, "DELETE_IN_PROGRESS",
-                                                     "User Initiated")]),
-                            (None, [])]
-            return {}
-
-    def describe_stack_events(self, **kwargs):
-        with self._lock:
-            self._enter("describe_stack_events", kwargs)
-            return {"StackEvents": list(self._stack(kwargs["StackName"], "DescribeStackEvents")
-                                        .events)}
-
-    def describe_stack_resources(self, **kwargs):
-        with self._lock:
-            self._enter("describe_stack_resources", kwargs)
-            stack = self._stack(kwargs["StackName"], "DescribeStackResources")
-            return {"StackResources": [
-                {"StackName": stack.name, "LogicalResourceId": logical,
-                 "PhysicalResourceId": physical_id(stack.name, logical), "ResourceType": rtype,
-                 "ResourceStatus": stack.resource_status.get(logical, "CREATE_COMPLETE")}
-                for logical, rtype in stack.resources.items()]}
-
-    def get_template(self, **kwargs):
-        with self._lock:
-            self._enter("get_template", kwargs)
-            return {"TemplateBody": self._stack(kwargs["StackName"], "GetTemplate").template}
-
-
-class FakeS3:
-    def __init__(self) -> None:
-        self.objects: dict[tuple[str, str], bytes] = {}
-
-    def put_object(self, Bucket, Key, Body):  # noqa: N803 - boto3's argument names
-        self.objects[(Bucket, Key)] = Body
-        return {}
-
-    def head_object(self, Bucket, Key):  # noqa: N803 - boto3's argument names
-        if (Bucket, Key) not in self.objects:
-            raise ClientError({"Error": {"Code": "404", "Message": "Not Found"}}, "HeadObject")
-        return {"ContentLength": len(self.objects[(Bucket, Key)])}
-
-
-class FakeClock:
-    """A monotonic clock that only moves when the code under test sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
+from tests.unit.fakes import (
+    STACK_TYPE,
+    FakeClock,
+    FakeCloudFormation,
+    FakeS3,
+    FakeStack,
+    client_error,
+    physical_id,
+)
 
 # -- fixtures --------------------------------------------------------------------------------------
 
@@ -401,7 +156,7 @@ def failed_first_create(cfn: FakeCloudFormation, *, once_complete: bool = False,
     """A stack whose create failed and rolled back, as CloudFormation leaves it: its events, and
     its resources in `left` (DELETE_COMPLETE, or DELETE_SKIPPED for a retained one)."""
     stack = cfn.add_stack(NAME, "ROLLBACK_COMPLETE", {"Tier": "internal"}, BODY)
-    start = datetime.now(timezone.utc) - timedelta(minutes=10)
+    start = datetime.now(UTC) - timedelta(minutes=10)
     history = [(NAME, STACK_TYPE, "CREATE_IN_PROGRESS", "User Initiated")]
     if once_complete:  # not possible in AWS today, but then the stack held something once
         history += [(NAME, STACK_TYPE, "CREATE_COMPLETE", None),
@@ -451,7 +206,7 @@ def test_a_stack_in_a_failed_state_is_refused_and_left_as_it_is(client, cfn, sta
 
 def test_the_last_failure_is_that_of_the_last_operation(client, cfn):
     stack = cfn.add_stack(NAME, "UPDATE_ROLLBACK_FAILED", {"Tier": "internal"}, BODY)
-    start = datetime.now(timezone.utc) - timedelta(hours=1)
+    start = datetime.now(UTC) - timedelta(hours=1)
     for i, (logical, status, reason) in enumerate([
             (NAME, "UPDATE_IN_PROGRESS", "User Initiated"),
             ("Key", "UPDATE_FAILED", "an old failure"),
@@ -500,7 +255,7 @@ def test_a_failed_deploy_names_the_stack_and_the_first_failure(client, cfn, exis
         stack = cfn.add_stack(NAME, existing, {"Tier": "internal"}, BODY)
         # A failure of an earlier deploy is not this deploy's reason.
         cfn.add_event(stack, "DataBucket", "AWS::S3::Bucket", "UPDATE_FAILED", "an old failure",
-                      when=datetime.now(timezone.utc) - timedelta(hours=1))
+                      when=datetime.now(UTC) - timedelta(hours=1))
     cfn.outcomes[NAME] = failing(kind, final)
     with pytest.raises(DeployError) as caught:
         deploy(client)
@@ -633,7 +388,7 @@ def test_describe_and_list(client, cfn):
 def test_on_event_receives_each_new_event_once(client, cfn, events):
     stack = cfn.add_stack(NAME, "CREATE_COMPLETE", {"Tier": "internal"}, BODY)
     cfn.add_event(stack, NAME, STACK_TYPE, "CREATE_COMPLETE",
-                  when=datetime.now(timezone.utc) - timedelta(hours=1))
+                  when=datetime.now(UTC) - timedelta(hours=1))
     deploy(client, {"Tier": "restricted"})
     seen = [(stack_name, resource, status) for stack_name, _, resource, _, status, _ in events]
     assert seen == [

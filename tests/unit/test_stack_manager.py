@@ -5,30 +5,32 @@ real config and templates of the `local` instance (two regions)."""
 
 from __future__ import annotations
 
-import itertools
-import threading
-import time
+import re
 
 import pytest
 
 from edl import naming
-from edl.cloudformation import render
 from edl.cloudformation.components.core import core_stacks
 from edl.cloudformation.components.dataset import dataset_stacks
 from edl.cloudformation.destroy import Destroyer
-from edl.cloudformation.stack_client import FINGERPRINT_PARAMETER, StackClient
-from edl.cloudformation.plan import (Action, OutputRef, StackSpec, fingerprint,
-                                     in_dependency_order)
+from edl.cloudformation.plan import Action, OutputRef, StackSpec, fingerprint, in_dependency_order
+from edl.cloudformation.stack_client import FINGERPRINT_PARAMETER
 from edl.cloudformation.stack_manager import StackManager
 from edl.config import load_config
 from edl.errors import DeployError
-from tests.unit.test_stack_client import (STACK_TYPE, FakeCloudFormation, FakeS3, client_error,
-                                          physical_id)
+from tests.unit.fakes import (
+    REGIONS,
+    STACK_TYPE,
+    FakeCloudFormation,
+    Recorder,
+    RecordingClient,
+    client_error,
+    physical_id,
+)
 
 CONFIG = load_config()
 LOCAL = CONFIG.instance("local")
 SPECS = core_stacks(CONFIG, LOCAL)
-REGIONS = ("us-east-1", "eu-west-1")
 
 CORE = {
     *(f"edl-local-artifacts-{r}" for r in REGIONS),
@@ -42,83 +44,41 @@ CORE = {
 }
 
 
-class Recorder:
-    """Counts what runs at once and the order in which stacks start and end."""
-
-    def __init__(self, delay: float = 0.0, delays: dict[str, float] | None = None) -> None:
-        self.delay, self.delays = delay, delays or {}
-        self._lock = threading.Lock()
-        self._seq = itertools.count()
-        self.started: dict[str, int] = {}
-        self.ended: dict[str, int] = {}
-        self.active = 0
-        self.peak = 0
-
-    def run(self, name: str, deploy):
-        with self._lock:
-            self.started[name] = next(self._seq)
-            self.active += 1
-            self.peak = max(self.peak, self.active)
-        try:
-            time.sleep(self.delays.get(name, self.delay))
-            return deploy()
-        finally:
-            with self._lock:
-                self.active -= 1
-                self.ended[name] = next(self._seq)
-
-
-class RecordingClient(StackClient):
-    def __init__(self, cfn, region, recorder: Recorder) -> None:
-        # One fake S3 per region, kept on the fake CloudFormation so that every client sees it.
-        super().__init__(cfn, region, s3=lambda: cfn.__dict__.setdefault("s3", FakeS3()),
-                         sleep=lambda _: None)
-        self.recorder = recorder
-
-    def deploy(self, name, body, parameters, **kwargs):
-        return self.recorder.run(name, lambda: super(RecordingClient, self).deploy(
-            name, body, parameters, **kwargs))
-
-
-@pytest.fixture(autouse=True)
-def shared_lint_cache(tmp_path_factory, monkeypatch):
-    """Every plan lints the core templates; lint them for real once per module, not per test."""
-    folder = tmp_path_factory.getbasetemp() / "stack-manager-cache"
-    monkeypatch.setattr(render, "cache_dir", lambda: folder)
+pytestmark = pytest.mark.usefixtures("shared_lint_cache")
 
 
 @pytest.fixture
-def cloud() -> dict[str, FakeCloudFormation]:
+def fake_clouds() -> dict[str, FakeCloudFormation]:
     return {region: FakeCloudFormation(region) for region in REGIONS}
 
 
-def manager(cloud, recorder: Recorder | None = None, max_workers: int = 4) -> StackManager:
+def manager(fake_clouds, recorder: Recorder | None = None, max_workers: int = 4) -> StackManager:
     recorder = recorder or Recorder()
     return StackManager(CONFIG, LOCAL,
-                        lambda region: RecordingClient(cloud[region], region, recorder),
+                        lambda region: RecordingClient(fake_clouds[region], region, recorder),
                         max_workers=max_workers)
 
 
-def change_sets(cloud) -> list[dict]:
-    return [c for cfn in cloud.values() for c in cfn.called("create_change_set")]
+def change_sets(fake_clouds) -> list[dict]:
+    return [c for cfn in fake_clouds.values() for c in cfn.called("create_change_set")]
 
 
-def deployed_core(cloud, *, status: str = "CREATE_COMPLETE", changed: dict | None = None) -> None:
+def deployed_core(fake_clouds, *, status: str = "CREATE_COMPLETE", changed: dict | None = None) -> None:
     """Put the core in the fake as EDL would have deployed it now: each stack's template,
     parameters and the EdlFingerprint of both. `changed` overrides a stack's parameters as if
     an older deploy had used other values (its fingerprint is of those values)."""
-    setup = manager(cloud)  # its own output cache: the manager under test starts cold
+    setup = manager(fake_clouds)  # its own output cache: the manager under test starts cold
     by_name = {s.name: s for s in SPECS}
     for spec in SPECS:
-        cloud[spec.region].add_stack(spec.name, status, {}, setup.render(spec.template).body)
+        fake_clouds[spec.region].add_stack(spec.name, status, {}, setup.render(spec.template).body)
     live = setup.live_stacks()
     for spec in SPECS:
         template = setup.render(spec.template)
         parameters = setup.resolve(by_name[spec.name], live)
         parameters.update((changed or {}).get(spec.name, {}))
         parameters[FINGERPRINT_PARAMETER] = fingerprint(template, parameters)
-        cloud[spec.region].stacks[spec.name].parameters = parameters
-    for cfn in cloud.values():
+        fake_clouds[spec.region].stacks[spec.name].parameters = parameters
+    for cfn in fake_clouds.values():
         cfn.calls.clear()
 
 
@@ -128,35 +88,35 @@ def actions(plan) -> dict[str, Action]:
 
 # -- plan ------------------------------------------------------------------------------------------
 
-def test_core_on_an_empty_account_is_all_creates(cloud):
-    plan = manager(cloud).plan("core of local", SPECS)
+def test_core_on_an_empty_account_is_all_creates(fake_clouds):
+    plan = manager(fake_clouds).plan("core of local", SPECS)
     assert set(actions(plan)) == CORE and len(plan.stacks) == len(CORE)
     assert set(actions(plan).values()) == {Action.CREATE}
     assert plan.counts() == {"create": len(CORE), "update": 0, "recreate": 0, "unchanged": 0,
                              "blocked": 0}
     # One describe per region, nothing else read.
-    assert {cfn.region: cfn.operations() for cfn in cloud.values()} == \
+    assert {cfn.region: cfn.operations() for cfn in fake_clouds.values()} == \
         {r: ["describe_stacks"] for r in REGIONS}
 
 
-def test_core_as_deployed_is_all_unchanged_and_deploys_nothing(cloud):
-    deployed_core(cloud)
-    stacks = manager(cloud)
+def test_core_as_deployed_is_all_unchanged_and_deploys_nothing(fake_clouds):
+    deployed_core(fake_clouds)
+    stacks = manager(fake_clouds)
     plan = stacks.plan("core of local", SPECS)
     assert set(actions(plan).values()) == {Action.UNCHANGED}, actions(plan)
     assert stacks.execute(plan) == []
-    assert change_sets(cloud) == []
+    assert change_sets(fake_clouds) == []
 
 
-def test_a_changed_parameter_updates_that_stack_only(cloud):
-    deployed_core(cloud, changed={"edl-local-default-acls": {"RoleName": "edl-old-reader"}})
-    stacks = manager(cloud)
+def test_a_changed_parameter_updates_that_stack_only(fake_clouds):
+    deployed_core(fake_clouds, changed={"edl-local-default-acls": {"RoleName": "edl-old-reader"}})
+    stacks = manager(fake_clouds)
     plan = stacks.plan("core of local", SPECS)
     assert {n: a for n, a in actions(plan).items() if a is not Action.UNCHANGED} == \
         {"edl-local-default-acls": Action.UPDATE}
     [result] = stacks.execute(plan)
     assert result.name == "edl-local-default-acls" and result.status == "UPDATE_COMPLETE"
-    [change_set] = change_sets(cloud)
+    [change_set] = change_sets(fake_clouds)
     assert change_set["StackName"] == "edl-local-default-acls"
     assert change_set["ChangeSetType"] == "UPDATE"
     sent = {p["ParameterKey"]: p["ParameterValue"] for p in change_set["Parameters"]}
@@ -166,9 +126,9 @@ def test_a_changed_parameter_updates_that_stack_only(cloud):
         template, {k: v for k, v in sent.items() if k != FINGERPRINT_PARAMETER})
 
 
-def test_an_update_that_would_replace_the_tables_is_shown_and_refused_unless_allowed(cloud):
-    deployed_core(cloud, changed={"edl-local-metadata": {"TablePrefix": "edl-old"}})
-    stacks = manager(cloud)
+def test_an_update_that_would_replace_the_tables_is_shown_and_refused_unless_allowed(fake_clouds):
+    deployed_core(fake_clouds, changed={"edl-local-metadata": {"TablePrefix": "edl-old"}})
+    stacks = manager(fake_clouds)
     plan = stacks.plan("core of local", SPECS)
     [update] = plan.changes
     assert update.name == "edl-local-metadata" and update.action is Action.UPDATE
@@ -180,43 +140,43 @@ def test_an_update_that_would_replace_the_tables_is_shown_and_refused_unless_all
         stacks.execute(plan, allow_replace=frozenset(tables[:1]))
     assert "nothing was deployed" in caught.value.message and tables[1] in caught.value.message
     assert all(f"--allow-replace {t}" in caught.value.hint for t in tables[1:])
-    assert change_sets(cloud) == []
+    assert change_sets(fake_clouds) == []
     [result] = stacks.execute(plan, allow_replace=frozenset(tables))
     assert result.name == "edl-local-metadata" and result.changed
 
 
-def test_allowing_a_replacement_the_plan_does_not_have_is_refused(cloud):
-    deployed_core(cloud)
-    stacks = manager(cloud)
-    with pytest.raises(DeployError, match="edl-local-metadata.DatasetsTable"):
+def test_allowing_a_replacement_the_plan_does_not_have_is_refused(fake_clouds):
+    deployed_core(fake_clouds)
+    stacks = manager(fake_clouds)
+    with pytest.raises(DeployError, match=re.escape("edl-local-metadata.DatasetsTable")):
         stacks.execute(stacks.plan("core of local", SPECS),
                        allow_replace=frozenset({"edl-local-metadata.DatasetsTable"}))
 
 
-def test_a_bucket_name_change_is_a_replacement_of_the_bucket_not_of_its_key(cloud):
+def test_a_bucket_name_change_is_a_replacement_of_the_bucket_not_of_its_key(fake_clouds):
     bucket = "edl-local-buckets-internal-eu-west-1"
-    deployed_core(cloud, changed={bucket: {"DataBucketName": "old-name"}})
-    plan = manager(cloud).plan("core of local", SPECS)
+    deployed_core(fake_clouds, changed={bucket: {"DataBucketName": "old-name"}})
+    plan = manager(fake_clouds).plan("core of local", SPECS)
     [planned] = [s for s in plan.stacks if s.name == bucket]
     assert [(r.logical_id, r.resource_type) for r in planned.replacements] == \
         [("DataBucket", "AWS::S3::Bucket")]
 
 
-def test_a_changed_bucket_stack_updates_the_stack_that_takes_its_outputs(cloud):
+def test_a_changed_bucket_stack_updates_the_stack_that_takes_its_outputs(fake_clouds):
     bucket = "edl-local-buckets-internal-eu-west-1"
-    deployed_core(cloud, changed={bucket: {"KeyAliasName": "alias/old"}})
-    plan = manager(cloud).plan("core of local", SPECS)
+    deployed_core(fake_clouds, changed={bucket: {"KeyAliasName": "alias/old"}})
+    plan = manager(fake_clouds).plan("core of local", SPECS)
     assert {n: a for n, a in actions(plan).items() if a is not Action.UNCHANGED} == \
         {bucket: Action.UPDATE, "edl-local-default-acls": Action.UPDATE,
          "edl-local-ingest-job": Action.UPDATE, "edl-local-rest-api": Action.UPDATE}
 
 
-def test_a_stack_whose_first_create_failed_is_recreated(cloud):
-    deployed_core(cloud)
-    failed = cloud["eu-west-1"].stacks["edl-local-artifacts-eu-west-1"]
+def test_a_stack_whose_first_create_failed_is_recreated(fake_clouds):
+    deployed_core(fake_clouds)
+    failed = fake_clouds["eu-west-1"].stacks["edl-local-artifacts-eu-west-1"]
     failed.status = "ROLLBACK_COMPLETE"
     failed.resource_status = {logical: "DELETE_COMPLETE" for logical in failed.resources}
-    stacks = manager(cloud)
+    stacks = manager(fake_clouds)
     plan = stacks.plan("core of local", SPECS)
     # Its readers, and theirs: the tiers' buckets (its log bucket), the stacks of their keys.
     readers = {*(f"edl-local-buckets-{t}-eu-west-1" for t in naming.TIERS),
@@ -226,7 +186,7 @@ def test_a_stack_whose_first_create_failed_is_recreated(cloud):
     results = stacks.execute(plan)
     # The outputs came back the same: the stacks that read them need no change set.
     assert {r.name for r in results if not r.changed} == readers
-    eu = cloud["eu-west-1"]
+    eu = fake_clouds["eu-west-1"]
     assert [op for op in eu.operations() if op in ("delete_stack", "create_change_set")] == \
         ["delete_stack", "create_change_set"]
     assert eu.called("create_change_set")[0]["ChangeSetType"] == "CREATE"
@@ -235,14 +195,14 @@ def test_a_stack_whose_first_create_failed_is_recreated(cloud):
 
 @pytest.mark.parametrize("status", ["DELETE_FAILED", "UPDATE_ROLLBACK_FAILED", "ROLLBACK_FAILED",
                                     "ROLLBACK_COMPLETE"])
-def test_a_stack_in_a_failed_state_is_reported_with_its_recovery_and_never_deleted(cloud, status):
-    deployed_core(cloud)
-    eu = cloud["eu-west-1"]
+def test_a_stack_in_a_failed_state_is_reported_with_its_recovery_and_never_deleted(fake_clouds, status):
+    deployed_core(fake_clouds)
+    eu = fake_clouds["eu-west-1"]
     stuck = eu.stacks["edl-local-buckets-sensitive-eu-west-1"]
     stuck.status = status  # a ROLLBACK_COMPLETE here still holds its (CREATE_COMPLETE) resources
     eu.add_event(stuck, stuck.name, STACK_TYPE, "DELETE_IN_PROGRESS", "User Initiated")
     eu.add_event(stuck, "DataBucket", "AWS::S3::Bucket", "DELETE_FAILED", "The bucket is not empty")
-    stacks = manager(cloud)
+    stacks = manager(fake_clouds)
     plan = stacks.plan("core of local", SPECS)
     [blocked] = [s for s in plan.changes if s.action is Action.BLOCKED]
     assert blocked.name == stuck.name
@@ -256,28 +216,28 @@ def test_a_stack_in_a_failed_state_is_reported_with_its_recovery_and_never_delet
         stacks.execute(plan)
     assert stuck.name in caught.value.message and "The bucket is not empty" in caught.value.message
     assert caught.value.hint == blocked.recovery
-    assert change_sets(cloud) == [] and not eu.called("delete_stack")
+    assert change_sets(fake_clouds) == [] and not eu.called("delete_stack")
 
 
-def test_a_busy_stack_is_planned_and_then_refused_by_name(cloud):
-    deployed_core(cloud)
-    cloud["us-east-1"].stacks["edl-local-metadata"].status = "UPDATE_IN_PROGRESS"
-    stacks = manager(cloud)
+def test_a_busy_stack_is_planned_and_then_refused_by_name(fake_clouds):
+    deployed_core(fake_clouds)
+    fake_clouds["us-east-1"].stacks["edl-local-metadata"].status = "UPDATE_IN_PROGRESS"
+    stacks = manager(fake_clouds)
     plan = stacks.plan("core of local", SPECS)
     [busy] = plan.changes
     assert busy.name == "edl-local-metadata" and "busy" in busy.reason
     with pytest.raises(DeployError, match="edl-local-metadata is busy"):
         stacks.execute(plan)
-    assert change_sets(cloud) == []
+    assert change_sets(fake_clouds) == []
 
 
-def test_a_dataset_before_core_names_the_missing_stacks(cloud):
+def test_a_dataset_before_core_names_the_missing_stacks(fake_clouds):
     specs = dataset_stacks(CONFIG, LOCAL, "clinical_trials", "restricted")
     with pytest.raises(DeployError) as caught:
-        manager(cloud).plan("dataset clinical_trials", specs)
+        manager(fake_clouds).plan("dataset clinical_trials", specs)
     assert "edl-local-buckets-restricted-us-east-1" in caught.value.message
     assert "edl-local-buckets-restricted-eu-west-1" in caught.value.message
-    assert change_sets(cloud) == []
+    assert change_sets(fake_clouds) == []
 
 
 def test_fingerprint_covers_template_and_parameters():
@@ -291,30 +251,30 @@ def test_fingerprint_covers_template_and_parameters():
 
 # -- execute ---------------------------------------------------------------------------------------
 
-def test_core_deploys_with_outputs_passed_on_and_then_is_unchanged(cloud):
+def test_core_deploys_with_outputs_passed_on_and_then_is_unchanged(fake_clouds):
     recorder = Recorder(delay=0.01)
-    results = manager(cloud, recorder).execute(manager(cloud).plan("core of local", SPECS))
+    results = manager(fake_clouds, recorder).execute(manager(fake_clouds).plan("core of local", SPECS))
     assert {r.name for r in results} == CORE and all(r.changed for r in results)
     for spec in SPECS:
         for dependency in spec.depends_on:
             assert recorder.ended[dependency] < recorder.started[spec.name], (dependency, spec.name)
-    acls = cloud["us-east-1"].stacks["edl-local-default-acls"].parameters
+    acls = fake_clouds["us-east-1"].stacks["edl-local-default-acls"].parameters
     assert acls["KeyArns"] == ",".join(
         f"arn:aws:kms:{r}:123456789012:key/{physical_id(f'edl-local-buckets-internal-{r}', 'Key')}"
         for r in REGIONS)
     assert all(FINGERPRINT_PARAMETER in s.parameters
-               for cfn in cloud.values() for s in cfn.stacks.values())
+               for cfn in fake_clouds.values() for s in cfn.stacks.values())
     # What was deployed is what the next plan would deploy: nothing left to do.
-    for cfn in cloud.values():
+    for cfn in fake_clouds.values():
         cfn.calls.clear()
-    stacks = manager(cloud)
+    stacks = manager(fake_clouds)
     again = stacks.plan("core of local", SPECS)
     assert set(actions(again).values()) == {Action.UNCHANGED}, actions(again)
-    assert stacks.execute(again) == [] and change_sets(cloud) == []
+    assert stacks.execute(again) == [] and change_sets(fake_clouds) == []
 
 
-def failing_create(cloud, name: str, region: str = "us-east-1") -> None:
-    cloud[region].outcomes[name] = [
+def failing_create(fake_clouds, name: str, region: str = "us-east-1") -> None:
+    fake_clouds[region].outcomes[name] = [
         ("CREATE_IN_PROGRESS", [(name, STACK_TYPE, "CREATE_IN_PROGRESS", "User Initiated")]),
         ("ROLLBACK_COMPLETE", [("ArtifactsBucket", "AWS::S3::Bucket", "CREATE_FAILED",
                                 "sanofi-datalake-artifacts-local-us-east-1 already exists"),
@@ -322,12 +282,12 @@ def failing_create(cloud, name: str, region: str = "us-east-1") -> None:
     ]
 
 
-def test_a_failure_stops_further_submissions_and_names_what_was_not_attempted(cloud):
+def test_a_failure_stops_further_submissions_and_names_what_was_not_attempted(fake_clouds):
     failed = "edl-local-artifacts-us-east-1"
-    failing_create(cloud, failed)
+    failing_create(fake_clouds, failed)
     # The failure comes at once; the other first-wave stacks are still running when it does.
     recorder = Recorder(delay=0.15, delays={failed: 0.0})
-    stacks = manager(cloud, recorder)
+    stacks = manager(fake_clouds, recorder)
     with pytest.raises(DeployError) as caught:
         stacks.execute(stacks.plan("core of local", SPECS))
     first_wave = {failed, "edl-local-artifacts-eu-west-1", "edl-local-metadata"}
@@ -339,12 +299,12 @@ def test_a_failure_stops_further_submissions_and_names_what_was_not_attempted(cl
     assert message.endswith("not attempted: " + ", ".join(not_attempted))
 
 
-def test_the_failed_stacks_hint_stays_a_hint(cloud):
+def test_the_failed_stacks_hint_stays_a_hint(fake_clouds):
     """The CLI prints `Error: <message>` and then `Hint: <hint>`; the hint of the failed stack
     must not end up inside the message with the list of stacks not attempted glued to it."""
     failed = "edl-local-artifacts-us-east-1"
-    failing_create(cloud, failed)
-    stacks = manager(cloud, Recorder(delay=0.15, delays={failed: 0.0}))
+    failing_create(fake_clouds, failed)
+    stacks = manager(fake_clouds, Recorder(delay=0.15, delays={failed: 0.0}))
     with pytest.raises(DeployError) as caught:
         stacks.execute(stacks.plan("core of local", SPECS))
     assert "Hint:" not in caught.value.message
@@ -352,13 +312,13 @@ def test_the_failed_stacks_hint_stays_a_hint(cloud):
     assert caught.value.hint and "not attempted" not in caught.value.hint
 
 
-def test_no_stack_starts_after_a_failure_even_when_the_pool_is_full(cloud):
+def test_no_stack_starts_after_a_failure_even_when_the_pool_is_full(fake_clouds):
     """With one worker, the first stack fails; nothing else may start after it, and the error
     lists every other stack as not attempted."""
     failed = "edl-local-artifacts-us-east-1"
-    failing_create(cloud, failed)
+    failing_create(fake_clouds, failed)
     recorder = Recorder()
-    stacks = manager(cloud, recorder, max_workers=1)
+    stacks = manager(fake_clouds, recorder, max_workers=1)
     with pytest.raises(DeployError) as caught:
         stacks.execute(stacks.plan("core of local", SPECS))
     assert list(recorder.started) == [failed]
@@ -367,9 +327,9 @@ def test_no_stack_starts_after_a_failure_even_when_the_pool_is_full(cloud):
 
 
 @pytest.mark.parametrize("max_workers", [1, 2, 3])
-def test_the_pool_never_runs_more_than_max_workers(cloud, max_workers):
+def test_the_pool_never_runs_more_than_max_workers(fake_clouds, max_workers):
     recorder = Recorder(delay=0.03)
-    stacks = manager(cloud, recorder, max_workers=max_workers)
+    stacks = manager(fake_clouds, recorder, max_workers=max_workers)
     results = stacks.execute(stacks.plan("core of local", SPECS))
     assert len(results) == len(CORE)
     assert recorder.peak == max_workers  # bounded, and the bound is used
@@ -411,21 +371,21 @@ class NothingOutsideCloudFormation:
         raise client_error("DescribeTable", code="ResourceNotFoundException")
 
 
-def test_destroy_deletes_a_stack_before_the_stacks_it_reads_from_and_accounts_for_all(cloud):
-    deployed_core(cloud)
+def test_destroy_deletes_a_stack_before_the_stacks_it_reads_from_and_accounts_for_all(fake_clouds):
+    deployed_core(fake_clouds)
     [dataset] = dataset_stacks(CONFIG, LOCAL, "clinical_trials", "restricted")
-    setup = manager(cloud)
-    cloud["us-east-1"].add_stack(dataset.name, "CREATE_COMPLETE",
+    setup = manager(fake_clouds)
+    fake_clouds["us-east-1"].add_stack(dataset.name, "CREATE_COMPLETE",
                                  setup.resolve(dataset, setup.live_stacks()),
                                  setup.render(dataset.template).body)
-    cloud["eu-west-1"].add_stack("edl-local-hand-made", "CREATE_COMPLETE", {}, "{}")
-    plan = Destroyer(CONFIG, LOCAL, manager(cloud),
+    fake_clouds["eu-west-1"].add_stack("edl-local-hand-made", "CREATE_COMPLETE", {}, "{}")
+    plan = Destroyer(CONFIG, LOCAL, manager(fake_clouds),
                      lambda service, region: NothingOutsideCloudFormation()).plan(delete_data=False)
     wave = {s.name: s.wave for s in plan.stacks}
     assert set(wave) == CORE | {dataset.name, "edl-local-hand-made"}  # every live stack
     assert [s.name for s in plan.stacks if not s.known] == ["edl-local-hand-made"]
     assert wave["edl-local-hand-made"] == 0
-    for spec in SPECS + [dataset]:
+    for spec in [*SPECS, dataset]:
         for dependency in spec.depends_on:
             assert wave[spec.name] < wave[dependency], (spec.name, dependency)
     kept = {(r.stack, r.logical_id) for r in plan.kept}

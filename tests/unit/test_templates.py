@@ -9,15 +9,20 @@ from __future__ import annotations
 
 import fnmatch
 import json
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from edl import naming
 from edl.cloudformation.components.core import core_stacks
 from edl.cloudformation.components.dataset import dataset_stacks
-from edl.cloudformation.render import (parse_template, render_template, template_context,
-                                       template_names)
+from edl.cloudformation.render import (
+    parse_template,
+    render_template,
+    template_context,
+    template_names,
+)
 from edl.config import load_config
 
 CONFIG = load_config()

@@ -1,4 +1,4 @@
-"""Fixtures for the ingest and lake tests: moto as a real server on 127.0.0.1, and a local lake.
+"""Helpers of the ingest and lake tests: moto as a real server on 127.0.0.1, and a local lake.
 
 Spark's Python workers are separate processes, so an in-process moto mock is invisible to them:
 moto runs as a threaded server on a free loopback port for the session, and the local instance is
@@ -9,7 +9,7 @@ It also holds real HTTPS and SFTP servers on 127.0.0.1 (threads in the test proc
 server serves a folder with a self-signed certificate for 127.0.0.1; the SFTP server is paramiko's
 server interface over a folder, read-only, with one user and password.
 
-Import the fixtures into a test module: `from tests.functional.ingest_fixtures import *`.
+The `moto_server` and `lake` fixtures are in `conftest.py`; tests import the helpers from here.
 """
 
 from __future__ import annotations
@@ -19,24 +19,18 @@ import functools
 import http.server
 import io
 import ipaddress
-import json
 import os
 import socket
 import ssl
 import threading
-import urllib.request
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import boto3
 import paramiko
-import pytest
 
-from edl.config import get_config
-from edl.naming import data_bucket, drop_bucket, table_name
+from edl.naming import table_name
 from edl.utils.context import LakeContext
-from edl.utils.metadata import DatasetRecord, DeltaConvention
 
 INSTANCE = "local"
 REGION = "us-east-1"
@@ -49,17 +43,6 @@ _KEYS = {
                 [("dataset", "S"), ("update_id", "S")]),
     "jobs": ([("job_id", "HASH")], [("job_id", "S")]),
 }
-
-
-@pytest.fixture(scope="session")
-def moto_server():
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
 
 
 def create_metadata_tables(dynamodb_client, instance: str = INSTANCE) -> None:
@@ -94,33 +77,6 @@ class LocalLake:
         return replace(self.context, is_local=False)
 
 
-@pytest.fixture
-def lake(moto_server, monkeypatch, edl_home) -> LocalLake:
-    request = urllib.request.Request(f"{moto_server}/moto-api/reset", method="POST")
-    urllib.request.urlopen(request).read()
-    for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
-                        ("AWS_DEFAULT_REGION", REGION), ("EDL_INSTANCE", INSTANCE)):
-        monkeypatch.setenv(name, value)
-    (edl_home / "local").mkdir(parents=True, exist_ok=True)
-    (edl_home / "local" / "state.json").write_text(json.dumps({"endpoint_url": moto_server}))
-
-    session = boto3.Session(region_name=REGION)
-    create_metadata_tables(session.client("dynamodb", endpoint_url=moto_server))
-    s3 = session.client("s3", endpoint_url=moto_server)
-    prefix = get_config().bucket_prefix
-    buckets = (data_bucket(prefix, INSTANCE, TIER, REGION), drop_bucket(prefix, INSTANCE, TIER,
-                                                                        REGION))
-    for bucket in buckets:
-        s3.create_bucket(Bucket=bucket)
-    context = LakeContext.for_instance(INSTANCE)
-    context.metadata.put_dataset(DatasetRecord(
-        dataset=DATASET, tier=TIER, owner="alice", home_region=REGION,
-        description="trials", delta=DeltaConvention(("id",), "op", "D")))
-    return LocalLake(endpoint=moto_server, s3=s3,
-                     glue=session.client("glue", endpoint_url=moto_server), context=context,
-                     data_bucket=buckets[0], drop_bucket=buckets[1])
-
-
 def zip_bytes(members: dict[str, bytes]) -> bytes:
     import zipfile
 
@@ -135,6 +91,34 @@ def gzip_bytes(body: bytes) -> bytes:
     import gzip
 
     return gzip.compress(body)
+
+
+# -- samples the functional and e2e ingest tests share ---------------------------------------------
+
+SITES_CSV = '\ufeffid,name,score\n1,"Smith, J.",1.5\n2,"two\nlines",2\n'.encode()
+INNER_ZIP = zip_bytes({"eu/c.csv": b"id,name,score\n5,eve,5\n"})
+EXTRA_CSV = b"id,name,score\n3,carol,3.25\n"
+EVENTS = b'{"id": 4, "name": "dan", "score": 4}\n'
+
+# Seven updates of a dataset keyed on `id`, and the rows each update's version reads back.
+HISTORY = [
+    ("snapshot", b"id,val\n1,a\n2,b\n3,c\n"),
+    ("delta", b"id,val,op\n2,b2,U\n4,d,I\n"),
+    ("delta", b"id,val,op\n1,,D\n4,d3,U\n4,d4,U\n"),       # last write wins inside a delta too
+    ("snapshot", b"id,val\n10,x\n11,y\n"),
+    ("delta", b"id,val,op\n10,,D\n12,z,I\n"),
+    ("snapshot", b"id,val\n20,p\n"),
+    ("delta", b"id,val,op\n20,p7,U\n21,q,I\n"),
+]
+EXPECTED = {
+    1: {1: "a", 2: "b", 3: "c"},
+    2: {1: "a", 2: "b2", 3: "c", 4: "d"},
+    3: {2: "b2", 3: "c", 4: "d4"},
+    4: {10: "x", 11: "y"},
+    5: {11: "y", 12: "z"},
+    6: {20: "p"},
+    7: {20: "p7", 21: "q"},
+}
 
 
 def ingest(lake: LocalLake, spark, source: str, *args: str, context: LakeContext | None = None,
@@ -160,7 +144,7 @@ def _self_signed(folder: Path) -> tuple[Path, Path]:
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(minutes=5))
@@ -239,7 +223,8 @@ def _folder_sftp(root: Path):
         def open(self, path, flags, attr):
             try:
                 handle = _Handle(flags)
-                handle.readfile = open(self._real(path), "rb")
+                # the handle owns the file: paramiko closes `readfile` when the client does
+                handle.readfile = open(self._real(path), "rb")  # noqa: SIM115
                 handle.filename = self._real(path)
                 return handle
             except OSError as exc:
@@ -266,7 +251,7 @@ def sftp_server(root: Path):
         while not stop.is_set():
             try:
                 conn, _ = listener.accept()
-            except (socket.timeout, OSError):
+            except (TimeoutError, OSError):
                 continue
             transport = paramiko.Transport(conn)
             transport.add_server_key(host_key)
@@ -284,8 +269,3 @@ def sftp_server(root: Path):
         for transport in transports:
             transport.close()
         listener.close()
-
-
-__all__ = ["moto_server", "lake", "LocalLake", "zip_bytes", "gzip_bytes", "ingest",
-           "create_metadata_tables", "DATASET", "INSTANCE", "REGION", "TIER", "https_server",
-           "sftp_server", "SFTP_USER", "SFTP_PASSWORD"]

@@ -1,5 +1,7 @@
-"""Fixtures of the REST API handler tests: the metadata tables on moto (in-process, created from
-metadata.yaml's own key schemas), an `ApiContext` over them, and API Gateway proxy events."""
+"""Helpers of the REST API handler tests: the metadata tables on moto (in-process, created from
+metadata.yaml's own key schemas), an `ApiContext` over them, and API Gateway proxy events.
+
+The `api_world` and `api_lake` fixtures over them are in `conftest.py`."""
 
 from __future__ import annotations
 
@@ -7,8 +9,6 @@ import json
 from typing import Any
 
 import boto3
-import pytest
-from moto import mock_aws
 
 from edl.api_config import get_api_config
 from edl.cloudformation.render import parse_template, render_template
@@ -31,7 +31,7 @@ def user_arn(name: str) -> str:
     return f"arn:aws:iam::{ACCOUNT}:user/{name}"
 
 
-def create_metadata_tables(dynamodb_client, instance: str) -> None:
+def create_declared_tables(dynamodb_client, instance: str) -> None:
     """The tables exactly as metadata.yaml declares them (keys and indexes)."""
     body = render_template("metadata.yaml", {"instance": LOCAL, "bucket_prefix": "x"}).body
     for resource in parse_template(body)["Resources"].values():
@@ -45,12 +45,12 @@ def create_metadata_tables(dynamodb_client, instance: str) -> None:
         dynamodb_client.create_table(**kwargs)
 
 
-class Lake:
+class ApiLake:
     """The handlers' world in one object: tables, clients, the ApiContext, and event helpers."""
 
     def __init__(self, *, is_local: bool = True) -> None:
         self.dynamodb = boto3.resource("dynamodb", region_name=REGION)
-        create_metadata_tables(self.dynamodb.meta.client, LOCAL.name)
+        create_declared_tables(self.dynamodb.meta.client, LOCAL.name)
         self.metadata = MetadataStore(self.dynamodb, LOCAL.name)
         self.updates = UpdateStore(self.dynamodb, LOCAL.name)
         self.lake = LakeContext(
@@ -97,28 +97,6 @@ class Lake:
 
     def jobs(self) -> list[dict]:
         return self.metadata.table("jobs").scan()["Items"]
-
-
-@pytest.fixture(scope="module")
-def rest_api_world():
-    """One moto and one set of tables per test module (creating them is most of a test's
-    cost); `lake` empties them before each test."""
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
-                            ("AWS_DEFAULT_REGION", REGION)):
-            patch.setenv(name, value)
-        with mock_aws():
-            yield Lake()
-
-
-@pytest.fixture
-def lake(rest_api_world, aws_credentials):
-    rest_api_world.reset()
-    common.use_api_context(rest_api_world.api)
-    try:
-        yield rest_api_world
-    finally:
-        common.use_api_context(None)
 
 
 def event(endpoint_name: str, *, user: str | None = "alice", arn: str | None = None,

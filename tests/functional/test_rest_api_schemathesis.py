@@ -17,7 +17,7 @@ from schemathesis.checks import not_a_server_error
 
 from edl.api_config import get_api_config
 from edl.core_resources.rest_api import openapi
-from tests.unit.rest_api_fixtures import ACCOUNT, lake, rest_api_world, user_arn  # noqa: F401
+from tests.functional.rest_api_helpers import ACCOUNT, user_arn
 
 
 def wsgi_app(environ, start_response):
@@ -58,10 +58,10 @@ schema = schemathesis.openapi.from_path(openapi.OPENAPI_FILE)
 
 
 @pytest.fixture
-def world(lake):
-    lake.add_dataset("sales", owner="alice")
-    lake.updates.allocate_update("sales", "snapshot", "https://example.com/a.csv", "bucket")
-    return lake
+def world(api_lake):
+    api_lake.add_dataset("sales", owner="alice")
+    api_lake.updates.allocate_update("sales", "snapshot", "https://example.com/a.csv", "bucket")
+    return api_lake
 
 
 @schema.parametrize()

@@ -12,8 +12,7 @@ from edl.api_config import get_api_config, load_api_config
 from edl.core_resources.rest_api import common, datasets
 from edl.errors import ConfigError
 from edl.utils.metadata import DatasetRecord
-from tests.unit.rest_api_fixtures import (ACCOUNT, ADMIN_ARN, LOCAL, call, event,  # noqa: F401
-                                          lake, rest_api_world, user_arn)
+from tests.functional.rest_api_helpers import ACCOUNT, ADMIN_ARN, LOCAL, call, event, user_arn
 
 KEY = b"k" * 32
 
@@ -85,8 +84,8 @@ def test_authorize_dataset_writer():
 
 # -- the Lambda entry point and the body ------------------------------------------------------
 
-def test_module_handler_dispatches_by_resource_and_method(lake):
-    lake.add_dataset("sales")
+def test_module_handler_dispatches_by_resource_and_method(api_lake):
+    api_lake.add_dataset("sales")
     status, body = call(datasets.handler, event("get_dataset", path={"dataset": "sales"}))
     assert status == 200 and body["dataset"] == "sales"
     status, body = call(datasets.handler, event("list_datasets"))
@@ -98,10 +97,10 @@ def test_module_handler_dispatches_by_resource_and_method(lake):
     assert status == 404
 
 
-def test_base64_bodies_are_decoded_and_measured(lake):
+def test_base64_bodies_are_decoded_and_measured(api_lake):
     from edl.core_resources.rest_api import ingest
 
-    lake.add_dataset("sales")
+    api_lake.add_dataset("sales")
     payload = json.dumps({"filename": "a.csv"}).encode()
     ev = event("create_upload", path={"dataset": "sales"}, raw_body=base64.b64encode(payload)
                .decode())

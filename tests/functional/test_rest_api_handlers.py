@@ -13,9 +13,16 @@ import pytest
 from edl import naming
 from edl.core_resources.rest_api import datasets, ingest, jobs, updates
 from edl.utils.updates import FileRecord
-from tests.unit.rest_api_fixtures import (ACCOUNT, ADMIN_ARN, CONFIG, LOCAL, REGION,
-                                          call, event, lake, rest_api_world,  # noqa: F401 (fixtures)
-                                          user_arn)
+from tests.functional.rest_api_helpers import (
+    ACCOUNT,
+    ADMIN_ARN,
+    CONFIG,
+    LOCAL,
+    REGION,
+    call,
+    event,
+    user_arn,
+)
 
 PREFIX = CONFIG.bucket_prefix
 
@@ -26,10 +33,10 @@ def drop(tier: str = "internal", region: str = REGION) -> str:
 
 # -- datasets ---------------------------------------------------------------------------------
 
-def test_list_datasets_pages_through_every_dataset_once(lake):
+def test_list_datasets_pages_through_every_dataset_once(api_lake):
     names = {f"ds_{i:03d}" for i in range(7)}
     for name in names:
-        lake.add_dataset(name)
+        api_lake.add_dataset(name)
     seen, token, pages = [], None, 0
     while True:
         query = {"limit": "3", **({"next_token": token} if token else {})}
@@ -44,15 +51,15 @@ def test_list_datasets_pages_through_every_dataset_once(lake):
     assert sorted(seen) == sorted(names) and pages == 3
 
 
-def test_get_dataset_shows_record_and_newest_complete_schema(lake):
-    lake.add_dataset("clinical_trials", owner="bob")
-    first = lake.updates.allocate_update("clinical_trials", "snapshot", "s3://x/a.csv", "b")
-    lake.updates.claim_update("clinical_trials", first.update_id, "job-1")
+def test_get_dataset_shows_record_and_newest_complete_schema(api_lake):
+    api_lake.add_dataset("clinical_trials", owner="bob")
+    first = api_lake.updates.allocate_update("clinical_trials", "snapshot", "s3://x/a.csv", "b")
+    api_lake.updates.claim_update("clinical_trials", first.update_id, "job-1")
     from dataclasses import replace
     columns = ({"name": "id", "type": "int64"},)
-    lake.updates.complete_update(replace(first, columns=columns, rows=3, files=(FileRecord(
+    api_lake.updates.complete_update(replace(first, columns=columns, rows=3, files=(FileRecord(
         path="a.csv", format="csv", rows=3, bytes=10, sha256="0" * 64, part="p"),)))
-    lake.updates.allocate_update("clinical_trials", "delta", "s3://x/b.csv", "b")  # pending
+    api_lake.updates.allocate_update("clinical_trials", "delta", "s3://x/b.csv", "b")  # pending
 
     status, body = call(datasets.get_dataset,
                         event("get_dataset", user="carol", path={"dataset": "clinical_trials"}))
@@ -63,7 +70,7 @@ def test_get_dataset_shows_record_and_newest_complete_schema(lake):
     assert body["newest_update"]["columns"] == [{"name": "id", "type": "int64"}]
 
 
-def test_unknown_dataset_is_404(lake):
+def test_unknown_dataset_is_404(api_lake):
     status, body = call(datasets.get_dataset, event("get_dataset", path={"dataset": "nope_nope"}))
     assert status == 404 and body["error"]["code"] == "not_found"
     assert "nope_nope" in body["error"]["message"]
@@ -71,18 +78,18 @@ def test_unknown_dataset_is_404(lake):
     assert status == 404
 
 
-def test_invalid_dataset_name_is_400_before_any_lookup(lake):
+def test_invalid_dataset_name_is_400_before_any_lookup(api_lake):
     status, body = call(datasets.get_dataset, event("get_dataset", path={"dataset": "Bad-Name"}))
     assert status == 400 and body["error"]["code"] == "invalid_name"
 
 
 # -- updates ----------------------------------------------------------------------------------
 
-def test_list_updates_filters_by_status_and_pages(lake):
-    lake.add_dataset("sales")
+def test_list_updates_filters_by_status_and_pages(api_lake):
+    api_lake.add_dataset("sales")
     for _ in range(5):
-        lake.updates.allocate_update("sales", "snapshot", "s3://x/a.csv", "b")
-    lake.updates.fail_update("sales", "0000000002", "bad file")
+        api_lake.updates.allocate_update("sales", "snapshot", "s3://x/a.csv", "b")
+    api_lake.updates.fail_update("sales", "0000000002", "bad file")
     status, body = call(updates.list_updates, event(
         "list_updates", path={"dataset": "sales"}, query={"status": "failed"}))
     assert status == 200 and [u["update_id"] for u in body["updates"]] == ["0000000002"]
@@ -99,9 +106,9 @@ def test_list_updates_filters_by_status_and_pages(lake):
     assert ids == [f"{i:010d}" for i in range(1, 6)]
 
 
-def test_get_update_accepts_short_ids_and_404s_unknown_ones(lake):
-    lake.add_dataset("sales")
-    lake.updates.allocate_update("sales", "delta", "s3://x/a.csv", "b")
+def test_get_update_accepts_short_ids_and_404s_unknown_ones(api_lake):
+    api_lake.add_dataset("sales")
+    api_lake.updates.allocate_update("sales", "delta", "s3://x/a.csv", "b")
     status, body = call(updates.get_update, event(
         "get_update", path={"dataset": "sales", "update_id": "1"}))
     assert status == 200 and body["update_id"] == "0000000001" and body["status"] == "pending"
@@ -112,9 +119,9 @@ def test_get_update_accepts_short_ids_and_404s_unknown_ones(lake):
 
 # -- page tokens ------------------------------------------------------------------------------
 
-def test_tampered_page_token_is_400(lake):
+def test_tampered_page_token_is_400(api_lake):
     for i in range(3):
-        lake.add_dataset(f"ds_{i:03d}")
+        api_lake.add_dataset(f"ds_{i:03d}")
     _, body = call(datasets.list_datasets, event("list_datasets", query={"limit": "1"}))
     token = body["next_token"]
     payload, mac = token.split(".")
@@ -130,12 +137,12 @@ def test_tampered_page_token_is_400(lake):
                                                  "message": "invalid page token"})
 
 
-def test_page_token_of_one_listing_is_refused_by_another(lake):
-    lake.add_dataset("aaa_one")
-    lake.add_dataset("bbb_two")
+def test_page_token_of_one_listing_is_refused_by_another(api_lake):
+    api_lake.add_dataset("aaa_one")
+    api_lake.add_dataset("bbb_two")
     for name in ("aaa_one", "bbb_two"):
         for _ in range(2):
-            lake.updates.allocate_update(name, "snapshot", "s3://x/a", "b")
+            api_lake.updates.allocate_update(name, "snapshot", "s3://x/a", "b")
     _, body = call(updates.list_updates, event("list_updates", path={"dataset": "aaa_one"},
                                                query={"limit": "1"}))
     status, _ = call(updates.list_updates, event(
@@ -149,26 +156,26 @@ def test_page_token_of_one_listing_is_refused_by_another(lake):
     ({"limit": "0"}, "at least 1"), ({"limit": "501"}, "at most 500"),
     ({"limit": "ten"}, "integer"), ({"colour": "red"}, "unknown query parameter"),
 ])
-def test_bad_query_is_400(lake, query, message):
+def test_bad_query_is_400(api_lake, query, message):
     status, body = call(datasets.list_datasets, event("list_datasets", query=query))
     assert status == 400 and message in body["error"]["message"]
 
 
-def test_method_not_in_api_config_is_405(lake):
+def test_method_not_in_api_config_is_405(api_lake):
     status, body = call(datasets.list_datasets, event("list_datasets", method="DELETE"))
     assert status == 405 and body["error"]["code"] == "method_not_allowed"
 
 
 @pytest.mark.parametrize("identity", [{}, {"userArn": "alice", "accountId": ACCOUNT},
                                       {"userArn": user_arn("alice"), "accountId": "999999999999"}])
-def test_unsigned_or_inconsistent_identity_is_403(lake, identity):
+def test_unsigned_or_inconsistent_identity_is_403(api_lake, identity):
     ev = event("list_datasets")
     ev["requestContext"]["identity"] = identity
     status, body = call(datasets.list_datasets, ev)
     assert status == 403 and body["error"]["code"] == "unsigned"
 
 
-def test_caller_of_another_account_is_403(lake):
+def test_caller_of_another_account_is_403(api_lake):
     status, _ = call(datasets.list_datasets,
                      event("list_datasets", arn="arn:aws:iam::999999999999:user/mallory"))
     assert status == 403
@@ -176,14 +183,14 @@ def test_caller_of_another_account_is_403(lake):
 
 # -- ingest: bad input ------------------------------------------------------------------------
 
-def _ingest(lake, body=None, *, user="alice", raw_body=None, dataset="sales"):
+def _ingest(api_lake, body=None, *, user="alice", raw_body=None, dataset="sales"):
     return call(ingest.start_ingest, event("start_ingest", user=user, path={"dataset": dataset},
                                            body=body, raw_body=raw_body))
 
 
-def _nothing_changed(lake):
-    assert lake.jobs() == []
-    assert lake.updates.list_updates("sales") == []
+def _nothing_changed(api_lake):
+    assert api_lake.jobs() == []
+    assert api_lake.updates.list_updates("sales") == []
 
 
 @pytest.mark.parametrize("raw, code", [
@@ -192,11 +199,11 @@ def _nothing_changed(lake):
     ('{"source": "s3://x/y", "kind": NaN}', "malformed_json"),
     ("", "missing_body"),
 ])
-def test_malformed_body_is_400(lake, raw, code):
-    lake.add_dataset("sales")
-    status, body = _ingest(lake, raw_body=raw)
+def test_malformed_body_is_400(api_lake, raw, code):
+    api_lake.add_dataset("sales")
+    status, body = _ingest(api_lake, raw_body=raw)
     assert status == 400 and body["error"]["code"] == code
-    _nothing_changed(lake)
+    _nothing_changed(api_lake)
 
 
 @pytest.mark.parametrize("payload, code, text", [
@@ -224,44 +231,44 @@ def test_malformed_body_is_400(lake, raw, code):
      "the API takes " + ", ".join(f"{s}://" for s in naming.SOURCE_SCHEMES)),
     ({"source": "sftp://me@host/a.csv", "kind": "snapshot"}, "invalid_source", "sftp"),
 ])
-def test_bad_ingest_body_is_400_and_changes_nothing(lake, payload, code, text):
-    lake.add_dataset("sales")
-    status, body = _ingest(lake, payload)
+def test_bad_ingest_body_is_400_and_changes_nothing(api_lake, payload, code, text):
+    api_lake.add_dataset("sales")
+    status, body = _ingest(api_lake, payload)
     assert status == 400, body
     assert body["error"]["code"] == code and text in body["error"]["message"]
-    _nothing_changed(lake)
+    _nothing_changed(api_lake)
 
 
-def test_oversized_body_is_413(lake):
-    lake.add_dataset("sales")
+def test_oversized_body_is_413(api_lake):
+    api_lake.add_dataset("sales")
     payload = {"source": "s3://x/" + "a" * 70_000, "kind": "snapshot"}
-    status, body = _ingest(lake, payload)
+    status, body = _ingest(api_lake, payload)
     assert status == 413 and body["error"]["code"] == "payload_too_large"
-    _nothing_changed(lake)
+    _nothing_changed(api_lake)
 
 
-def test_ingest_into_unknown_dataset_is_404(lake):
-    status, _ = _ingest(lake, {"source": "https://example.com/a.csv", "kind": "snapshot"},
+def test_ingest_into_unknown_dataset_is_404(api_lake):
+    status, _ = _ingest(api_lake, {"source": "https://example.com/a.csv", "kind": "snapshot"},
                         dataset="ghost_dataset")
     assert status == 404
-    assert lake.jobs() == []
+    assert api_lake.jobs() == []
 
 
-def test_ingest_by_someone_who_may_not_write_is_403(lake):
-    lake.add_dataset("sales", owner="alice")
-    status, body = _ingest(lake, {"source": "https://example.com/a.csv", "kind": "snapshot"},
+def test_ingest_by_someone_who_may_not_write_is_403(api_lake):
+    api_lake.add_dataset("sales", owner="alice")
+    status, body = _ingest(api_lake, {"source": "https://example.com/a.csv", "kind": "snapshot"},
                            user="bob")
     assert status == 403 and "alice" in body["error"]["message"]
-    _nothing_changed(lake)
+    _nothing_changed(api_lake)
 
 
-def test_a_role_session_named_like_the_owner_is_not_the_owner(lake):
-    lake.add_dataset("sales", owner="alice")
+def test_a_role_session_named_like_the_owner_is_not_the_owner(api_lake):
+    api_lake.add_dataset("sales", owner="alice")
     arn = f"arn:aws:sts::{ACCOUNT}:assumed-role/some-role/alice"
     status, _ = call(ingest.start_ingest, event("start_ingest", arn=arn, path={"dataset": "sales"},
                                                 body={"source": "https://e.com/a", "kind": "delta"}))
     assert status == 403
-    _nothing_changed(lake)
+    _nothing_changed(api_lake)
 
 
 @pytest.mark.parametrize("source", [
@@ -271,47 +278,47 @@ def test_a_role_session_named_like_the_owner_is_not_the_owner(lake):
     f"s3://{drop()}/loose.csv",                                  # outside any dataset's area
     f"s3://{naming.data_bucket(PREFIX, LOCAL.name, 'sensitive', REGION)}/x/data/1/p.parquet",
 ])
-def test_s3_source_the_caller_could_not_read_is_403(lake, source):
-    lake.add_dataset("sales", owner="alice")
-    status, body = _ingest(lake, {"source": source, "kind": "snapshot"})
+def test_s3_source_the_caller_could_not_read_is_403(api_lake, source):
+    api_lake.add_dataset("sales", owner="alice")
+    status, body = _ingest(api_lake, {"source": source, "kind": "snapshot"})
     assert status == 403 and body["error"]["code"] == "source_forbidden", body
-    _nothing_changed(lake)
+    _nothing_changed(api_lake)
 
 
 @pytest.mark.parametrize("source", [
     "s3://partner-bucket/feed/a.csv",          # an object: the caller's read is S3's to decide
     "s3://partner-bucket/feed/",               # a prefix: every object under it would be read
 ])
-def test_s3_source_outside_the_drop_area_is_refused_with_the_way_to_bring_it_in(lake, source):
-    lake.add_dataset("sales", owner="alice")
-    status, body = _ingest(lake, {"source": source, "kind": "snapshot"})
+def test_s3_source_outside_the_drop_area_is_refused_with_the_way_to_bring_it_in(api_lake, source):
+    api_lake.add_dataset("sales", owner="alice")
+    status, body = _ingest(api_lake, {"source": source, "kind": "snapshot"})
     assert status == 403 and body["error"]["code"] == "source_forbidden"
     assert f"edl-api ingest sales --source {source}" in body["error"]["message"]
-    _nothing_changed(lake)
+    _nothing_changed(api_lake)
 
 
-def test_a_prefix_in_the_datasets_own_drop_area_may_be_ingested(lake):
-    lake.add_dataset("sales", owner="alice")
-    status, body = _ingest(lake, {"source": f"s3://{drop()}/sales/batch7/", "kind": "snapshot"})
+def test_a_prefix_in_the_datasets_own_drop_area_may_be_ingested(api_lake):
+    api_lake.add_dataset("sales", owner="alice")
+    status, body = _ingest(api_lake, {"source": f"s3://{drop()}/sales/batch7/", "kind": "snapshot"})
     assert status == 202, body
 
 
 # -- ingest: the happy path -------------------------------------------------------------------
 
-def test_ingest_creates_pending_update_and_queued_job_and_answers_202(lake):
-    lake.add_dataset("sales", owner="alice")
+def test_ingest_creates_pending_update_and_queued_job_and_answers_202(api_lake):
+    api_lake.add_dataset("sales", owner="alice")
     source = f"s3://{drop()}/uploads/sales/0001/batch1.csv"
-    status, body = _ingest(lake, {"source": source, "kind": "delta", "delimiter": ";",
+    status, body = _ingest(api_lake, {"source": source, "kind": "delta", "delimiter": ";",
                                   "header": False})
     assert status == 202
     assert body["status"] == "queued" and body["update_id"] == "0000000001"
-    (job,) = lake.jobs()
+    (job,) = api_lake.jobs()
     assert job["job_id"] == body["job_id"] and job["status"] == "queued"
     assert job["dataset"] == "sales" and job["update_id"] == "0000000001"
     assert job["requested_by"] == user_arn("alice")
     assert job["request"] == {"source": source, "kind": "delta", "delimiter": ";",
                               "header": False}
-    (update,) = lake.updates.list_updates("sales")
+    (update,) = api_lake.updates.list_updates("sales")
     assert update.status == "pending" and update.kind == "delta" and update.source == source
     assert update.options["delimiter"] == ";" and update.options["header"] is False
     assert update.requested_by == user_arn("alice")
@@ -324,73 +331,73 @@ def test_ingest_creates_pending_update_and_queued_job_and_answers_202(lake):
     assert job_view["update_id"] == "0000000001"
 
 
-def test_the_format_and_quote_of_an_ingest_reach_the_jobs_command_line(lake):
+def test_the_format_and_quote_of_an_ingest_reach_the_jobs_command_line(api_lake):
     from edl.core_resources.pipelines.ingest.__main__ import build_request, parse_args
     from edl.local.job_runner import ingest_arguments
 
-    lake.add_dataset("sales", owner="alice")
+    api_lake.add_dataset("sales", owner="alice")
     source = f"s3://{drop()}/uploads/sales/0001/export.dat"
-    status, _ = _ingest(lake, {"source": source, "kind": "snapshot", "format": "csv",
+    status, _ = _ingest(api_lake, {"source": source, "kind": "snapshot", "format": "csv",
                                "quote": "'", "delimiter": "|", "encoding": "latin-1"})
     assert status == 202
-    (job,) = lake.jobs()
+    (job,) = api_lake.jobs()
     request = build_request(parse_args(ingest_arguments(job)))
     assert request.options.format_of("export.dat") == "csv"
     assert (request.options.quote, request.options.delimiter, request.options.codec) == \
         ("'", "|", "iso8859-1")
 
 
-def test_platform_admin_may_ingest_any_dataset(lake):
-    lake.add_dataset("sales", owner="alice")
+def test_platform_admin_may_ingest_any_dataset(api_lake):
+    api_lake.add_dataset("sales", owner="alice")
     status, _ = call(ingest.start_ingest, event(
         "start_ingest", arn=ADMIN_ARN, path={"dataset": "sales"},
         body={"source": "https://example.com/a.csv", "kind": "snapshot"}))
     assert status == 202
 
 
-def test_in_the_cloud_the_glue_job_is_started_with_the_update(lake):
-    lake.add_dataset("sales", owner="alice")
-    lake.lake.is_local = False
+def test_in_the_cloud_the_glue_job_is_started_with_the_update(api_lake):
+    api_lake.add_dataset("sales", owner="alice")
+    api_lake.lake.is_local = False
     started = {}
 
     class Glue:
-        def start_job_run(self, JobName, Arguments):  # noqa: N803
+        def start_job_run(self, JobName, Arguments):
             started.update(JobName=JobName, Arguments=Arguments)
             return {"JobRunId": "jr_123"}
 
-    lake.overrides["glue"] = Glue()
-    status, body = _ingest(lake, {"source": "https://example.com/a", "kind": "snapshot",
+    api_lake.overrides["glue"] = Glue()
+    status, body = _ingest(api_lake, {"source": "https://example.com/a", "kind": "snapshot",
                                   "format": "jsonl", "quote": "'"})
     assert status == 202
     assert started["JobName"] == "edl-local-ingest"
     assert (started["Arguments"]["--format"], started["Arguments"]["--quote"]) == ("jsonl", "'")
     assert started["Arguments"]["--update"] == body["update_id"]
     assert started["Arguments"]["--job-id"] == body["job_id"]
-    (job,) = lake.jobs()
+    (job,) = api_lake.jobs()
     assert job["glue_run_id"] == "jr_123"
 
 
-def test_when_glue_refuses_the_update_fails_and_the_answer_is_503(lake):
+def test_when_glue_refuses_the_update_fails_and_the_answer_is_503(api_lake):
     from botocore.exceptions import ClientError
 
-    lake.add_dataset("sales", owner="alice")
-    lake.lake.is_local = False
+    api_lake.add_dataset("sales", owner="alice")
+    api_lake.lake.is_local = False
 
     class Glue:
         def start_job_run(self, **_):
             raise ClientError({"Error": {"Code": "ConcurrentRunsExceededException",
                                          "Message": "too many"}}, "StartJobRun")
 
-    lake.overrides["glue"] = Glue()
-    status, _ = _ingest(lake, {"source": "https://example.com/a.csv", "kind": "snapshot"})
+    api_lake.overrides["glue"] = Glue()
+    status, _ = _ingest(api_lake, {"source": "https://example.com/a.csv", "kind": "snapshot"})
     assert status == 503
-    (update,) = lake.updates.list_updates("sales")
+    (update,) = api_lake.updates.list_updates("sales")
     assert update.status == "failed"
-    (job,) = lake.jobs()
+    (job,) = api_lake.jobs()
     assert job["status"] == "failed"
 
 
-def test_unknown_job_is_404(lake):
+def test_unknown_job_is_404(api_lake):
     status, _ = call(jobs.get_job, event("get_job", path={"job_id": "ingest-" + "0" * 32}))
     assert status == 404
     status, _ = call(jobs.get_job, event("get_job", path={"job_id": "../etc"}))
@@ -399,10 +406,10 @@ def test_unknown_job_is_404(lake):
 
 # -- uploads ----------------------------------------------------------------------------------
 
-def test_create_upload_gives_a_working_presigned_put_into_the_datasets_area(lake):
+def test_create_upload_gives_a_working_presigned_put_into_the_datasets_area(api_lake):
     import requests
 
-    lake.add_dataset("sales", owner="alice", tier="restricted")
+    api_lake.add_dataset("sales", owner="alice", tier="restricted")
     s3 = boto3.client("s3", region_name=REGION)
     s3.create_bucket(Bucket=drop("restricted"))
     status, body = call(ingest.create_upload, event("create_upload", path={"dataset": "sales"},
@@ -418,21 +425,21 @@ def test_create_upload_gives_a_working_presigned_put_into_the_datasets_area(lake
     stored = s3.get_object(Bucket=body["bucket"], Key=body["key"])["Body"].read()
     assert stored == b"id\n1\n"
     # The upload's source is then accepted by start_ingest.
-    status, _ = _ingest(lake, {"source": body["source"], "kind": "snapshot"})
+    status, _ = _ingest(api_lake, {"source": body["source"], "kind": "snapshot"})
     assert status == 202
 
 
 @pytest.mark.parametrize("filename", ["../x.csv", "a/b.csv", "..", ".hidden", "a\\b.csv", "",
                                       "x" * 300])
-def test_create_upload_refuses_paths_in_the_filename(lake, filename):
-    lake.add_dataset("sales", owner="alice")
+def test_create_upload_refuses_paths_in_the_filename(api_lake, filename):
+    api_lake.add_dataset("sales", owner="alice")
     status, body = call(ingest.create_upload, event("create_upload", path={"dataset": "sales"},
                                                     body={"filename": filename}))
     assert status == 400, body
 
 
-def test_create_upload_by_someone_who_may_not_write_is_403(lake):
-    lake.add_dataset("sales", owner="alice")
+def test_create_upload_by_someone_who_may_not_write_is_403(api_lake):
+    api_lake.add_dataset("sales", owner="alice")
     status, _ = call(ingest.create_upload, event("create_upload", user="bob",
                                                  path={"dataset": "sales"},
                                                  body={"filename": "a.csv"}))
@@ -441,11 +448,11 @@ def test_create_upload_by_someone_who_may_not_write_is_403(lake):
 
 # -- bugs -------------------------------------------------------------------------------------
 
-def test_a_bug_is_500_with_the_error_shape_and_is_logged(lake, caplog, monkeypatch):
+def test_a_bug_is_500_with_the_error_shape_and_is_logged(api_lake, caplog, monkeypatch):
     def broken(*_a, **_k):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(lake.metadata, "table", broken)
+    monkeypatch.setattr(api_lake.metadata, "table", broken)
     status, body = call(datasets.list_datasets, event("list_datasets"))
     assert status == 500 and body["error"]["code"] == "internal"
     assert "boom" not in body["error"]["message"]

@@ -219,7 +219,9 @@ def test_retries_on_503_then_succeeds(stub):
 
 def test_backoff_grows_exponentially_with_full_jitter():
     policy = RetryPolicy(base_delay=0.5, max_delay=3.0)
-    highest = lambda low, high: high  # noqa: E731 - the jitter's upper bound
+    def highest(low, high):
+        return high
+
     assert [policy.delay(n, highest) for n in range(4)] == [0.5, 1.0, 2.0, 3.0]
     assert policy.delay(0, highest, retry_after="2") == 2.0
     assert policy.delay(0, highest, retry_after="60") == 3.0
@@ -377,7 +379,7 @@ class FakeS3:
     def _error(code: str, operation: str) -> ClientError:
         return ClientError({"Error": {"Code": code, "Message": code}}, operation)
 
-    def head_object(self, Bucket, Key):  # noqa: N803
+    def head_object(self, Bucket, Key):
         self.calls.append(("head_object", Bucket, Key))
         if Key in self.denied:
             raise self._error("403", "HeadObject")
@@ -385,7 +387,7 @@ class FakeS3:
             raise self._error("404", "HeadObject")
         return {"ContentLength": len(self.objects[Key])}
 
-    def get_object(self, Bucket, Key):  # noqa: N803
+    def get_object(self, Bucket, Key):
         self.calls.append(("get_object", Bucket, Key))
         if Key in self.denied:
             raise self._error("AccessDenied", "GetObject")
@@ -396,7 +398,7 @@ class FakeS3:
         fake = self
 
         class Paginator:
-            def paginate(self, Bucket, Prefix):  # noqa: N803
+            def paginate(self, Bucket, Prefix):
                 fake.calls.append(("list_objects_v2", Bucket, Prefix))
                 keys = sorted(k for k in fake.objects if k.startswith(Prefix))
                 yield {"Contents": [{"Key": k, "Size": len(fake.objects[k])} for k in keys]}
@@ -442,7 +444,7 @@ def test_dataset_shows_details_schema_and_delta_convention(stub, cli):
                           "finished_at": "2026-11-25T10:00:00+00:00",
                           "columns": [{"name": "trial_id", "type": "string"},
                                       {"name": "enrolled", "type": "int64"}]}}))
-    code, out, err = cli("dataset", "clinical_trials")
+    code, out, _err = cli("dataset", "clinical_trials")
     assert code == 0
     for text in ("sensitive", "alice", "Trials", "trial_id", "enrolled", "int64",
                  "delete marker", "0000000002", "0000000001 (snapshot, 2026-11-25 10:00:00)"):
@@ -546,7 +548,7 @@ def test_an_s3_object_outside_the_lake_is_read_as_the_caller_and_uploaded(stub, 
     body = b"id,name\n1,a\n"
     cli.s3.objects = {"feed/2026/batch.csv": body, "feed/2026/other.csv": b"x"}
     ingest_routes(stub, job("succeeded"))
-    code, out, err = cli("ingest", "sales", "--source", "s3://partner/feed/2026/batch.csv",
+    code, _out, err = cli("ingest", "sales", "--source", "s3://partner/feed/2026/batch.csv",
                          "--kind", "snapshot", "--json")
     assert code == 0, err
     upload, put, start = stub.requests[:3]
