@@ -107,4 +107,5 @@ def test_a_file_without_a_known_extension_ingests_with_its_format_given(lake, sp
     assert sorted(tuple(r) for r in lakeapi.read(spark, DATASET).collect()) == [(1, "a"),
                                                                                 (2, "b")]
     [update] = lakeapi.list_updates(DATASET)
-    assert [f.format for f in update.files] == ["csv"]
+    detail = lakeapi.get_update(DATASET, update.update_id, files=True)  # from the manifest
+    assert [f.format for f in detail.files] == ["csv"]

@@ -56,9 +56,13 @@ def test_get_dataset_shows_record_and_newest_complete_schema(api_lake):
     first = api_lake.updates.allocate_update("clinical_trials", "snapshot", "s3://x/a.csv", "b")
     api_lake.updates.claim_update("clinical_trials", first.update_id, "job-1")
     from dataclasses import replace
-    columns = ({"name": "id", "type": "int64"},)
-    api_lake.updates.complete_update(replace(first, columns=columns, rows=3, files=(FileRecord(
-        path="a.csv", format="csv", rows=3, bytes=10, sha256="0" * 64, part="p"),)))
+
+    import pyarrow as pa
+
+    from edl.utils.schemas import schema_to_text
+    # as the ingest commits it: the Arrow schema, once (no column list, no per-file detail)
+    api_lake.updates.complete_update(replace(
+        first, rows=3, arrow_schema=schema_to_text(pa.schema([("id", pa.int64())]))))
     api_lake.updates.allocate_update("clinical_trials", "delta", "s3://x/b.csv", "b")  # pending
 
     status, body = call(datasets.get_dataset,

@@ -20,10 +20,12 @@ REGION = LOCAL.default_region
 
 def test_the_sweeper_stack_makes_a_scheduled_function_with_its_own_role(aws):
     [spec] = sweeper_stacks(CONFIG, LOCAL)
-    values = dict(spec.parameters)
-    s3 = boto3.client("s3", region_name=REGION)
-    s3.create_bucket(Bucket=values["CodeS3Bucket"])
     [upload] = spec.uploads
+    values = dict(spec.parameters)
+    # the code's bucket is the artifacts stack's output; here, the bucket the code goes to
+    values["CodeS3Bucket"] = upload.bucket
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket=upload.bucket)
     s3.put_object(Bucket=upload.bucket, Key=upload.key, Body=upload.body())
     cfn = boto3.client("cloudformation", region_name=REGION)
     cfn.create_stack(
