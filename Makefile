@@ -31,7 +31,7 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-test: venv java
+test: venv java lint
 	$(BIN)/python -m pytest -q
 
 demo: venv java

@@ -45,7 +45,7 @@ def test_deploy_the_lake_step_by_step(local_cloud):
     deploy = edl("deploy-core", "--instance", "local")
     assert deploy.returncode == 0, deploy.stderr
     again = edl("deploy-core", "--instance", "local")
-    assert again.returncode == 0 and "12 stacks unchanged" in again.stderr
+    assert again.returncode == 0 and "13 stacks unchanged" in again.stderr
 
     for region in local_cloud.instance.regions:
         s3 = client(local_cloud, "s3", region)
