@@ -12,7 +12,6 @@ import pytest
 
 from edl import naming
 from edl.core_resources.rest_api import datasets, ingest, jobs, updates
-from edl.utils.updates import FileRecord
 from tests.functional.rest_api_helpers import (
     ACCOUNT,
     ADMIN_ARN,
