@@ -85,9 +85,11 @@ class AwsSessions:
         self._lock = threading.RLock()
         self._user_session: boto3.Session | None = None
         self._deploy_session: boto3.Session | None = None
-        # Standard retry mode backs off exponentially on throttling and transient errors.
+        # Standard retry mode backs off exponentially on throttling and transient errors. The
+        # local cloud never throttles, and a stopped one should say so at once, not after
+        # seconds of backing off.
         self.client_config = Config(
-            retries={"mode": "standard", "max_attempts": 8},
+            retries={"mode": "standard", "max_attempts": 3 if instance.is_local else 8},
             connect_timeout=2 if instance.is_local else 10,
             read_timeout=60,
             max_pool_connections=32,

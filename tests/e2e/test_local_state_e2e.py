@@ -1,4 +1,5 @@
-"""The local lake keeps its data: `edl local stop` / `start`, a SIGKILL, a corrupt state file.
+"""The local lake keeps its data: `edl local stop` / `start`, a SIGKILL (right after an
+acknowledged ingest, and in the middle of one), a corrupt state file.
 
 Each test has its own EDL home and starts its own persistent local cloud with the real commands
 (`edl local start`, `edl-api ... --wait`, `kill -9`), as a user would in a terminal; what it
@@ -62,20 +63,25 @@ def ingest(tmp_path: Path, name: str, body: str, kind: str) -> None:
            user="alice"))
 
 
-def what_a_user_sees(spark) -> dict:
-    """Datasets and updates (edl-api, as bob), the data bucket's bytes, and lake.read's rows."""
-    datasets = json.loads(ok(run("edl-api", "datasets", "--json", user="bob")))["items"]
-    updates = json.loads(ok(run("edl-api", "updates", DATASET, "--json", user="bob")))["items"]
+def as_deploy_role(service: str):
+    """A client acting as the CloudFormation role, which may look anywhere in the lake."""
     key, secret = read_local_profile("admin")
     endpoint = control.status().endpoint_url
     sts = boto3.client("sts", endpoint_url=endpoint, region_name="us-east-1",
                        aws_access_key_id=key, aws_secret_access_key=secret)
     role = get_config().instance("local").cfn_role_arn
     creds = sts.assume_role(RoleArn=role, RoleSessionName="e2e")["Credentials"]
-    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                      aws_access_key_id=creds["AccessKeyId"],
-                      aws_secret_access_key=creds["SecretAccessKey"],
-                      aws_session_token=creds["SessionToken"])
+    return boto3.client(service, endpoint_url=endpoint, region_name="us-east-1",
+                        aws_access_key_id=creds["AccessKeyId"],
+                        aws_secret_access_key=creds["SecretAccessKey"],
+                        aws_session_token=creds["SessionToken"])
+
+
+def what_a_user_sees(spark) -> dict:
+    """Datasets and updates (edl-api, as bob), the data bucket's bytes, and lake.read's rows."""
+    datasets = json.loads(ok(run("edl-api", "datasets", "--json", user="bob")))["items"]
+    updates = json.loads(ok(run("edl-api", "updates", DATASET, "--json", user="bob")))["items"]
+    s3 = as_deploy_role("s3")
     listing = s3.list_objects_v2(Bucket=DATA, Prefix=f"{DATASET}/")["Contents"]
     objects = {o["Key"]: s3.get_object(Bucket=DATA, Key=o["Key"])["Body"].read()
                for o in listing}
@@ -124,10 +130,39 @@ def test_the_lake_survives_stop_start_and_a_kill_right_after_an_ingest(
     ingest(tmp_path, "later", LATER, "delta")   # acknowledged: --wait saw it complete
     acknowledged = what_a_user_sees(spark)
     kill_runtime()
-    start(port, spark=False)
+    start(port)
     after_kill = what_a_user_sees(spark)
     assert after_kill == acknowledged
     assert ("T5", "Metz", 50) in after_kill["rows"]
+
+    # The runtime killed in the middle of an ingest, then started again: the update ends
+    # failed, nothing of it is readable or left behind, and a rerun succeeds.
+    big = tmp_path / "big.csv"
+    with big.open("w") as out:
+        out.write("trial_id,site,enrolled,op\n")
+        out.writelines(f"B{n},Site{n % 97},{n},I\n" for n in range(300_000))
+    answer = json.loads(ok(run("edl-api", "ingest", DATASET, "--source", str(big), "--kind",
+                               "delta", "--json", user="alice")))
+    update_id = answer["update_id"]
+    s3 = as_deploy_role("s3")
+    staging = f"{naming.STAGING_ROOT}/{DATASET}/{update_id}/"
+    deadline = time.monotonic() + 120
+    while not s3.list_objects_v2(Bucket=DATA, Prefix=staging).get("KeyCount"):
+        assert time.monotonic() < deadline, "the ingest staged nothing within 120 s"
+        time.sleep(0.05)
+    kill_runtime()
+    start(port)
+    deadline = time.monotonic() + 60
+    while (update := json.loads(ok(run("edl-api", "update", DATASET, update_id, "--json",
+                                       user="bob"))))["status"] == "pending":
+        assert time.monotonic() < deadline, "the start-up sweep failed no update within 60 s"
+        time.sleep(0.5)
+    assert update["status"] == "failed" and "runner" in update["reason"]
+    for prefix in (staging, f"{DATASET}/raw/{update_id}/", f"{DATASET}/data/{update_id}/"):
+        assert not s3.list_objects_v2(Bucket=DATA, Prefix=prefix).get("KeyCount"), prefix
+    assert what_a_user_sees(spark)["rows"] == after_kill["rows"]
+    ingest(tmp_path, "rerun", "trial_id,site,enrolled,op\nT6,Caen,60,I\n", "delta")
+    assert ("T6", "Caen", 60) in what_a_user_sees(spark)["rows"]
 
 
 def test_a_corrupt_state_file_is_a_clear_error_and_stays_as_it_was(free_port_number,
