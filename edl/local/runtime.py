@@ -206,6 +206,9 @@ def default_services(port: int, instance_name: str = "local", api_port: int | No
     warm_up = os.environ.get("EDL_LOCAL_SPARK_WARMUP", "1") != "0"
     sweep_seconds = float(os.environ.get("EDL_LOCAL_SWEEP_SECONDS", "30"))
     jobs = JobRunner.for_instance(instance, warm_up=warm_up, sweep_seconds=sweep_seconds)
+    # Spark's JVM is this process's child and ends with it; a graceful spark.stop() would only
+    # add seconds to every `edl local stop` (the state is saved before the process exits).
+    jobs.owns_spark = False
     api = ApiService(instance, port + 1 if api_port is None else api_port,
                      any_port_if_taken=api_port is None,
                      prepare_handlers=LocalApiContext(instance), after_write=jobs.wake,
