@@ -71,6 +71,8 @@ class LakeConfig:
     instances: dict[str, Instance]
     tiers: dict[str, TierPolicy]
     config_dir: Path
+    # Roles whose session names name a person (glob patterns; account_config.yaml `identity`).
+    person_session_roles: tuple[str, ...] = ()
 
     def instance(self, name: str) -> Instance:
         try:
@@ -217,6 +219,14 @@ def load_config(config_dir: Path | None = None) -> LakeConfig:
                           default="sanofi-datalake")
     accounts.check(bool(re.fullmatch(r"[a-z0-9][a-z0-9-]{2,30}", prefix)), "bucket_prefix",
                    "must be 3-31 lowercase letters, digits and '-'")
+    identity = accounts.get(accounts.data, "identity", "", dict, required=False, default={})
+    person_roles = accounts.get(identity, "person_session_roles", "identity", list,
+                                required=False, default=[])
+    for pattern in person_roles:
+        accounts.check(isinstance(pattern, str) and bool(re.fullmatch(r"[\w+=,.@*?-]{1,64}", pattern)),
+                       "identity.person_session_roles",
+                       f"has {pattern!r}, which is not a role name pattern (letters, digits, "
+                       "+=,.@_- and the wildcards * and ?)")
     raw_instances = accounts.get(accounts.data, "instances", "", dict)
     instances = {name: _load_instance(accounts, name, raw) for name, raw in raw_instances.items()}
     for instance in instances.values():
@@ -227,7 +237,8 @@ def load_config(config_dir: Path | None = None) -> LakeConfig:
     tiers = {name: _load_tier(tiers_file, name, raw) for name, raw in raw_tiers.items()}
     missing = [t for t in naming.TIERS if t not in tiers]
     tiers_file.check(not missing, "tiers", f"is missing {', '.join(missing)}")
-    return LakeConfig(bucket_prefix=prefix, instances=instances, tiers=tiers, config_dir=config_dir)
+    return LakeConfig(bucket_prefix=prefix, instances=instances, tiers=tiers, config_dir=config_dir,
+                      person_session_roles=tuple(person_roles))
 
 
 @lru_cache(maxsize=4)

@@ -55,6 +55,8 @@ def test_the_shipped_config_loads_typed():
     assert sensitive.max_grant_days == 90 and sensitive.justification is True
     assert sensitive.approval == "second_person" and sensitive.grantable_levels == ("read", "write")
     assert config.tier("internal").default_read is True
+    assert config.tier("internal").approval == "owner_or_admin"  # write grants need the owner
+    assert config.person_session_roles == ("AWSReservedSSO_*",)
 
 
 def test_edl_config_dir_picks_another_folder(config_dir, monkeypatch):
@@ -94,6 +96,8 @@ def _set(key, value):
 
 
 BAD_ACCOUNTS = {
+    "bad person role": (lambda d: d["identity"].update(person_session_roles=["a/b"]),
+                        "identity.person_session_roles", "not a role name pattern"),
     "missing key": (_drop("cfn_role_arn"), "instances.dev01.cfn_role_arn", "is missing"),
     "missing regions": (_drop("regions"), "instances.dev01.regions", "is missing"),
     "wrong type": (_set("regions", "us-east-1"), "instances.dev01.regions", "must be a list"),
