@@ -106,7 +106,7 @@ def test_tar_gz_and_gzip(tmp_path):
     ("cut.zip", make_zip({"a.csv": b"x" * 5000})[:-30]),
     ("broken.gz", b"\x1f\x8b\x08\x00garbage-not-deflate"),
     ("broken.tar.gz", gzip.compress(b"not a tar at all" * 10)),
-])
+], ids=["broken.zip", "cut.zip", "broken.gz", "broken.tar.gz"])  # the bytes hold timestamps
 def test_corrupt_archives_are_refused(tmp_path, name, data):
     with pytest.raises(CorruptArchiveError, match=name.replace(".", r"\.")):
         unpack(tmp_path, name, data)
