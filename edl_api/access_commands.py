@@ -120,8 +120,7 @@ def grants(opts: argparse.Namespace, s: Session) -> int:
         report.print_json(s.ui, {"grants": items, "next_token": None})
         return 0
     title = ("grants waiting for your decision" if opts.pending else
-             f"grants of {opts.dataset}" if opts.dataset else
-             "your grants" if opts.mine or not opts.state else None)
+             f"grants of {opts.dataset}" if opts.dataset and not opts.mine else "your grants")
     access_report.grants_table(s.ui, items, s.now(), title=title)
     return 0
 

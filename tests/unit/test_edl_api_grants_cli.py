@@ -158,7 +158,7 @@ def test_bad_input_exits_2_before_any_request(cli, api, argv, message):
     assert code == 2, err
     assert message in err
     assert "Traceback" not in err
-    assert not api.calls
+    assert not api.calls and not cli.built
 
 
 # -- credentials -----------------------------------------------------------------------------
