@@ -87,6 +87,7 @@ class ApiClient:
     def __init__(self, base_url: str, credentials: Any, region: str, *,
                  retry: RetryPolicy | None = None, timeout: float = 60.0,
                  connect_timeout: float = 10.0, local: bool = False,
+                 aws_endpoint_url: str | None = None,
                  sleep: Callable[[float], None] = time.sleep,
                  rng: Callable[[float, float], float] = random.uniform,
                  pool: urllib3.PoolManager | None = None) -> None:
@@ -95,6 +96,9 @@ class ApiClient:
         self.region = region
         self.retry = retry or RetryPolicy()
         self.local = local
+        # The AWS endpoint that goes with this API (the local cloud's; None in AWS), for
+        # clients the caller builds with credentials the API hands out.
+        self.aws_endpoint_url = aws_endpoint_url
         self._sleep = sleep
         self._rng = rng
         self._pool = pool or urllib3.PoolManager(
@@ -108,7 +112,8 @@ class ApiClient:
         environment): the URL from the local state file or from the REST API stack."""
         location = api_location(instance_name, profile)
         return cls(location.base_url, location.credentials, location.region,
-                   local=location.local, connect_timeout=2.0 if location.local else 10.0)
+                   local=location.local, connect_timeout=2.0 if location.local else 10.0,
+                   aws_endpoint_url=location.aws_endpoint_url)
 
     # -- requests -------------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ import argparse
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ class Session:
     ui: UI
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
+    now: Callable[[], datetime] = lambda: datetime.now(UTC)  # wall time, for "expires in"
 
     @cached_property
     def api(self) -> LakeApi:

@@ -40,6 +40,7 @@ class ApiLocation:
     credentials: Any  # botocore Credentials: refreshed on every request
     region: str
     local: bool
+    aws_endpoint_url: str | None = None  # the local cloud's AWS endpoint; None in AWS
 
 
 def api_location(instance_name: str, profile: str | None = None) -> ApiLocation:
@@ -52,7 +53,8 @@ def api_location(instance_name: str, profile: str | None = None) -> ApiLocation:
         raise AwsAccessError("no AWS credentials found",
                              hint="pass --profile NAME or set AWS_PROFILE or the AWS_* variables")
     base_url = local_url or cloud_api_url(sessions.client("cloudformation"), instance)
-    return ApiLocation(base_url, credentials, instance.default_region, instance.is_local)
+    return ApiLocation(base_url, credentials, instance.default_region, instance.is_local,
+                       sessions.endpoint_url)
 
 
 def local_api_url() -> str:

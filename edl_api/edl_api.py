@@ -1,4 +1,5 @@
-"""`edl-api`: talk to the lake's REST API — list datasets and updates, ingest data, follow jobs.
+"""`edl-api`: talk to the lake's REST API — list datasets and updates, ingest data, follow jobs,
+ask for and decide grants, get credentials from the broker, read the audit log.
 
 Each sub-command has its own `--help` and the common options --instance, --profile, --json and
 --debug. The command layer is thin: parse, build the API client for the instance (the URL from the
@@ -17,18 +18,30 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 
+from edl.durations import parse_duration
 from edl.errors import EdlError, describe_error
 from edl.naming import validate_dataset_name
 from edl.ui import UI
-from edl_api import commands
+from edl_api import access_commands, commands
 from edl_api.client import ApiClient
-from edl_api.lake_api import FORMATS, KINDS, SOURCES_HELP, LakeApi
+from edl_api.lake_api import (
+    FORMATS,
+    GRANT_STATES,
+    KINDS,
+    LEVELS,
+    SOURCES_HELP,
+    LakeApi,
+    validate_grant_id,
+)
 from edl_api.outside_sources import OutsideSources
 
 DESCRIPTION = """Talk to the Enterprise Data Lake's REST API: list datasets and updates, ingest
-data and follow ingest jobs. Requests are signed with your AWS credentials (--profile, AWS_PROFILE
-or the AWS_* variables); on the local cloud, profiles are its users (admin, alice, bob, carol)."""
+data and follow ingest jobs; ask for access to a dataset, approve or revoke it, get short-lived
+credentials from the broker and read the audit log. Requests are signed with your AWS credentials
+(--profile, AWS_PROFILE or the AWS_* variables); on the local cloud, profiles are its users
+(admin, alice, bob, carol). Durations read 90s, 15m, 12h, 30d."""
 
 EXAMPLES = """\
 examples:
@@ -37,6 +50,12 @@ examples:
   edl-api updates clinical_trials --status complete
   edl-api ingest clinical_trials --source ./batch1.zip --kind snapshot --wait --profile alice
   edl-api job JOB_ID --json
+  edl-api grant request trials --level read --for 30d --justification "Q3 review" --profile bob
+  edl-api grants --pending --profile alice
+  edl-api grant approve trials.3f9a2c1b7d40 --profile alice
+  edl-api credentials trials --level read --format env --profile bob
+  edl-api profile trials --level read --profile bob    # then: aws ... --profile edl-trials-read
+  edl-api audit --dataset trials --since 1h --profile alice
 
 Run `edl-api COMMAND --help` for a command's options."""
 
@@ -108,7 +127,97 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("job", "one job: status, progress, its update and any error", commands.job)
     p.add_argument("job_id", metavar="ID", help="the job's id (from `edl-api ingest`)")
+    _add_access_commands(sub, common, add)
     return parser
+
+
+def _add_access_commands(sub, common: list[argparse.ArgumentParser], add: Callable) -> None:
+    """credentials, grant …, grants, audit and profile (access control, DESIGN §5)."""
+    p = add("credentials", "short-lived credentials of a dataset's role, from the broker",
+            access_commands.credentials,
+            description="Get short-lived credentials (at most 1 h, never past your grant's "
+                        "expiry) of the dataset's role for a level, vended by the API after it "
+                        "has checked your grant (internal datasets: every employee reads). "
+                        "Without --format: a summary without the secrets.")
+    p.add_argument("name", metavar="DATASET", type=_dataset_name, help="the dataset's name")
+    p.add_argument("--level", choices=LEVELS, default="read", help="access level (default: read)")
+    p.add_argument("--duration", type=_duration("--duration"),
+                   help="how long they last, 15m to 1h (default: 1h)")
+    p.add_argument("--format", choices=access_commands.CREDENTIAL_FORMATS,
+                   help="env: export lines for a shell; json: the API's answer; "
+                        "credential-process: what an AWS profile's credential_process prints")
+
+    grant = sub.add_parser("grant", help="request, approve, reject, revoke or show one grant",
+                           description="One grant of access to a dataset: request it, decide it "
+                                       "(the owner or a platform admin; on sensitive data never "
+                                       "the requester), revoke it, show it.")
+    actions = grant.add_subparsers(dest="grant_command", metavar="ACTION", required=True)
+
+    def action(name: str, summary: str, run: Callable, description: str | None = None):
+        q = actions.add_parser(name, help=summary, description=description or summary,
+                               parents=common)
+        q.set_defaults(run=run)
+        return q
+
+    q = action("request", "ask for a level of access to a dataset", access_commands.grant_request,
+               description="Ask for read or write access to a dataset. It waits for the owner's "
+                           "or a platform admin's approval, or is active at once if you may "
+                           "approve it yourself. Sensitive data needs --for and --justification.")
+    q.add_argument("name", metavar="DATASET", type=_dataset_name, help="the dataset's name")
+    q.add_argument("--level", required=True, choices=LEVELS, help="the access level")
+    q.add_argument("--for", dest="duration", type=_duration("--for"), metavar="DURATION",
+                   help="how long the grant lasts once approved, e.g. 30d (required on "
+                        "sensitive data, at most its tier's maximum)")
+    q.add_argument("--justification", help="why you need it (required on sensitive data)")
+    q.add_argument("--grantee", type=_principal_arn, metavar="ARN",
+                   help="grant it to this principal (owners and admins; default: you)")
+
+    q = action("approve", "approve a requested grant", access_commands.grant_approve)
+    q.add_argument("grant_id", metavar="ID", type=_grant_id, help="the grant's id")
+    q.add_argument("--reason", help="a note for the audit log")
+    q = action("reject", "reject a requested grant", access_commands.grant_reject)
+    q.add_argument("grant_id", metavar="ID", type=_grant_id, help="the grant's id")
+    q.add_argument("--reason", required=True, type=_text("--reason"), help="why (required)")
+    q = action("revoke", "end an active grant at once", access_commands.grant_revoke)
+    q.add_argument("grant_id", metavar="ID", type=_grant_id, help="the grant's id")
+    q.add_argument("--reason", help="why, for the audit log")
+    q = action("show", "one grant: state, grantee, approvers, expiry", access_commands.grant_show)
+    q.add_argument("grant_id", metavar="ID", type=_grant_id, help="the grant's id")
+
+    p = add("grants", "list grants: yours, a dataset's, or those waiting for your decision",
+            access_commands.grants,
+            description="List grants: with no filter, yours (--mine); --dataset D: all of D's "
+                        "if you own it or are an admin, else your own; --pending: requested "
+                        "grants you may decide.")
+    p.add_argument("--pending", action="store_true", help="requested grants you may decide")
+    p.add_argument("--dataset", type=_dataset_name, help="grants of this dataset")
+    p.add_argument("--mine", action="store_true", help="grants whose grantee is you")
+    p.add_argument("--state", choices=GRANT_STATES, help="only grants in this state")
+    p.add_argument("--limit", type=_positive, help="show at most N grants (default: all)")
+
+    p = add("audit", "the audit log: requests, decisions, credentials vended, refusals",
+            access_commands.audit,
+            description="Every grant request, approval, rejection, revoke, expiry, credential "
+                        "vend and refused request, newest last (the dataset's owner or an admin).")
+    p.add_argument("--dataset", type=_dataset_name,
+                   help="events of this dataset (required unless you are an admin)")
+    p.add_argument("--since", type=_duration("--since"), metavar="DURATION",
+                   help="only events of the last DURATION, e.g. 1h")
+    p.add_argument("--limit", type=_positive, help="show at most N events (default: all)")
+
+    p = add("profile", "write an AWS profile that gets its credentials from the broker",
+            access_commands.profile,
+            description="Write a profile into the AWS config file whose credential_process runs "
+                        "`edl-api credentials … --format credential-process` as you, so that "
+                        "the AWS CLI, boto3, pyarrow and Spark fetch and refresh the dataset's "
+                        "credentials by themselves. A profile of that name is replaced, the "
+                        "rest of the file kept.")
+    p.add_argument("name", metavar="DATASET", type=_dataset_name, help="the dataset's name")
+    p.add_argument("--level", choices=LEVELS, default="read", help="access level (default: read)")
+    p.add_argument("--name", dest="profile_name", metavar="NAME",
+                   help="the profile's name (default: edl-DATASET-LEVEL)")
+    p.add_argument("--config-file", metavar="PATH",
+                   help="the AWS config file (default: $AWS_CONFIG_FILE or ~/.aws/config)")
 
 
 def _dataset_name(text: str) -> str:
@@ -117,6 +226,39 @@ def _dataset_name(text: str) -> str:
         return validate_dataset_name(text)
     except EdlError as exc:
         raise argparse.ArgumentTypeError(f"{exc.message} ({exc.hint})") from None
+
+
+def _duration(what: str) -> Callable[[str], str]:
+    """Durations (90s, 15m, 12h, 30d) are read before any request: as written, once checked."""
+    def read(text: str) -> str:
+        try:
+            parse_duration(text, what=what)
+        except EdlError as exc:
+            raise argparse.ArgumentTypeError(f"{exc.message} ({exc.hint})") from None
+        return text.strip().lower()
+    return read
+
+
+def _grant_id(text: str) -> str:
+    try:
+        return validate_grant_id(text)
+    except EdlError as exc:
+        raise argparse.ArgumentTypeError(f"{exc.message} ({exc.hint})") from None
+
+
+def _principal_arn(text: str) -> str:
+    if not text.startswith("arn:") or len(text.split(":", 5)) != 6:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a principal ARN (e.g. arn:aws:iam::123456789012:user/bob)")
+    return text
+
+
+def _text(what: str) -> Callable[[str], str]:
+    def read(text: str) -> str:
+        if not text.strip():
+            raise argparse.ArgumentTypeError(f"{what} must not be empty")
+        return text
+    return read
 
 
 def _positive(text: str) -> int:
@@ -143,8 +285,9 @@ def run(argv: Sequence[str], *, ui: UI | None = None,
         connect: Callable[[str, str | None], ApiClient] = ApiClient.for_instance,
         outside: Callable[[str, str | None], OutsideSources] = OutsideSources.for_instance,
         sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.monotonic) -> int:
-    """`edl-api ARGV` with its collaborators handed in (tests give a fast sleep)."""
+        clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> int:
+    """`edl-api ARGV` with its collaborators handed in (tests give a fast sleep, a fixed now)."""
     parser = build_parser()
     if not argv:
         parser.print_help()
@@ -163,7 +306,8 @@ def run(argv: Sequence[str], *, ui: UI | None = None,
     try:
         session = commands.Session(
             lambda: LakeApi(connect(opts.instance, opts.profile),
-                            outside(opts.instance, opts.profile)), ui, sleep=sleep, clock=clock)
+                            outside(opts.instance, opts.profile)), ui, sleep=sleep, clock=clock,
+            now=now)
         return opts.run(opts, session)
     except KeyboardInterrupt:
         ui.error("interrupted")

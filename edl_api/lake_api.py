@@ -9,25 +9,35 @@ Besides one method per endpoint, two flows a user wants in one step:
   start_ingest as it is.
 - `wait_for_job()`: poll get_job until the job has succeeded or failed, with a growing interval
   and a timeout; sleep and clock are injectable.
+
+Grants, the credential broker and the audit log (issue 9's contract): a grant is named by its
+`grant_id` (`<dataset>.<12 hex>`), durations are text (`90s`, `15m`, `12h`, `30d`) checked here
+with `edl.durations` before any request and sent as written, so that both sides read the same.
+A 403 `no_grant` from the broker becomes `NoGrantError`, whose hint is the request to make.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from edl.durations import parse_duration
 from edl.errors import EdlError, UsageError
-from edl.naming import SOURCE_SCHEMES, validate_dataset_name
-from edl_api.client import ApiClient, path_part
+from edl.naming import ACCESS_LEVELS, SOURCE_SCHEMES, validate_dataset_name
+from edl_api.client import ApiClient, ApiError, path_part
 from edl_api.outside_sources import OutsideSources
 
 KINDS = ("snapshot", "delta")
 FORMATS = ("csv", "jsonl", "parquet", "excel")
 JOB_DONE = ("succeeded", "failed")
+LEVELS = ACCESS_LEVELS
+GRANT_STATES = ("requested", "active", "rejected", "revoked", "expired")
+GRANT_ID_RE = re.compile(r"[a-z][a-z0-9_]{2,62}\.[0-9a-f]{12}")
 # The API's own list; plain http:// goes to the API too, which takes it on the local instance.
 REMOTE_SCHEMES = (*(f"{scheme}://" for scheme in SOURCE_SCHEMES), "http://")
 SOURCES_HELP = "a local file, " + ", ".join(f"{scheme}://…" for scheme in SOURCE_SCHEMES)
@@ -38,6 +48,10 @@ OnUpload = Callable[[Path, int], "Callable[[int], None] | None"]
 
 class JobTimeoutError(EdlError):
     """A job did not finish within the wait's timeout (it goes on running)."""
+
+
+class NoGrantError(ApiError):
+    """The broker refused credentials: the caller holds no grant for the dataset and level."""
 
 
 class LakeApi:
@@ -63,6 +77,81 @@ class LakeApi:
 
     def get_job(self, job_id: str) -> dict[str, Any]:
         return self.client.get(f"/jobs/{path_part(job_id)}")
+
+    # -- grants ---------------------------------------------------------------------------------
+
+    def request_grant(self, dataset: str, level: str, *, duration: str | None = None,
+                      justification: str | None = None,
+                      grantee: str | None = None) -> dict[str, Any]:
+        """Ask for `level` on `dataset` (for the caller, or for `grantee` if you own it); the
+        grant, `requested` or, when the maker may approve it, `active` at once."""
+        body = {"level": _level(level), "duration": _duration(duration, "--for"),
+                "justification": justification, "grantee": grantee}
+        try:
+            return self.client.post(f"/datasets/{_dataset(dataset)}/grants",
+                                    {k: v for k, v in body.items() if v is not None})
+        except ApiError as exc:
+            existing = GRANT_ID_RE.search(exc.api_message) if exc.status == 409 else None
+            if existing:
+                exc.hint = f"look at it: edl-api grant show {existing.group(0)}"
+            raise
+
+    def list_grants(self, *, dataset: str | None = None, state: str | None = None,
+                    mine: bool = False, pending: bool = False,
+                    max_items: int | None = None) -> list[dict[str, Any]]:
+        if state is not None and state not in GRANT_STATES:
+            raise UsageError(f"unknown grant state {state!r}",
+                             hint=f"choose one of: {', '.join(GRANT_STATES)}")
+        query = {"dataset": _dataset(dataset) if dataset else None, "state": state,
+                 "mine": True if mine else None, "pending": True if pending else None}
+        return list(self.client.paginate("/grants", query, max_items=max_items))
+
+    def get_grant(self, grant_id: str) -> dict[str, Any]:
+        return self.client.get(f"/grants/{grant_path(grant_id)}")
+
+    def approve_grant(self, grant_id: str, reason: str | None = None) -> dict[str, Any]:
+        return self._decide(grant_id, "approve", reason)
+
+    def reject_grant(self, grant_id: str, reason: str) -> dict[str, Any]:
+        if not (reason or "").strip():
+            raise UsageError("a rejection needs a reason", hint='give --reason "why"')
+        return self._decide(grant_id, "reject", reason)
+
+    def revoke_grant(self, grant_id: str, reason: str | None = None) -> dict[str, Any]:
+        return self._decide(grant_id, "revoke", reason)
+
+    def _decide(self, grant_id: str, action: str, reason: str | None) -> dict[str, Any]:
+        path = f"/grants/{grant_path(grant_id)}/{action}"
+        try:
+            return self.client.post(path, {"reason": reason} if reason else {})
+        except ApiError as exc:
+            if exc.status == 409:
+                exc.hint = f"nothing was changed; see its state: edl-api grant show {grant_id}"
+            raise
+
+    # -- the credential broker and the audit log ------------------------------------------------
+
+    def get_credentials(self, dataset: str, level: str = "read",
+                        duration: str | None = None) -> dict[str, Any]:
+        """Short-lived credentials of the dataset's role for `level`, as the broker vends them
+        (keys as in the contract: access_key_id, …, expiration, region, bucket, prefix)."""
+        name = _dataset(dataset)
+        query = {"level": _level(level), "duration": _duration(duration, "--duration")}
+        try:
+            return self.client.get(f"/datasets/{name}/credentials", query)
+        except ApiError as exc:
+            if exc.status != 403 or exc.code != "no_grant":
+                raise
+            message = exc.api_message if name in exc.api_message else \
+                f"you hold no grant to {level} {name}: {exc.api_message}"
+            raise NoGrantError(exc.status, exc.code, message,
+                               hint=request_hint(name, level)) from None
+
+    def list_audit(self, *, dataset: str | None = None, since: str | None = None,
+                   max_items: int | None = None) -> list[dict[str, Any]]:
+        query = {"dataset": _dataset(dataset) if dataset else None,
+                 "since": _duration(since, "--since")}
+        return list(self.client.paginate("/audit", query, max_items=max_items))
 
     # -- ingest ---------------------------------------------------------------------------------
 
@@ -151,3 +240,35 @@ def local_file(source: str) -> Path | None:
 
 def _dataset(name: str) -> str:
     return validate_dataset_name(name)
+
+
+def _level(level: str) -> str:
+    if level not in LEVELS:
+        raise UsageError(f"unknown level {level!r}", hint=f"choose one of: {', '.join(LEVELS)}")
+    return level
+
+
+def _duration(text: str | None, what: str) -> str | None:
+    """A duration as the user wrote it (trimmed), once `edl.durations` has read it."""
+    if text is None:
+        return None
+    parse_duration(text, what=what)
+    return text.strip().lower()
+
+
+def validate_grant_id(grant_id: str) -> str:
+    """A grant id, `<dataset>.<12 hex>`, checked before any request."""
+    if not isinstance(grant_id, str) or not GRANT_ID_RE.fullmatch(grant_id):
+        raise UsageError(f"invalid grant id {str(grant_id)[:80]!r}",
+                         hint="a grant id reads <dataset>.<12 hex digits>, e.g. "
+                              "trials.3f9a2c1b7d40; list them with `edl-api grants`")
+    return grant_id
+
+
+def grant_path(grant_id: str) -> str:
+    return path_part(validate_grant_id(grant_id))
+
+
+def request_hint(dataset: str, level: str) -> str:
+    return (f"ask for it: edl-api grant request {dataset} --level {level} --for 30d "
+            '--justification "why you need it"')

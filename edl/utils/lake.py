@@ -5,8 +5,15 @@
     df = lake.read(spark, "clinical_trials")             # newest snapshot, later deltas applied
     df = lake.read(spark, "clinical_trials", as_of="0000000004")   # time travel
 
-Every function takes `instance=` (default: `$EDL_INSTANCE`) and, for tests and callers that
-already hold clients, `context=` (a `LakeContext`).
+Every function takes `instance=` (default: `$EDL_INSTANCE`), `profile=` (the caller: an AWS
+profile, default `AWS_PROFILE` or the AWS environment) and, for jobs, tests and callers that
+already hold clients, `context=` (a `LakeContext`). Without a context the caller reads as a user
+(`LakeContext.for_reader`): metadata with their own credentials, each dataset's data with the
+short-lived credentials the lake's broker vends them for (dataset, read), refreshed as they near
+their expiry; the broker is asked only when data is read, and refuses a caller without a grant
+(`NoGrantError`, whose hint is the `edl-api grant request` to make).
+
+    df = lake.read(spark, "trials", instance="local", profile="bob")
 
 How a read is made (DESIGN §1): only complete updates count, in the order they became complete
 (`UpdateRecord.commit_position`, not their ids: an update allocated early may complete late). As
@@ -25,7 +32,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from edl.errors import EdlError
+from edl.errors import EdlError, UsageError
 from edl.utils.context import LakeContext
 from edl.utils.metadata import DatasetRecord
 from edl.utils.schemas import (
@@ -85,31 +92,43 @@ def plan_read(dataset: str, updates: list[UpdateRecord], as_of: str | None = Non
     return ReadPlan(as_of=target.update_id, snapshot=base, deltas=deltas)
 
 
+def _context(instance: str | None, profile: str | None,
+             context: LakeContext | None) -> LakeContext:
+    if context is None:
+        return LakeContext.for_reader(instance, profile)
+    if profile is not None:
+        raise UsageError("give context= or profile=, not both",
+                         hint="a context already names its caller")
+    return context
+
+
 def list_updates(dataset: str, *, status: str | None = None, instance: str | None = None,
+                 profile: str | None = None,
                  context: LakeContext | None = None) -> list[UpdateRecord]:
-    ctx = context or LakeContext.for_instance(instance)
+    ctx = _context(instance, profile, context)
     ctx.metadata.get_dataset(dataset)
     return ctx.updates.list_updates(dataset, status=status)
 
 
 def get_update(dataset: str, update_id: str, *, files: bool = False,
-               instance: str | None = None, context: LakeContext | None = None) -> UpdateRecord:
+               instance: str | None = None, profile: str | None = None,
+               context: LakeContext | None = None) -> UpdateRecord:
     """One update; with `files`, its per-file detail too, read from its manifest (the item
     keeps none, so that it stays small however many files an update has)."""
-    ctx = context or LakeContext.for_instance(instance)
+    ctx = _context(instance, profile, context)
     record = ctx.updates.get_update(dataset, update_id)
     if not files or record.files or record.status != COMPLETE:
         return record
     dataset_record = ctx.metadata.get_dataset(dataset)
-    manifest = read_manifest(ctx.s3_access(dataset_record.home_region).client(), record)
+    manifest = read_manifest(ctx.data_access(dataset_record).client(), record)
     return replace(record, files=tuple(FileRecord.from_item(f)
                                        for f in manifest.get("files", [])))
 
 
 def read(spark, dataset: str, *, as_of: str | None = None, instance: str | None = None,
-         context: LakeContext | None = None):
+         profile: str | None = None, context: LakeContext | None = None):
     """The dataset as a Spark DataFrame, as of `as_of` (default: the newest complete update)."""
-    ctx = context or LakeContext.for_instance(instance)
+    ctx = _context(instance, profile, context)
     record = ctx.metadata.get_dataset(dataset)
     plan = plan_read(dataset, ctx.updates.list_updates(dataset), as_of)
     reader = _PartsReader(spark, ctx, record)
@@ -160,7 +179,7 @@ class _PartsReader:
         from edl.utils.lake_source import EdlPartsDataSource
 
         self.spark = spark
-        self.access = ctx.s3_access(record.home_region)
+        self.access = ctx.data_access(record)
         self.dataset = record.dataset
         spark.dataSource.register(EdlPartsDataSource)
 

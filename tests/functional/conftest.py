@@ -14,6 +14,8 @@ Helpers the tests call live in `ingest_helpers.py`, `deploy_helpers.py` and `res
 from __future__ import annotations
 
 import json
+import os
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import boto3
@@ -60,6 +62,11 @@ def lake(moto_server, monkeypatch, edl_home) -> LocalLake:
         monkeypatch.setenv(name, value)
     (edl_home / "local").mkdir(parents=True, exist_ok=True)
     (edl_home / "local" / "state.json").write_text(json.dumps({"endpoint_url": moto_server}))
+    # `lake.read` without a context reads as a user, with credentials from the API's broker;
+    # no API runs here, so the broker vends the test's own keys (moto takes any): the reads
+    # still go the broker's way (`edl.utils.vended`).
+    monkeypatch.setattr("edl.utils.context.api_broker",
+                        lambda instance, profile=None: self_vending_broker)
 
     session = boto3.Session(region_name=REGION)
     create_metadata_tables(session.client("dynamodb", endpoint_url=moto_server))
@@ -76,6 +83,14 @@ def lake(moto_server, monkeypatch, edl_home) -> LocalLake:
     return LocalLake(endpoint=moto_server, s3=s3,
                      glue=session.client("glue", endpoint_url=moto_server), context=context,
                      data_bucket=buckets[0], drop_bucket=buckets[1])
+
+
+def self_vending_broker(dataset: str, level: str) -> dict:
+    expiration = datetime.now(UTC) + timedelta(hours=1)
+    return {"access_key_id": os.environ["AWS_ACCESS_KEY_ID"],
+            "secret_access_key": os.environ["AWS_SECRET_ACCESS_KEY"],
+            "session_token": f"vended-{dataset}-{level}",
+            "expiration": expiration.strftime("%Y-%m-%dT%H:%M:%SZ")}
 
 
 @pytest.fixture
