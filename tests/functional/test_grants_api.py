@@ -193,7 +193,8 @@ BAD_INPUT = [
      lambda g: _request("plans", "alice", level="read", grantee=user_arn("ghost")),
      404, "unknown_grantee", "plans", ("ghost",)),
     ("grantee of another account", "request_grant",
-     lambda g: _request("plans", "alice", level="read", grantee="arn:aws:iam::999999999999:user/bob"),
+     lambda g: _request("plans", "alice", level="read",
+                        grantee="arn:aws:iam::999999999999:user/bob"),
      404, "unknown_grantee", "plans", ("999999999999",)),
     ("grantee not an ARN", "request_grant",
      lambda g: _request("plans", "alice", level="read", grantee="bob"),
@@ -254,8 +255,8 @@ BAD_INPUT = [
                          ids=[case[0] for case in BAD_INPUT])
 def test_bad_input(world, pending, name, endpoint, build, status, code, subject, words):
     module = credentials if endpoint == "get_credentials" else grants
-    body = assert_refused(world, getattr(module, endpoint), build(pending), status, code, subject=subject,
-                          words=words)
+    body = assert_refused(world, getattr(module, endpoint), build(pending), status, code,
+                          subject=subject, words=words)
     if code == "duplicate_grant":
         assert pending["active"] in body["error"]["message"]
 

@@ -3,7 +3,8 @@
 The grant, credential and audit handlers write every decision through `record_event` and have
 every refusal written by `audited`: a 4xx they raise (or a lake error that maps to one) becomes
 a `refuse` event - who, what they tried, why - before the answer goes out. When the log cannot
-be written, the request fails (503) rather than go unaudited.
+be written the answer is a 503: no credentials and no refusal go out unaudited (a grant change
+written just before stands, and the failure is logged as an error).
 
 Reading it takes the dataset's owner or a platform admin; only an admin lists every dataset's
 events at once. `since` ("1h") is a key range on the event ids, oldest first.

@@ -162,9 +162,9 @@ def list_grants(request: Request, api: ApiContext) -> dict:
         if state_filter is not None:
             kwargs["FilterExpression"] = state_filter
         keys = ("dataset", "grant_id", "principal")
-    items, next_token = read_page(
-        api, request, f"list_grants:{name or ''}:{state or ''}:{'all' if len(keys) == 2 else 'own'}",
-        lambda **more: table.query(**kwargs, **more), keys)
+    scope = f"list_grants:{name or ''}:{state or ''}:{len(keys)}"
+    items, next_token = read_page(api, request, scope,
+                                  lambda **more: table.query(**kwargs, **more), keys)
     return {"grants": [Grant.from_item(i).to_json() for i in items], "next_token": next_token}
 
 
