@@ -10,6 +10,7 @@ import pytest
 
 from edl import naming
 from edl.core_resources.rest_api import common, credentials, grants, ingest
+from edl.utils.grants import DuplicateGrantError, GrantStore, pointer_key, requested_grant
 from tests.functional.rest_api_helpers import (
     ACCOUNT,
     ADMIN_ARN,
@@ -351,3 +352,26 @@ def test_revoke_in_aws_ends_the_live_sessions_of_the_roles(world):
         assert (statement["Effect"], statement["Action"]) == ("Deny", "*")
         assert statement["Condition"]["DateLessThan"]["aws:TokenIssueTime"] == \
             revoked["updated_at"]
+
+
+# -- the store's items beside the grants, after a crash -----------------------------------------
+
+def test_a_lock_left_by_a_crash_is_taken_over_and_a_live_one_is_not(world):
+    now = world.api.now()
+    store = GrantStore(world.metadata.table("grants"), clock=lambda: now)
+    table = world.metadata.table("grants")
+    lock = {"dataset": "plans", "grant_id": pointer_key("open", "read", BOB)}
+
+    def new(hex_id: str):
+        return requested_grant(f"plans.{hex_id}", dataset="plans", tier="restricted",
+                               grantee=BOB, level="read", requester=BOB, now=now)
+
+    table.put_item(Item={**lock, "points_to": "plans.00000000dead", "at": int(now) - 10})
+    with pytest.raises(DuplicateGrantError):     # its writer may still be writing the grant
+        store.create(new("0000000000a1"))
+    table.put_item(Item={**lock, "points_to": "plans.00000000dead", "at": int(now) - 3600})
+    store.create(new("0000000000a2"))            # it died: the lock is taken over
+    assert table.get_item(Key=lock)["Item"]["points_to"] == "plans.0000000000a2"
+    with pytest.raises(DuplicateGrantError) as caught:
+        store.create(new("0000000000a3"))
+    assert caught.value.grant_id == "plans.0000000000a2"
