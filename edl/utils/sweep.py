@@ -17,7 +17,10 @@ EventBridge schedule, `sweeper.yaml`), repairs each case, idempotently:
 - a `complete` update not registered in the Glue catalog is registered (a failed registration
   never fails a job; it only waits for this);
 - a staging folder of an update that is no longer pending (a crash between the commit and the
-  deletion of staging) is deleted.
+  deletion of staging) is deleted;
+- an active grant whose `expires_at` has passed is expired (its active pointer removed, so it
+  vends nothing, which the broker already refused since the expiry itself) and the audit log
+  says `expire`, by the sweeper, distinct from a revoke.
 
 A failure to repair one update is reported and does not stop the others.
 """
@@ -34,9 +37,11 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from edl.errors import EdlError
-from edl.naming import STAGING_ROOT
+from edl.naming import STAGING_ROOT, sweeper
+from edl.utils.audit import AuditLog
 from edl.utils.catalog import GlueCatalog
 from edl.utils.context import LakeContext
+from edl.utils.grants import GrantStateError, GrantStore
 from edl.utils.staging import remove_update_files
 from edl.utils.storage import delete_prefix
 from edl.utils.updates import (
@@ -60,16 +65,18 @@ def _utcnow() -> datetime:
 
 @dataclass(frozen=True)
 class SweepReport:
-    """What one sweep did, by `dataset/update`."""
+    """What one sweep did, by `dataset/update` (grants by grant id)."""
 
     failed: tuple[str, ...] = ()
     cleaned: tuple[str, ...] = ()
     registered: tuple[str, ...] = ()
     errors: tuple[str, ...] = field(default=())
+    expired: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, list[str]]:
         return {"failed": list(self.failed), "cleaned": list(self.cleaned),
-                "registered": list(self.registered), "errors": list(self.errors)}
+                "registered": list(self.registered), "expired": list(self.expired),
+                "errors": list(self.errors)}
 
 
 class Sweeper:
@@ -98,11 +105,12 @@ class Sweeper:
             if not update.catalog_registered:
                 self._guard(errors, update, partial(_collect, registered, self._register, update))
         self._guard_staging(errors, cleaned)
+        expired = self.expire_grants(errors)
         report = SweepReport(tuple(u for u in failed if u), tuple(cleaned), tuple(registered),
-                             tuple(errors))
-        if failed or cleaned or registered or errors:
-            log.info("sweep - failed %d, cleaned %d, registered %d, errors %d", len(failed),
-                     len(cleaned), len(registered), len(errors))
+                             tuple(errors), tuple(expired))
+        if failed or cleaned or registered or expired or errors:
+            log.info("sweep - failed %d, cleaned %d, registered %d, expired %d, errors %d",
+                     len(failed), len(cleaned), len(registered), len(expired), len(errors))
         return report
 
     def abandon(self, dataset: str, update_id: str, reason: str) -> str:
@@ -122,6 +130,34 @@ class Sweeper:
         """Abandon the pending updates a dead job was working on (`job_id` on the update)."""
         return [done for u in self.ctx.updates.scan_updates(PENDING) if u.job_id == job_id
                 for done in [self.abandon(u.dataset, u.update_id, reason)] if done]
+
+    def expire_grants(self, errors: list[str]) -> list[str]:
+        """Expire the active grants whose time is up, each audited; → their grant ids."""
+        clock = lambda: self._now().timestamp()  # noqa: E731
+        grants = GrantStore(self.ctx.metadata.table("grants"), clock=clock)
+        audit = AuditLog(self.ctx.metadata.table("audit"), clock=clock)
+        actor = sweeper(self.ctx.instance)
+        expired: list[str] = []
+        try:
+            due = grants.expired_grants(clock())
+        except (ClientError, BotoCoreError) as exc:
+            errors.append(f"grants: {exc}")
+            return expired
+        for grant in due:
+            try:
+                after = grants.end(grant, "expire", actor=actor, now=clock())
+                audit.record(dataset=after.dataset, action="expire", actor=actor,
+                             grant_id=after.grant_id, level=after.level, reason=after.reason,
+                             detail={"grantee": after.grantee, "expires_at": after.expires_at})
+            except GrantStateError:
+                continue   # revoked meanwhile: not expired
+            except (EdlError, ClientError, BotoCoreError) as exc:
+                log.warning("sweep - grant %s: %s", grant.grant_id, exc)
+                errors.append(f"grant {grant.grant_id}: {exc}")
+                continue
+            log.info("sweep - grant %s of %s expired", grant.grant_id, grant.grantee)
+            expired.append(grant.grant_id)
+        return expired
 
     # -- one repair each ------------------------------------------------------------------------
 

@@ -6,16 +6,19 @@ The `api_world` and `api_lake` fixtures over them are in `conftest.py`."""
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import boto3
+from boto3.dynamodb.conditions import Key
+from botocore.exceptions import ClientError
 
 from edl.api_config import get_api_config
 from edl.cloudformation.render import parse_template, render_template
 from edl.config import load_config
 from edl.core_resources.rest_api import common
 from edl.utils.context import LakeContext
-from edl.utils.metadata import DatasetRecord, MetadataStore
+from edl.utils.metadata import DatasetRecord, MetadataStore, read_all
 from edl.utils.storage import S3Access
 from edl.utils.updates import UpdateStore
 
@@ -78,7 +81,7 @@ class ApiLake:
         for table in self.dynamodb.tables.all():
             keys = [k["AttributeName"] for k in table.key_schema]
             with table.batch_writer() as batch:
-                for item in table.scan(ProjectionExpression=", ".join(keys))["Items"]:
+                for item in read_all(table.scan, ProjectionExpression=", ".join(keys)):
                     batch.delete_item(Key={k: item[k] for k in keys})
         s3 = self.client("s3")
         for bucket in s3.list_buckets()["Buckets"]:
@@ -87,6 +90,25 @@ class ApiLake:
             s3.delete_bucket(Bucket=bucket["Name"])
         self.overrides.clear()
         self.lake.is_local = True
+        self.api.now = time.time
+
+    def add_user(self, name: str) -> str:
+        """An IAM user of the account (a grantee the API can look up); its ARN."""
+        try:
+            self.client("iam").create_user(UserName=name)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "EntityAlreadyExists":
+                raise
+        return user_arn(name)
+
+    def items(self, table: str) -> list[dict]:
+        """Every item of a metadata table, in key order (to show that nothing changed)."""
+        found = read_all(self.metadata.table(table).scan, ConsistentRead=True)
+        return sorted(found, key=lambda i: json.dumps(i, sort_keys=True, default=str))
+
+    def audit_events(self, dataset: str) -> list[dict]:
+        return read_all(self.metadata.table("audit").query, ConsistentRead=True,
+                        KeyConditionExpression=Key("subject").eq(dataset))
 
     def add_dataset(self, name: str, *, owner: str = "alice", tier: str = "internal",
                     region: str = REGION) -> DatasetRecord:
@@ -135,3 +157,23 @@ def call(handler, ev: dict) -> tuple[int, dict]:
     if result["statusCode"] >= 400:
         assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}, body
     return result["statusCode"], body
+
+
+def assert_refused(lake: ApiLake, handler, ev: dict, status: int, code: str, *, subject: str,
+                   words: tuple[str, ...] = ()) -> dict:
+    """Call a handler that must refuse: the status and code, the words in the message, no grant
+    item changed, and exactly one new audit event of `subject`: the refusal, with the code."""
+    grants_before = lake.items("grants")
+    seen = {e["event_id"] for e in lake.audit_events(subject)}
+    got, body = call(handler, ev)
+    assert (got, body.get("error", {}).get("code")) == (status, code), body
+    for word in words:
+        assert word in body["error"]["message"], body["error"]["message"]
+    assert lake.items("grants") == grants_before
+    new = [e for e in lake.audit_events(subject) if e["event_id"] not in seen]
+    assert len(new) == 1, new
+    event = new[0]
+    assert (event["action"], event["decision"]) == ("refuse", "refused")
+    assert event["detail"]["code"] == code and event["reason"] == body["error"]["message"]
+    assert event["actor"] == ev["requestContext"]["identity"]["userArn"]
+    return body

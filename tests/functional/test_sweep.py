@@ -72,5 +72,5 @@ def test_the_sweeper_lambda_sweeps_the_instance_named_by_its_environment(lake):
     report = sweep.handler({"source": "aws.events", "detail-type": "Scheduled Event"}, None)
 
     assert report == {"failed": [], "cleaned": [f"{DATASET}/{update.update_id}"],
-                      "registered": [], "errors": []}
+                      "registered": [], "expired": [], "errors": []}
     assert lake.keys(STAGING) == [] and lake.keys(f"{DATASET}/") == []

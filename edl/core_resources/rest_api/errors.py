@@ -10,7 +10,9 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from edl.errors import NamingError
+from edl.utils.grants import DuplicateGrantError, GrantStateError, UnknownGrantError
 from edl.utils.metadata import UnknownDatasetError
+from edl.utils.tier_policy import PolicyRefusal
 from edl.utils.updates import UnknownUpdateError, UpdateStateError
 
 JSON_HEADERS = {"Content-Type": "application/json"}
@@ -77,8 +79,18 @@ def map_exception(exc: Exception) -> HttpError | None:
     """The API error for a known failure from the lake's code or AWS; None for a bug."""
     if isinstance(exc, (UnknownDatasetError, UnknownUpdateError)):
         return NotFound(exc.message)
+    if isinstance(exc, UnknownGrantError):
+        return NotFound(exc.message, code="unknown_grant")
     if isinstance(exc, UpdateStateError):
         return Conflict(exc.message)
+    if isinstance(exc, GrantStateError):
+        return Conflict(exc.message, code="wrong_state")
+    if isinstance(exc, DuplicateGrantError):
+        return Conflict(exc.message, code="duplicate_grant")
+    if isinstance(exc, PolicyRefusal):
+        kind = {400: BadRequest, 403: Forbidden, 404: NotFound, 409: Conflict}[exc.status]
+        return kind(exc.message if not exc.hint else f"{exc.message} ({exc.hint})",
+                    code=exc.code)
     if isinstance(exc, NamingError):
         return BadRequest(exc.message, code="invalid_name")
     if isinstance(exc, ClientError):

@@ -77,7 +77,7 @@ def validate_filename(name: str) -> str:
 @endpoint("create_upload")
 def create_upload(request: Request, api: ApiContext) -> tuple[int, dict]:
     dataset = api.lake.metadata.get_dataset(request.dataset_name())
-    authorize(request.endpoint, request.caller, api.instance, dataset)
+    authorize(request.endpoint, request.caller, api.instance, dataset, grants=api.grants())
     filename = validate_filename(request.body["filename"])
     bucket = naming.drop_bucket(api.lake.config.bucket_prefix, api.instance.name, dataset.tier,
                                 dataset.home_region)
@@ -95,7 +95,7 @@ def create_upload(request: Request, api: ApiContext) -> tuple[int, dict]:
 @endpoint("start_ingest")
 def start_ingest(request: Request, api: ApiContext) -> tuple[int, dict]:
     dataset = api.lake.metadata.get_dataset(request.dataset_name())
-    authorize(request.endpoint, request.caller, api.instance, dataset)
+    authorize(request.endpoint, request.caller, api.instance, dataset, grants=api.grants())
     body = request.body
     source = body["source"]
     check_source(api, dataset, source)

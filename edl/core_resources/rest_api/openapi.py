@@ -22,7 +22,7 @@ from edl.api_config import ApiConfig, Endpoint, Field, get_api_config
 
 OPENAPI_FILE = Path(__file__).with_name("openapi.json")
 
-_SUCCESS = {"create_upload": "201", "start_ingest": "202"}
+_SUCCESS = {"create_upload": "201", "start_ingest": "202", "request_grant": "201"}
 _TEXT = {"type": "string"}
 _NULLABLE_TEXT = {"type": "string", "nullable": True}
 _INT = {"type": "integer"}
@@ -105,20 +105,69 @@ _SCHEMAS: dict[str, Any] = {
             "started_at": _NULLABLE_TEXT, "finished_at": _NULLABLE_TEXT,
             "progress": {"nullable": True}, "error": _NULLABLE_TEXT,
             "request": {"type": "object", "nullable": True}}},
+    "Grant": {
+        "type": "object",
+        "required": ["grant_id", "dataset", "tier", "grantee", "level", "state", "requester",
+                     "approvers", "created_at", "updated_at"],
+        "properties": {
+            "grant_id": {**_TEXT, "description": "<dataset>.<12 hex>"}, "dataset": _TEXT,
+            "tier": _TEXT, "grantee": {**_TEXT, "description": "the person's principal ARN"},
+            "level": {"type": "string", "enum": ["read", "write"]},
+            "state": {"type": "string",
+                      "enum": ["requested", "active", "rejected", "revoked", "expired"]},
+            "requester": _TEXT, "approvers": {"type": "array", "items": _TEXT},
+            "justification": _NULLABLE_TEXT, "reason": _NULLABLE_TEXT,
+            "expires_at": {**_NULLABLE_TEXT, "description": "ISO-8601 UTC; set on approval"},
+            "duration_seconds": {**_INT, "nullable": True}, "created_at": _TEXT,
+            "updated_at": _TEXT, "decided_by": _NULLABLE_TEXT}},
+    "GrantPage": {
+        "type": "object", "required": ["grants", "next_token"],
+        "properties": {"grants": {"type": "array", "items": {"$ref": "#/components/schemas/Grant"}},
+                       "next_token": _NULLABLE_TEXT}},
+    "Credentials": {
+        "type": "object",
+        "required": ["dataset", "level", "role_arn", "basis", "access_key_id",
+                     "secret_access_key", "session_token", "expiration", "bucket", "prefix"],
+        "properties": {
+            "dataset": _TEXT, "level": {"type": "string", "enum": ["read", "write"]},
+            "role_arn": _TEXT,
+            "basis": {"type": "string", "enum": ["grant", "default", "owner", "break_glass"]},
+            "grant_id": _NULLABLE_TEXT, "access_key_id": _TEXT, "secret_access_key": _TEXT,
+            "session_token": _TEXT, "expiration": {**_TEXT, "description": "ISO-8601 UTC"},
+            "region": _TEXT, "bucket": _TEXT, "prefix": _TEXT}},
+    "AuditEvent": {
+        "type": "object", "required": ["event_id", "at", "action", "actor", "decision"],
+        "properties": {
+            "event_id": _TEXT, "at": _TEXT, "dataset": _NULLABLE_TEXT,
+            "action": {"type": "string", "enum": ["request", "approve", "reject", "revoke",
+                                                  "expire", "vend", "break_glass", "refuse"]},
+            "actor": _TEXT, "grant_id": _NULLABLE_TEXT, "level": _NULLABLE_TEXT,
+            "decision": {"type": "string", "enum": ["allowed", "refused"]},
+            "reason": _NULLABLE_TEXT, "detail": {"type": "object"}}},
+    "AuditPage": {
+        "type": "object", "required": ["events", "next_token"],
+        "properties": {"events": {"type": "array",
+                                  "items": {"$ref": "#/components/schemas/AuditEvent"}},
+                       "next_token": _NULLABLE_TEXT}},
 }
 
 _RESULTS = {"list_datasets": "DatasetPage", "get_dataset": "DatasetDetails",
             "list_updates": "UpdatePage", "get_update": "UpdateDetails",
-            "create_upload": "Upload", "start_ingest": "IngestStarted", "get_job": "Job"}
+            "create_upload": "Upload", "start_ingest": "IngestStarted", "get_job": "Job",
+            "request_grant": "Grant", "list_grants": "GrantPage", "get_grant": "Grant",
+            "approve_grant": "Grant", "reject_grant": "Grant", "revoke_grant": "Grant",
+            "get_credentials": "Credentials", "list_audit": "AuditPage"}
 
 _ERRORS = {
     "400": "Bad request: malformed JSON, unknown or missing fields, wrong types or values, "
            "an invalid page token",
-    "403": "Not signed, not of this account, or not allowed (e.g. ingest by a non-writer, or "
-           "from a source the caller could not read)",
-    "404": "No such dataset, update or job",
+    "403": "Not signed, not of this account, or not allowed (e.g. ingest by a non-writer, "
+           "from a source the caller could not read, credentials without a grant, or a "
+           "decision the tier policy refuses)",
+    "404": "No such dataset, update, job, grant or grantee",
     "405": "The method is not served on this path",
-    "409": "Conflict with the current state",
+    "409": "Conflict with the current state (e.g. a grant in the wrong state, or one already "
+           "requested)",
     "413": "The body is larger than the API accepts",
     "429": "Throttled; retry with back-off",
     "500": "A bug (logged); the answer still has the error shape",
@@ -157,14 +206,17 @@ def _operation(endpoint: Endpoint, config: ApiConfig) -> dict[str, Any]:
     if parameters:
         operation["parameters"] = parameters
     errors = ["400", "403", "405", "429", "500"]
-    if endpoint.path_params:
+    if endpoint.path_params or any(q.name == "dataset" for q in endpoint.query):
         errors.append("404")
     if endpoint.body:
-        operation["requestBody"] = {"required": True, "content": {"application/json": {
-            "schema": {
-                "type": "object", "additionalProperties": False,
-                "required": [f.name for f in endpoint.body if f.required],
-                "properties": {f.name: _field_schema(f) for f in endpoint.body}}}}}
+        required = [f.name for f in endpoint.body if f.required]
+        schema: dict[str, Any] = {
+            "type": "object", "additionalProperties": False,
+            "properties": {f.name: _field_schema(f) for f in endpoint.body}}
+        if required:   # OpenAPI 3.0 wants a non-empty list, or none
+            schema["required"] = required
+        operation["requestBody"] = {"required": bool(required),
+                                    "content": {"application/json": {"schema": schema}}}
         errors += ["409", "413", "503"]
     success = _SUCCESS.get(endpoint.name, "200")
     result = _RESULTS.get(endpoint.name)
