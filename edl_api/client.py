@@ -294,7 +294,16 @@ def _api_error(response: urllib3.BaseHTTPResponse, payload: Any, where: str) -> 
     elif response.data:
         message = response.data[:200].decode("utf-8", "replace").strip()
     message = message or f"{where} failed"
-    return ApiError(status, code, message, hint=_HINTS.get(status))
+    hint = _HINTS.get(status)
+    if status == 403 and code not in _IDENTITY_CODES:
+        hint = None  # a policy decision (no grant, not an approver, ...): the message says why
+    return ApiError(status, code, message, hint=hint)
+
+
+# 403 codes that mean "who signed this may not", as opposed to the grants policy's own codes
+_IDENTITY_CODES = {"forbidden", "unsigned", "HTTP403", "AccessDeniedException",
+                   "InvalidSignatureException", "MissingAuthenticationTokenException",
+                   "UnrecognizedClientException", "IncompleteSignatureException"}
 
 
 _HINTS = {

@@ -144,8 +144,8 @@ class LakeApi:
                 raise
             message = exc.api_message if name in exc.api_message else \
                 f"you hold no grant to {level} {name}: {exc.api_message}"
-            raise NoGrantError(exc.status, exc.code, message,
-                               hint=request_hint(name, level)) from None
+            hint = None if "edl-api grant request" in message else request_hint(name, level)
+            raise NoGrantError(exc.status, exc.code, message, hint=hint) from None
 
     def list_audit(self, *, dataset: str | None = None, since: str | None = None,
                    max_items: int | None = None) -> list[dict[str, Any]]:

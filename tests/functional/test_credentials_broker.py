@@ -165,6 +165,25 @@ def test_credentials_never_outlive_the_grant(world, sts):
         subject="trials")
 
 
+class RefusingSts:
+    """An STS whose roles do not trust the broker (a lake deployed by an older EDL)."""
+
+    def assume_role(self, **kwargs):
+        from botocore.exceptions import ClientError
+
+        raise ClientError({"Error": {"Code": "AccessDenied", "Message": "not authorized"}},
+                          "AssumeRole")
+
+
+def test_a_role_the_broker_may_not_assume_is_a_503_naming_it_and_vends_nothing(world):
+    world.overrides["sts"] = RefusingSts()
+    status, got = vend("stats", user="carol")
+    assert (status, got["error"]["code"]) == (503, "broker_unavailable")
+    assert naming.default_reader_role(LOCAL.name) in got["error"]["message"]
+    assert "deploy-core" in got["error"]["message"]
+    assert not [e for e in world.audit_events("stats") if e["action"] == "vend"]
+
+
 def test_the_session_is_named_after_the_caller(world, sts):
     vend("stats", user="carol")
     assert sts.calls[-1]["RoleSessionName"] == "carol" == sts.calls[-1]["SourceIdentity"]

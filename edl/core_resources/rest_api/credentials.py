@@ -24,6 +24,8 @@ import logging
 import re
 from datetime import datetime
 
+from botocore.exceptions import ClientError
+
 from edl import naming
 from edl.core_resources.rest_api.access import authorized_actor
 from edl.core_resources.rest_api.audit import audited, record_event
@@ -32,6 +34,7 @@ from edl.core_resources.rest_api.common import (
     Caller,
     Forbidden,
     Request,
+    Unavailable,
     endpoint,
     module_handler,
 )
@@ -63,6 +66,21 @@ def session_name(caller: Caller) -> str:
     return name if len(name) >= 2 else f"edl-{name}"
 
 
+def _assume(api: ApiContext, assume: dict, role: str) -> dict:
+    """The role's credentials; a role the broker may not assume is the lake's own fault
+    (not deployed, or deployed by an older EDL), so a 503 that says which role and what to do."""
+    try:
+        return api.client("sts", None).assume_role(**assume)["Credentials"]
+    except ClientError as exc:
+        code = exc.response["Error"]["Code"]
+        if code not in ("AccessDenied", "AccessDeniedException", "NoSuchEntity"):
+            raise
+        log.error("broker - cannot assume %s: %s", role, exc)
+        raise Unavailable(f"the credential broker may not assume role {role} ({code}); a "
+                          "platform admin must redeploy the lake (edl deploy-core, then edl "
+                          "deploy-dataset for the dataset)", code="broker_unavailable") from None
+
+
 def expiry_policy(expires_at: str) -> str:
     """A session policy that allows nothing once the grant has expired."""
     return json.dumps({"Version": "2012-10-17", "Statement": [{
@@ -90,7 +108,7 @@ def get_credentials(request: Request, api: ApiContext) -> dict:
     cutoff = grant.expires_at if cut and grant is not None else None
     if cutoff is not None:
         assume["Policy"] = expiry_policy(cutoff)
-    credentials = api.client("sts", None).assume_role(**assume)["Credentials"]
+    credentials = _assume(api, assume, role)
     expiration = _iso(credentials["Expiration"])
     if cutoff is not None:
         expiration = min(expiration, cutoff)
