@@ -301,7 +301,7 @@ def _api_error(response: urllib3.BaseHTTPResponse, payload: Any, where: str) -> 
 
 
 # 403 codes that mean "who signed this may not", as opposed to the grants policy's own codes
-_IDENTITY_CODES = {"forbidden", "unsigned", "HTTP403", "AccessDeniedException",
+_IDENTITY_CODES = {"forbidden", "Forbidden", "unsigned", "HTTP403", "AccessDeniedException",
                    "InvalidSignatureException", "MissingAuthenticationTokenException",
                    "UnrecognizedClientException", "IncompleteSignatureException"}
 
