@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make demo`: the whole lake on this machine. Starts the local cloud, validates and deploys the
-# core and a dataset, shows what exists and that users cannot deploy themselves, then stops the
-# local cloud again (KEEP=1 leaves it running: `make demo KEEP=1`).
+# core and a dataset, ingests into it, walks a grant through request, refusal, approval, reading,
+# revoke and the audit log, then stops the local cloud again
+# `make demo KEEP=1`).
 set -euo pipefail
 # Spark, like everything in the embedded default, stays on the loopback.
 export SPARK_LOCAL_IP=127.0.0.1
@@ -77,35 +78,50 @@ step "bob may not ingest into alice's dataset"
 edl-api ingest clinical_trials --source examples/data/clinical_trials_batch1.csv \
     --kind snapshot --profile bob || echo "(refused, as it should be)"
 
-step "read it back with lake.read, through the dataset's read role: newest, and as of update 1"
+step "access control: bob holds no grant on the sensitive clinical_trials, so no credentials"
+edl-api credentials clinical_trials --profile bob || echo "(refused, as it should be)"
+
+step "bob asks for read access for 30 days, with a justification (sensitive needs both)"
+grant=$(edl-api grant request clinical_trials --level read --for 30d \
+    --justification "Q3 safety review" --profile bob --json \
+    | python -c 'import json, sys; print(json.load(sys.stdin)["grant_id"])')
+echo "grant $grant requested"
+edl-api grants --pending --profile alice
+
+step "carol is neither the owner nor an admin: she may not approve"
+edl-api grant approve "$grant" --profile carol || echo "(refused, as it should be)"
+
+step "alice, the owner, approves"
+edl-api grant approve "$grant" --profile alice
+
+step "bob obtains short-lived credentials of the read role from the broker"
+edl-api credentials clinical_trials --level read --profile bob
+
+step "bob reads the dataset with lake.read: newest, and as of update 1 (credentials from the broker)"
 python - <<'PY'
-import dataclasses
 import os
 import sys
 
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 from pyspark.sql import SparkSession
 
-from edl import naming
-from edl.aws import AwsSessions
 from edl.utils import lake
-from edl.utils.context import LakeContext
-from edl.utils.storage import S3Access
 
 spark = (SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false")
          .config("spark.driver.bindAddress", "127.0.0.1").config("spark.driver.host", "127.0.0.1")
          .getOrCreate())
 spark.sparkContext.setLogLevel("ERROR")
-base = LakeContext.for_instance("local")
-sessions = AwsSessions(base.config.instance("local"))
-role = naming.role_arn(sessions.instance.account_id,
-                       naming.dataset_role("local", "clinical_trials", "read"))
-session = sessions.assumed_session(role, "demo-reader")
-reader = dataclasses.replace(base, s3_access=lambda region: S3Access.from_session(
-    session, region, sessions.endpoint_url))
 print("newest (snapshot + delta: T002 updated, T003 deleted, T005 added):")
-lake.read(spark, "clinical_trials", context=reader).orderBy("trial_id").show()
+lake.read(spark, "clinical_trials", instance="local", profile="bob").orderBy("trial_id").show()
 print("as of update 1 (time travel):")
-lake.read(spark, "clinical_trials", as_of="1", context=reader).orderBy("trial_id").show()
+lake.read(spark, "clinical_trials", as_of="1", instance="local", profile="bob") \
+    .orderBy("trial_id").show()
 spark.stop()
 PY
+
+step "alice revokes the grant: bob is refused again at once"
+edl-api grant revoke "$grant" --reason "review done" --profile alice
+edl-api credentials clinical_trials --profile bob || echo "(refused, as it should be)"
+
+step "the audit log shows every request, decision, vend and refusal"
+edl-api audit --dataset clinical_trials --since 1h --profile alice
