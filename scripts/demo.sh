@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # `make demo`: the whole lake on this machine. Starts the local cloud, validates and deploys the
 # core and a dataset, ingests into it, walks a grant through request, refusal, approval, reading,
-# revoke and the audit log, then stops the local cloud again
-# `make demo KEEP=1`).
+# revoke and the audit log, then stops the local cloud again (`make demo KEEP=1` leaves it
+# running).
 set -euo pipefail
 # Spark, like everything in the embedded default, stays on the loopback.
 export SPARK_LOCAL_IP=127.0.0.1
