@@ -83,10 +83,15 @@ def table_name(instance: str, table: str) -> str:
     return f"{table_prefix(instance)}-{table}"
 
 
-def table_arns(instance: str, region: str, account_id: str) -> tuple[str, str]:
-    """Every metadata table of the instance and their indexes, as IAM resources."""
-    table = f"arn:aws:dynamodb:{region}:{account_id}:table/{table_prefix(instance)}-*"
-    return table, f"{table}/index/*"
+def table_arns(instance: str, region: str, account_id: str, *tables: str,
+               indexes: bool = True) -> tuple[str, ...]:
+    """The named metadata tables of the instance (and, with `indexes`, their indexes) as IAM
+    resources, so that a role gets its rights table by table."""
+    arns = []
+    for table in tables:
+        arn = f"arn:aws:dynamodb:{region}:{account_id}:table/{table_name(instance, table)}"
+        arns += [arn, f"{arn}/index/*"] if indexes else [arn]
+    return tuple(arns)
 
 
 def glue_database(instance: str, tier: str) -> str:
@@ -190,6 +195,43 @@ def api_name(instance: str, api: str) -> str:
 def api_role(instance: str) -> str:
     """The REST API's Lambda role: every handler runs as it, in the cloud and locally."""
     return f"edl-{instance}-api"
+
+
+# The session name the local runtime gives its session of the API role (`local/api_context.py`).
+# moto matches a trust principal only as the exact caller ARN (DESIGN §8), so on the local
+# instance the roles the broker assumes name this session's ARN, which is built from it.
+API_SESSION_NAME = "edl-api"
+
+
+def api_session_arn(instance: str, account_id: str) -> str:
+    """The ARN the local runtime's API handlers call as: its session of the API role."""
+    return f"arn:aws:sts::{account_id}:assumed-role/{api_role(instance)}/{API_SESSION_NAME}"
+
+
+def broker_principals(instance: str, account_id: str, *, local: bool) -> tuple[str, ...]:
+    """Who the credential broker is, as trust policies name it: the API role, and on the local
+    instance also the exact session the runtime acts as (moto does not match a role ARN for its
+    sessions). The dataset roles and the default role trust these and the platform admin."""
+    api = role_arn(account_id, api_role(instance))
+    return (api, api_session_arn(instance, account_id)) if local else (api,)
+
+
+def brokered_role_arns(instance: str, account_id: str) -> tuple[str, ...]:
+    """The roles the broker vends credentials of, as IAM resource patterns: every dataset's read
+    and write role (`dataset_role`, shortened names included) and the internal default role."""
+    return (role_arn(account_id, f"edl-{instance}-*-read"),
+            role_arn(account_id, f"edl-{instance}-*-write"),
+            role_arn(account_id, default_reader_role(instance)))
+
+
+# The inline policy a cloud revoke puts on a level's role: deny sessions issued before the revoke
+# (their holders of other grants fetch new credentials from the broker).
+REVOKE_OLDER_SESSIONS_POLICY = "edl-revoke-older-sessions"
+
+
+def user_arns(account_id: str) -> str:
+    """Every IAM user of the account (the broker looks grantees up), as an IAM resource."""
+    return f"arn:aws:iam::{account_id}:user/*"
 
 
 def api_function_prefix(instance: str) -> str:

@@ -11,6 +11,7 @@ from functools import cached_property
 from edl import naming
 from edl.aws import AwsSessions, Identity
 from edl.cloudformation.destroy import Destroyer
+from edl.cloudformation.local_trust import LocalTrustRefresh
 from edl.cloudformation.stack_client import StackClient
 from edl.cloudformation.stack_manager import StackManager
 from edl.config import Instance, LakeConfig, get_config
@@ -49,6 +50,10 @@ class Factory:
     @cached_property
     def stack_manager(self) -> StackManager:
         return StackManager(self.config, self.instance, self.stack_client)
+
+    def local_trust(self) -> LocalTrustRefresh:
+        """Sets the local cloud's role trust policies that moto left as they were."""
+        return LocalTrustRefresh(self.stack_manager, self.sessions.deploy_client("iam"))
 
     @cached_property
     def destroyer(self) -> Destroyer:

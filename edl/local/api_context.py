@@ -44,7 +44,9 @@ class LocalApiContext:
         from edl.utils.context import LakeContext
 
         sessions = self.roles.admin_sessions()
-        session = sessions.assumed_session(role_arn, "edl-api", label="the API's role")
+        # The session name is part of the caller ARN the broker's roles trust (naming.py).
+        session = sessions.assumed_session(role_arn, naming.API_SESSION_NAME,
+                                           label="the API's role")
         client = common.client_factory(session, sessions.endpoint_url, sessions.client_config,
                                        self.instance.default_region)
 

@@ -6,7 +6,11 @@ Run once by `control.start()` against a new moto endpoint while IAM enforcement 
   the platform admin's ARN, with a managed policy that allows everything - it is the deployer;
 - the platform admin user and the demo users `alice`, `bob` and `carol`, each with an access key,
   all in the group `edl-users`, whose one managed policy gives them read-only control-plane rights
-  and `sts:AssumeRole` (the roles' trust policies decide who gets which role) - and no data;
+  - no data, and no `sts:AssumeRole`: users obtain a dataset's role only from the credential
+  broker (the REST API), after a grant (DESIGN §5);
+- the platform admin's own policy, `sts:AssumeRole` on any role (whose trust policy still
+  decides): it deploys through the CloudFormation role, the local runtime acts as the service
+  roles through it, and it is the break-glass way into a dataset's roles;
 
 and then switches enforcement on, so from here every call is authorised as AWS would (DESIGN §5).
 On the local runtime that switch needs the runtime's control-API secret (`control_api.py`), so no
@@ -31,6 +35,7 @@ from edl.local.control_api import call_control_api
 DEMO_USERS = ("alice", "bob", "carol")
 USERS_GROUP = "edl-users"
 USER_POLICY = "edl-user-read-only"
+ADMIN_POLICY = "edl-platform-admin-assume-roles"
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +71,7 @@ def _split_iam_arn(arn: str, kind: str) -> tuple[str, str]:
 
 
 def user_read_only_policy() -> dict:
-    """Read the control plane and the lake's metadata; assume roles; write and read no data."""
+    """Read the control plane and the lake's metadata; write and read no data, assume no role."""
     return {
         "Version": "2012-10-17",
         "Statement": [
@@ -96,14 +101,18 @@ def user_read_only_policy() -> dict:
                            "dynamodb:BatchGetItem"],
                 "Resource": "*",
             },
-            {
-                # Which roles a user really obtains is decided by each role's trust policy.
-                "Sid": "AssumeRolesThatTrustTheUser",
-                "Effect": "Allow",
-                "Action": "sts:AssumeRole",
-                "Resource": "*",
-            },
         ],
+    }
+
+
+def admin_assume_roles_policy() -> dict:
+    """The platform admin may assume roles; each role's trust policy decides which (the
+    CloudFormation role, the service roles, and - break-glass - the dataset roles)."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [{"Sid": "AssumeRolesThatTrustTheAdmin", "Effect": "Allow",
+                       "Action": ["sts:AssumeRole", "sts:SetSourceIdentity", "sts:TagSession"],
+                       "Resource": "*"}],
     }
 
 
@@ -159,7 +168,7 @@ def bootstrap(instance: Instance, endpoint_url: str,
     user_policy_arn = iam.create_policy(
         PolicyName=USER_POLICY,
         PolicyDocument=json.dumps(user_read_only_policy()),
-        Description="EDL users: read the control plane and the lake's metadata, assume roles",
+        Description="EDL users: read the control plane and the lake's metadata",
     )["Policy"]["Arn"]
     iam.create_group(GroupName=USERS_GROUP)
     iam.attach_group_policy(GroupName=USERS_GROUP, PolicyArn=user_policy_arn)
@@ -179,6 +188,12 @@ def bootstrap(instance: Instance, endpoint_url: str,
             f"not {instance.platform_admin_arn}",
             hint="the local instance's account_id must be the local cloud's account",
         )
+    log.info("bootstrap - policy %s for %s", ADMIN_POLICY, admin_name)
+    admin_policy_arn = iam.create_policy(
+        PolicyName=ADMIN_POLICY, PolicyDocument=json.dumps(admin_assume_roles_policy()),
+        Description="EDL's platform admin: assume the roles that trust it",
+    )["Policy"]["Arn"]
+    iam.attach_user_policy(UserName=admin_name, PolicyArn=admin_policy_arn)
 
     log.info("bootstrap - role %s", role_name)
     role_arn = iam.create_role(

@@ -10,10 +10,12 @@ import json
 import os
 import subprocess
 
+import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.e2e.helpers import EDL, PREFIX, client
+from edl import naming
+from tests.e2e.helpers import ACCOUNT, EDL, PREFIX, client
 
 
 def edl(*args: str, profile: str | None = None) -> subprocess.CompletedProcess:
@@ -75,6 +77,8 @@ def test_deploy_the_lake_step_by_step(local_cloud):
         puts = {r for s in statements if "s3:PutObject" in s["Action"] for r in s["Resource"]}
         assert not puts & data_area
 
+    _only_the_broker_and_the_admin_obtain_the_dataset_roles(local_cloud)
+
     status = edl("status", "--instance", "local")
     assert status.returncode == 0
     assert "edl-local-dataset-clinical-trials" in status.stdout
@@ -97,6 +101,29 @@ def test_deploy_the_lake_step_by_step(local_cloud):
     purge = edl("destroy", "--instance", "local", "--yes", "--delete-data")
     assert purge.returncode == 0, purge.stderr
     assert not [b for b in s3.list_buckets()["Buckets"] if b["Name"].startswith(PREFIX)]
+
+
+def _only_the_broker_and_the_admin_obtain_the_dataset_roles(local_cloud) -> None:
+    """On the running cloud: bob is refused the read role; the broker - the session of the API
+    role the runtime makes - obtains it with bob as source identity; the admin, break-glass."""
+    roles = [naming.role_arn(ACCOUNT, naming.dataset_role("local", "clinical_trials", level))
+             for level in naming.ACCESS_LEVELS]
+    roles.append(naming.role_arn(ACCOUNT, naming.default_reader_role("local")))
+    bob = client(local_cloud, "sts", user="bob", role=False)
+    admin = client(local_cloud, "sts", role=False)
+    api = admin.assume_role(RoleArn=naming.role_arn(ACCOUNT, naming.api_role("local")),
+                            RoleSessionName=naming.API_SESSION_NAME)["Credentials"]
+    broker = boto3.client("sts", endpoint_url=local_cloud.status.endpoint_url,
+                          region_name="us-east-1", aws_access_key_id=api["AccessKeyId"],
+                          aws_secret_access_key=api["SecretAccessKey"],
+                          aws_session_token=api["SessionToken"])
+    for role in roles:
+        with pytest.raises(ClientError) as refused:
+            bob.assume_role(RoleArn=role, RoleSessionName="bob")
+        assert refused.value.response["Error"]["Code"] == "AccessDenied", role
+        vended = broker.assume_role(RoleArn=role, RoleSessionName="bob", SourceIdentity="bob")
+        assert vended["AssumedRoleUser"]["Arn"].endswith("/bob"), role
+        admin.assume_role(RoleArn=role, RoleSessionName="break-glass")
 
 
 def test_unprivileged_user_cannot_deploy(local_cloud):

@@ -1,8 +1,9 @@
 """Bootstrap of the local cloud, against moto's threaded server in this process.
 
 After the bootstrap IAM enforcement is on, so each test checks what a user would meet: who may
-deploy (only the platform admin, through the CloudFormation role), and that the demo users read
-the control plane and the lake's metadata but no data.
+deploy (only the platform admin, through the CloudFormation role), that the demo users read
+the control plane and the lake's metadata but no data, and that they assume no role of their
+own (they obtain dataset roles from the credential broker), while the platform admin does.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from botocore.exceptions import ClientError
 from moto.server import ThreadedMotoServer
 
 from edl.config import get_config
-from edl.local.bootstrap import DEMO_USERS, bootstrap
+from edl.local.bootstrap import ADMIN_POLICY, DEMO_USERS, USERS_GROUP, bootstrap
 
 REGION = "us-east-1"
 TEMPLATE = json.dumps({"Resources": {"Bucket": {"Type": "AWS::S3::Bucket"}}})
@@ -207,3 +208,35 @@ def test_a_user_cannot_grant_themselves_rights(as_user):
     assert err.response["Error"]["Code"] == "AccessDenied"
     err = _denied(iam.create_access_key, UserName="admin")
     assert err.response["Error"]["Code"] == "AccessDenied"
+
+
+def test_users_have_no_sts_assume_role_and_the_admin_has_its_own(as_deployer, instance):
+    iam = as_deployer("iam")
+    (attached,) = iam.list_attached_group_policies(GroupName=USERS_GROUP)["AttachedPolicies"]
+    version = iam.get_policy(PolicyArn=attached["PolicyArn"])["Policy"]["DefaultVersionId"]
+    document = iam.get_policy_version(PolicyArn=attached["PolicyArn"],
+                                      VersionId=version)["PolicyVersion"]["Document"]
+    granted = [a for s in document["Statement"] for a in
+               (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])]
+    assert not any(a.startswith("sts:") and a != "sts:GetCallerIdentity" for a in granted)
+    own = iam.list_attached_user_policies(UserName="admin")["AttachedPolicies"]
+    assert [p["PolicyName"] for p in own] == [ADMIN_POLICY]
+    for user in DEMO_USERS:
+        assert iam.list_attached_user_policies(UserName=user)["AttachedPolicies"] == []
+
+
+def test_a_role_that_trusts_a_user_by_name_still_is_not_theirs(as_deployer, as_user, instance):
+    """A trust policy alone never hands a role to a user: users have no sts:AssumeRole (the
+    broker vends roles); the admin, trusted the same way, may assume it (break-glass)."""
+    alice = as_user("alice", "sts").get_caller_identity()["Arn"]
+    trust = {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"AWS": [alice, instance.platform_admin_arn]},
+        "Action": "sts:AssumeRole"}]}
+    role = as_deployer("iam").create_role(RoleName="edl-local-legacy-read",
+                                          AssumeRolePolicyDocument=json.dumps(trust))["Role"]
+    err = _denied(as_user("alice", "sts").assume_role, RoleArn=role["Arn"],
+                  RoleSessionName="alice")
+    assert err.response["Error"]["Code"] == "AccessDenied"
+    creds = as_user("admin", "sts").assume_role(RoleArn=role["Arn"],
+                                                RoleSessionName="break-glass")["Credentials"]
+    assert creds["AccessKeyId"].startswith("ASIA")

@@ -97,8 +97,15 @@ def test_one_function_per_handler_module_runs_as_the_api_role(deployed):
     actions = {a for s in document["Statement"] for a in
                (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])}
     assert {"glue:StartJobRun", "s3:PutObject", "s3:GetObject", "dynamodb:PutItem"} <= actions
-    # the handlers never ask IAM about anyone: an outside S3 source is read by the caller
-    assert not any(a.startswith("iam:") for a in actions)
+    # IAM only as the credential broker: look a grantee up, revoke older sessions of a role
+    # (an outside S3 source is read by the caller, the simulator is never asked)
+    assert {a for a in actions if a.startswith("iam:")} == {"iam:GetUser", "iam:PutRolePolicy"}
+    assert {a for a in actions if a.startswith("sts:")} == {
+        "sts:AssumeRole", "sts:SetSourceIdentity", "sts:TagSession"}
+    (vend,) = [s for s in document["Statement"] if s["Sid"] == "VendCredentials"]
+    assert vend["Resource"] == [f"arn:aws:iam::{LOCAL.account_id}:role/edl-local-*-read",
+                                f"arn:aws:iam::{LOCAL.account_id}:role/edl-local-*-write",
+                                f"arn:aws:iam::{LOCAL.account_id}:role/edl-local-internal-reader"]
 
 
 def test_the_code_zip_holds_the_handlers_and_what_they_import(tmp_path):

@@ -1,6 +1,6 @@
 """The sweeper stack deploys on moto with the parameters deploy-core passes: a function running
-the sweep handler from the REST API's code zip, its role with exactly the sweep's rights, and an
-EventBridge schedule that invokes it."""
+the sweep handler from the REST API's code zip, its role with exactly the sweep's rights (updates,
+and grants past their expiry), and an EventBridge schedule that invokes it."""
 
 from __future__ import annotations
 
@@ -54,3 +54,10 @@ def test_the_sweeper_stack_makes_a_scheduled_function_with_its_own_role(aws):
                ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
     assert "dynamodb:Scan" in actions and "s3:DeleteObject" in actions
     assert "s3:GetObject" not in actions and "s3:PutObject" not in actions
+    # it expires grants (deleting their active pointers) and audits that, append-only
+    by_sid = {s["Sid"]: s for s in document["Statement"]}
+    assert set(by_sid["ExpireGrants"]["Action"]) == {
+        "dynamodb:GetItem", "dynamodb:Query", "dynamodb:Scan", "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem"}
+    assert by_sid["AuditExpiries"]["Action"] == "dynamodb:PutItem"
+    assert not any(a.startswith(("sts:", "iam:")) for a in actions)

@@ -21,6 +21,9 @@ LOCAL = CONFIG.instance("local")
 PREFIX = CONFIG.bucket_prefix
 REGION = "us-east-1"
 ADMIN = LOCAL.platform_admin_arn
+# Whom the brokered roles trust, as deploy-core and deploy-dataset pass it.
+BROKER_TRUST = [*naming.broker_principals(LOCAL.name, LOCAL.account_id, local=True), ADMIN]
+TRUST_ACTIONS = ["sts:AssumeRole", "sts:SetSourceIdentity", "sts:TagSession"]
 
 # moto's CloudFormation skips AWS::S3::BucketPolicy (DESIGN §8); the templates keep it for AWS.
 pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse AWS..S3..BucketPolicy")
@@ -180,12 +183,14 @@ def test_default_acls_role_reads_every_internal_bucket(cfn):
     arns = acl_arns("internal", "*")
     working = [f"{b}/_*" for b in arns["BucketArns"]]
     outputs = create_stack(cfn, naming.stack_name("local", "default-acls"), "default_acls.yaml",
-                           RoleName=role, TrustedPrincipalArns=[ADMIN],
+                           RoleName=role, TrustedPrincipalArns=BROKER_TRUST,
                            WorkingAreaObjectArns=working, **arns)
     assert outputs["Role"] == role
     iam = boto3.client("iam")
     trust = iam.get_role(RoleName=role)["Role"]["AssumeRolePolicyDocument"]
-    assert trust["Statement"][0]["Principal"] == {"AWS": [ADMIN]}
+    (statement,) = trust["Statement"]
+    assert statement["Principal"] == {"AWS": BROKER_TRUST}
+    assert statement["Action"] == TRUST_ACTIONS
     (document,) = policy_documents(role).values()
     assert allowed(document) == {
         "s3:GetObject": set(arns["ObjectArns"]),
@@ -208,9 +213,13 @@ def test_folder_acls_roles_reach_exactly_the_dataset_prefixes(cfn):
                   for area in (f"{dataset}/*", f"uploads/{dataset}/*")]
     outputs = create_stack(cfn, naming.stack_name("local", "dataset", dataset), "folder_acls.yaml",
                            Dataset=dataset, ReadRoleName=read_role, WriteRoleName=write_role,
-                           TrustedPrincipalArns=[ADMIN], DropBucketArns=drops,
+                           TrustedPrincipalArns=BROKER_TRUST, DropBucketArns=drops,
                            DropObjectArns=drop_areas, **arns)
     assert outputs["ReadRole"] == read_role and outputs["WriteRole"] == write_role
+    for role in (read_role, write_role):
+        (trust,) = boto3.client("iam").get_role(RoleName=role)["Role"][
+            "AssumeRolePolicyDocument"]["Statement"]
+        assert trust["Principal"] == {"AWS": BROKER_TRUST} and trust["Action"] == TRUST_ACTIONS
 
     objects, buckets, keys = (set(arns[k]) for k in ("ObjectArns", "BucketArns", "KeyArns"))
     assert objects == {f"arn:aws:s3:::{PREFIX}-local-restricted-{r}/clinical_trials/*"

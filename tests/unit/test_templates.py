@@ -241,7 +241,9 @@ def test_roles_get_their_rights_only_from_attached_policy_resources(instance, na
         assert props["MaxSessionDuration"] == 3600
         (trust,) = props["AssumeRolePolicyDocument"]["Statement"]
         assert trust["Principal"] == {"AWS": {"Ref": "TrustedPrincipalArns"}}
-        assert trust["Action"] == "sts:AssumeRole"
+        # the broker assumes with the caller as source identity, and tags the session
+        assert trust["Action"] == ["sts:AssumeRole", "sts:SetSourceIdentity", "sts:TagSession"]
+        assert "Condition" not in trust
         attached = [p for p in resources(template, "AWS::IAM::Policy").values()
                     if p["Properties"]["Roles"] == [{"Ref": logical_id}]]
         assert len(attached) == 1, logical_id
@@ -367,6 +369,131 @@ def test_no_role_deletes_and_dataset_roles_list_only_their_prefixes(instance):
                 assert all("${Dataset}" in p["Fn::Sub"] for p in prefixes), prefixes
     assert actions(rendered(instance, "default_acls.yaml"), "Role", "s3") == {
         "s3:GetObject", "s3:ListBucket", "s3:GetBucketLocation"}
+
+
+# --- the credential broker ---------------------------------------------------------------------
+
+def spec_of(instance: str, template: str):
+    inst = CONFIG.instance(instance)
+    specs = core_stacks(CONFIG, inst) + dataset_stacks(CONFIG, inst, DATASET, TIER)
+    return next(s for s in specs if s.template == template)
+
+
+@pytest.mark.parametrize("template", ROLE_TEMPLATES)
+def test_brokered_roles_trust_exactly_the_broker_and_the_platform_admin(instance, template):
+    inst = CONFIG.instance(instance)
+    spec = spec_of(instance, template)
+    (trusted,) = [v for k, v in spec.parameters if k == "TrustedPrincipalArns"]
+    api_role, *others = trusted
+    # The API role's ARN is read from the REST API stack: the role exists before it is trusted.
+    assert api_role.stack == naming.stack_name(instance, "rest-api") and api_role.output == "Role"
+    assert naming.stack_name(instance, "rest-api") in spec.depends_on
+    resolved = (api_role.format.format(naming.api_role(instance)), *others)
+    session = f"arn:aws:sts::{inst.account_id}:assumed-role/edl-{instance}-api/edl-api"
+    expected = [f"arn:aws:iam::{inst.account_id}:role/edl-{instance}-api"]
+    expected += [session] if inst.is_local else []  # moto matches only the exact caller ARN
+    assert list(resolved) == [*expected, inst.platform_admin_arn]
+    assert resolved == (*naming.broker_principals(instance, inst.account_id, local=inst.is_local),
+                        inst.platform_admin_arn)
+    # no user is ever named: grants are data, not trust policy entries
+    assert not any(":user/" in p for p in resolved[:-1])
+
+
+def brokered_role(instance: str, dataset: str = DATASET, level: str = "read") -> str:
+    return naming.role_arn(CONFIG.instance(instance).account_id,
+                           naming.dataset_role(instance, dataset, level))
+
+
+def other_role(instance: str, name: str) -> str:
+    return naming.role_arn(CONFIG.instance(instance).account_id, name)
+
+
+def test_the_api_role_assumes_exactly_the_brokered_roles(instance):
+    inst = CONFIG.instance(instance)
+    vended = [brokered_role(instance), brokered_role(instance, level="write"),
+              brokered_role(instance, "x" * 63, "write"),  # a name shortened with a hash
+              other_role(instance, naming.default_reader_role(instance))]
+    not_vended = [other_role(instance, naming.api_role(instance)),
+                  other_role(instance, naming.ingest_job_role(instance)),
+                  other_role(instance, naming.sweeper(instance)),
+                  inst.cfn_role_arn,
+                  other_role(instance, naming.dataset_role("zz" + instance[:10], DATASET, "read"))]
+    for action in ("sts:AssumeRole", "sts:SetSourceIdentity", "sts:TagSession",
+                   "iam:PutRolePolicy"):
+        for arn in vended:
+            assert may(instance, "rest_api.yaml", "Role", action, arn), (action, arn)
+        for arn in not_vended:
+            assert not may(instance, "rest_api.yaml", "Role", action, arn), (action, arn)
+    user = f"arn:aws:iam::{inst.account_id}:user/bob"
+    assert may(instance, "rest_api.yaml", "Role", "iam:GetUser", user)
+    iam_rights = actions(rendered(instance, "rest_api.yaml"), "Role", "iam")
+    assert iam_rights == {"iam:GetUser", "iam:PutRolePolicy"}
+    assert actions(rendered(instance, "rest_api.yaml"), "Role", "sts") == {
+        "sts:AssumeRole", "sts:SetSourceIdentity", "sts:TagSession"}
+
+
+def table(instance: str, name: str, index: bool = False) -> str:
+    inst = CONFIG.instance(instance)
+    arn = (f"arn:aws:dynamodb:{inst.default_region}:{inst.account_id}:table/"
+           f"{naming.table_name(instance, name)}")
+    return f"{arn}/index/by-principal" if index else arn
+
+
+DYNAMODB_WRITES = ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem")
+DYNAMODB_ACTIONS = ("dynamodb:GetItem", "dynamodb:Query", "dynamodb:Scan", *DYNAMODB_WRITES)
+
+# template -> table -> what its role may do there (in the cloud, where ARNs are exact)
+TABLE_RIGHTS = {
+    "rest_api.yaml": {
+        "datasets": {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:Scan", "dynamodb:PutItem",
+                     "dynamodb:UpdateItem"},
+        "updates": {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:Scan", "dynamodb:PutItem",
+                    "dynamodb:UpdateItem"},
+        "jobs": {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:Scan", "dynamodb:PutItem",
+                 "dynamodb:UpdateItem"},
+        "grants": set(DYNAMODB_ACTIONS),  # DeleteItem: the active pointers
+        "audit": {"dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:Query", "dynamodb:Scan"},
+    },
+    "ingest_job.yaml": {
+        "datasets": {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem",
+                     "dynamodb:UpdateItem"},
+        "updates": {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem",
+                    "dynamodb:UpdateItem"},
+        "jobs": set(), "grants": set(), "audit": set(),
+    },
+    "sweeper.yaml": {
+        "datasets": {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:Scan", "dynamodb:PutItem",
+                     "dynamodb:UpdateItem"},
+        "updates": {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:Scan", "dynamodb:PutItem",
+                    "dynamodb:UpdateItem"},
+        "jobs": set(),
+        "grants": {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:Scan", "dynamodb:UpdateItem",
+                   "dynamodb:DeleteItem"},
+        "audit": {"dynamodb:PutItem"},
+    },
+}
+
+
+@pytest.mark.parametrize("template", sorted(TABLE_RIGHTS))
+def test_each_role_has_its_own_rights_on_each_metadata_table(instance, template):
+    if CONFIG.instance(instance).is_local:
+        # moto authorises DynamoDB against "*": the local instance passes "*" for every table
+        table_params = {k: v for k, v in role_parameters(instance, template).items()
+                        if k.endswith("TableArns")}
+        assert table_params and all(v == ["*"] for v in table_params.values()), table_params
+        return
+    for name, rights in TABLE_RIGHTS[template].items():
+        granted = {a for a in DYNAMODB_ACTIONS if may(instance, template, "Role", a,
+                                                      table(instance, name))}
+        assert granted == rights, (template, name)
+    # the audit log is append-only for every role: no update, no delete, on the table or an index
+    for index in (False, True):
+        for action in ("dynamodb:UpdateItem", "dynamodb:DeleteItem"):
+            assert not may(instance, template, "Role", action, table(instance, "audit", index))
+    # never one right for every table of the instance
+    for statement in statements(rendered(instance, template), "Role"):
+        for arn in _resolve(statement["Resource"], role_parameters(instance, template)):
+            assert not arn.endswith(f"table/edl-{instance}-*"), (template, statement["Sid"])
 
 
 # --- data is retained -----------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 Per region: the artifacts and access-log buckets, then one stack per tier with its KMS key, data
 bucket and drop bucket. In the default region: the metadata tables, and the role that reads every
-internal-tier dataset. The order follows from the outputs each stack reads (`OutputRef`): a tier's
+internal-tier dataset (which trusts the credential broker: it deploys after the REST API). The order follows from the outputs each stack reads (`OutputRef`): a tier's
 buckets log into the artifacts stack's log bucket, the reader role takes the internal keys of
 every region.
 """
@@ -41,6 +41,16 @@ def key_arn(instance: Instance, tier: str, region: str) -> OutputRef:
                      naming.kms_key_arn(region, instance.account_id, "{}"))
 
 
+def table_resources(instance: Instance, *tables: str, indexes: bool = True) -> tuple[str, ...]:
+    """The IAM resources of the named metadata tables: their exact ARNs, or "*" on the local
+    instance, where moto authorises DynamoDB calls against "*" (it computes no table ARN, so a
+    policy naming the tables would deny every call there - DESIGN §8)."""
+    if instance.is_local:
+        return ("*",)
+    return naming.table_arns(instance.name, instance.default_region, instance.account_id,
+                             *tables, indexes=indexes)
+
+
 def core_stacks(config: LakeConfig, instance: Instance) -> list[StackSpec]:
     prefix = config.bucket_prefix
     name = instance.name
@@ -68,13 +78,15 @@ def core_stacks(config: LakeConfig, instance: Instance) -> list[StackSpec]:
         name=naming.stack_name(name, "metadata"), region=instance.default_region,
         template="metadata.yaml", parameters=(("TablePrefix", naming.table_prefix(name)),),
     ))
+    from edl.cloudformation.components.rest_api import broker_trust
+
     internal_buckets = [naming.data_bucket(prefix, name, "internal", r) for r in instance.regions]
     specs.append(StackSpec(
         name=naming.stack_name(name, "default-acls"), region=instance.default_region,
         template="default_acls.yaml",
         parameters=(
             ("RoleName", naming.default_reader_role(name)),
-            ("TrustedPrincipalArns", (instance.platform_admin_arn,)),
+            ("TrustedPrincipalArns", broker_trust(instance)),
             ("BucketArns", tuple(naming.bucket_arn(b) for b in internal_buckets)),
             ("ObjectArns", tuple(naming.object_arn(b) for b in internal_buckets)),
             ("WorkingAreaObjectArns", tuple(naming.object_arn(b, "_*") for b in internal_buckets)),

@@ -3,14 +3,17 @@ dataset's prefixes in its tier's data bucket of every region and the tier's KMS 
 level may also drop files into the dataset's areas of the tier's drop buckets (the areas the
 ingest API accepts as the dataset's own), which is what "write" means: may ingest.
 
-The roles are IAM, so global: the stack lives in the instance's default region. The dataset's
-record (tier, owner, delta convention) is written to the metadata table once the stack is done.
+The roles are IAM, so global: the stack lives in the instance's default region. They trust only
+the credential broker and the platform admin (`rest_api.broker_trust`), so users obtain them
+through the broker after a grant. The dataset's record (tier, owner, delta convention) is
+written to the metadata table once the stack is done.
 """
 
 from __future__ import annotations
 
 from edl import naming
 from edl.cloudformation.components.core import key_arn
+from edl.cloudformation.components.rest_api import broker_trust
 from edl.cloudformation.plan import StackSpec
 from edl.config import Instance, LakeConfig
 
@@ -34,7 +37,7 @@ def dataset_stacks(config: LakeConfig, instance: Instance, dataset: str,
             ("Dataset", dataset),
             ("ReadRoleName", naming.dataset_role(instance.name, dataset, "read")),
             ("WriteRoleName", naming.dataset_role(instance.name, dataset, "write")),
-            ("TrustedPrincipalArns", (instance.platform_admin_arn,)),
+            ("TrustedPrincipalArns", broker_trust(instance)),
             ("BucketArns", tuple(naming.bucket_arn(b) for b in buckets)),
             ("ObjectArns", tuple(naming.object_arn(b, f"{dataset}/*") for b in buckets)),
             ("DropBucketArns", tuple(naming.bucket_arn(b) for b in drops)),

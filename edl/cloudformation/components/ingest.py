@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from edl import naming
 from edl.cloudformation import packaging
-from edl.cloudformation.components.core import artifacts_bucket_ref, key_arn
+from edl.cloudformation.components.core import artifacts_bucket_ref, key_arn, table_resources
 from edl.cloudformation.plan import StackSpec, Upload
 from edl.config import Instance, LakeConfig
 
@@ -43,11 +43,9 @@ def ingest_stacks(config: LakeConfig, instance: Instance) -> list[StackSpec]:
             data.append(naming.data_bucket(prefix, name, tier, r))
             drop.append(naming.drop_bucket(prefix, name, tier, r))
     if instance.is_local:
-        # moto authorises DynamoDB and Glue against the resource "*" (see the template's header).
-        metadata_arns: tuple = ("*",)
+        # moto authorises Glue against the resource "*" (see the template's header).
         catalog_arns: tuple = ("*",)
     else:
-        metadata_arns = naming.table_arns(name, region, account)
         catalog_arns = naming.glue_catalog_arns(name, instance.regions, account)
 
     return [StackSpec(
@@ -63,7 +61,7 @@ def ingest_stacks(config: LakeConfig, instance: Instance) -> list[StackSpec]:
             ("DropObjectArns", tuple(naming.object_arn(b) for b in drop)),
             ("KeyArns", tuple(key_arn(instance, t, r)
                               for r in instance.regions for t in naming.TIERS)),
-            ("MetadataResourceArns", metadata_arns),
+            ("RecordTableArns", table_resources(instance, "datasets", "updates")),
             ("CatalogResourceArns", catalog_arns),
             ("ArtifactsBucketArn", artifacts_bucket_ref(instance, region, naming.bucket_arn("{}"))),
             ("ScriptLocation", f"s3://{artifacts}/{script_key}"),

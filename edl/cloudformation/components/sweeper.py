@@ -1,5 +1,6 @@
 """The sweeper (part of `edl deploy-core`): a Lambda function on an EventBridge schedule that runs
-`edl.utils.sweep` for the instance, in its default region, with its own role.
+`edl.utils.sweep` for the instance (abandoned updates, and grants past their expiry), in its
+default region, with its own role.
 
 Its code is the REST API handlers' zip (`rest_api.handler_package`: the same key, so no second
 upload); the function's handler is `edl.core_resources.rest_api.sweep.handler`.
@@ -8,7 +9,7 @@ upload); the function's handler is `edl.core_resources.rest_api.sweep.handler`.
 from __future__ import annotations
 
 from edl import naming
-from edl.cloudformation.components.core import artifacts_bucket_ref
+from edl.cloudformation.components.core import artifacts_bucket_ref, table_resources
 from edl.cloudformation.components.rest_api import handler_package
 from edl.cloudformation.plan import StackSpec, Upload
 from edl.config import Instance, LakeConfig
@@ -25,11 +26,9 @@ def sweeper_stacks(config: LakeConfig, instance: Instance) -> list[StackSpec]:
     buckets = [naming.data_bucket(prefix, name, tier, r)
                for r in instance.regions for tier in naming.TIERS]
     if instance.is_local:
-        # moto authorises DynamoDB and Glue calls against the resource "*" (DESIGN §8).
-        metadata_arns: tuple = ("*",)
+        # moto authorises Glue calls against the resource "*" (DESIGN §8).
         catalog_arns: tuple = ("*",)
     else:
-        metadata_arns = naming.table_arns(name, region, account)[:1]
         catalog_arns = naming.glue_catalog_arns(name, instance.regions, account)
     return [StackSpec(
         name=naming.stack_name(name, "sweeper"), region=region, template="sweeper.yaml",
@@ -38,7 +37,9 @@ def sweeper_stacks(config: LakeConfig, instance: Instance) -> list[StackSpec]:
             ("FunctionName", naming.sweeper(name)),
             ("RoleName", naming.sweeper(name)),
             ("TrustedPrincipalArns", (instance.platform_admin_arn,)),
-            ("MetadataResourceArns", metadata_arns),
+            ("RecordTableArns", table_resources(instance, "datasets", "updates", indexes=False)),
+            ("GrantsTableArns", table_resources(instance, "grants", indexes=False)),
+            ("AuditTableArns", table_resources(instance, "audit", indexes=False)),
             ("DataBucketArns", tuple(naming.bucket_arn(b) for b in buckets)),
             ("DataObjectArns", tuple(naming.object_arn(b) for b in buckets)),
             ("CatalogResourceArns", catalog_arns),

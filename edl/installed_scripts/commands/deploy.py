@@ -105,6 +105,13 @@ def _show_plan(ui: UI, plan: Plan) -> None:
 
 
 def _execute(ui: UI, factory: Factory, plan: Plan, allow_replace: list[str]) -> None:
+    _deploy(ui, factory, plan, allow_replace)
+    if factory.instance.is_local:
+        for role in factory.local_trust().refresh(plan):
+            ui.info(f"role {role}: trust policy brought up to date through IAM")
+
+
+def _deploy(ui: UI, factory: Factory, plan: Plan, allow_replace: list[str]) -> None:
     if not plan.changes and not allow_replace:
         ui.success(f"{plan.title}: up to date ({len(plan.stacks)} stacks unchanged)")
         return
