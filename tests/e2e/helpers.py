@@ -77,10 +77,9 @@ def role_arn(role: str) -> str:
 def reader(dataset: str) -> LakeContext:
     """Metadata as the caller, data through the dataset's read role.
 
-    The role is assumed as the platform admin (break-glass): users have no sts:AssumeRole and
-    the dataset roles trust only the broker and the admin.
-    TODO(broker): read as a user through the credential broker (`edl-api credentials` /
-    lake.read without a context) once the broker's handler and client are in."""
+    The role is assumed as the platform admin (break-glass): what these tests check is the read
+    role's own rights and the reads, not how a user obtains the role; users go through the
+    credential broker in test_access_e2e.py."""
     base = LakeContext.for_instance("local")
     sessions = AwsSessions(base.config.instance("local"))
     session = sessions.assumed_session(

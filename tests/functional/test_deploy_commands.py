@@ -135,8 +135,7 @@ def test_a_deploy_that_would_replace_the_tables_is_shown_and_refused_unless_allo
 
 def _as_role(cloud, role: str, service: str = "s3"):
     """A client acting as `role`, assumed as the platform admin (break-glass; the roles trust
-    only the broker and the admin). TODO(broker): obtain dataset roles through the credential
-    broker's session once its handler is in."""
+    only the broker and the admin): these tests check the role's own rights."""
     import boto3
 
     creds = cloud.client("sts").assume_role(
