@@ -23,8 +23,10 @@ import pytest
 from botocore.exceptions import ClientError
 
 from edl import naming
+from edl.local import control
 from edl.paths import local_credentials_file
-from tests.e2e.helpers import PREFIX, client
+from tests.e2e.conftest import LocalCloud
+from tests.e2e.helpers import PREFIX, client, free_port
 
 BIN = Path(sys.executable).parent
 SENSITIVE = "acc_trials"
@@ -100,26 +102,45 @@ def grant_id(done: subprocess.CompletedProcess) -> str:
 
 
 @pytest.fixture(scope="module")
-def lake(_session_local_cloud, tmp_path_factory):
-    """The core, four datasets of alice's (one per case, and a neighbour), each with data."""
-    cloud = _session_local_cloud
+def _access_cloud(tmp_path_factory, local_instance):
+    """A local cloud of this module's own: its users and grants are no other test's business.
+    The core and four datasets of alice's (one per case, and a neighbour), each with data."""
+    home = tmp_path_factory.mktemp("edl-access-home")
+    no_aws = tmp_path_factory.mktemp("no-aws")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("EDL_HOME", str(cloud.home))
-        edl = str(BIN / "edl")
-        subprocess.run([edl, "deploy-core"], check=True, capture_output=True, timeout=300)
-        batch = tmp_path_factory.mktemp("access") / "batch.csv"
-        batch.write_text(CSV, encoding="utf-8")
-        for name, tier in ((SENSITIVE, "sensitive"), (NEIGHBOUR, "sensitive"),
-                           (INTERNAL, "internal"), (RESTRICTED, "restricted")):
-            subprocess.run([edl, "deploy-dataset", name, "--tier", tier, "--owner", "alice",
-                            "--key", "trial_id"], check=True, capture_output=True, timeout=300)
-            ok(edl_api("ingest", name, "--source", str(batch), "--kind", "snapshot", "--wait",
-                       user="alice"))
-    return cloud
+        mp.setenv("EDL_HOME", str(home))
+        mp.setenv("AWS_CONFIG_FILE", str(no_aws / "config"))
+        mp.setenv("AWS_SHARED_CREDENTIALS_FILE", str(no_aws / "credentials"))
+        mp.setenv("EDL_LOCAL_SWEEP_SECONDS", "3")          # the expiry test waits for a sweep
+        try:
+            port = free_port()
+            status = control.start(local_instance, port=port, ephemeral=True)
+            cloud = LocalCloud(home, port, local_instance, status)
+            edl = str(BIN / "edl")
+            subprocess.run([edl, "deploy-core"], check=True, capture_output=True, timeout=300)
+            batch = no_aws / "batch.csv"
+            batch.write_text(CSV, encoding="utf-8")
+            for name, tier in ((SENSITIVE, "sensitive"), (NEIGHBOUR, "sensitive"),
+                               (INTERNAL, "internal"), (RESTRICTED, "restricted")):
+                subprocess.run([edl, "deploy-dataset", name, "--tier", tier, "--owner", "alice",
+                                "--key", "trial_id"], check=True, capture_output=True,
+                               timeout=300)
+                ok(edl_api("ingest", name, "--source", str(batch), "--kind", "snapshot",
+                           "--wait", user="alice"))
+            yield cloud
+        finally:
+            mp.setenv("EDL_HOME", str(home))
+            control.stop()
+
+
+@pytest.fixture
+def lake(_access_cloud, edl_home, monkeypatch) -> LocalCloud:
+    monkeypatch.setenv("EDL_HOME", str(_access_cloud.home))
+    return _access_cloud
 
 
 def test_a_new_user_is_refused_asks_is_approved_by_a_second_person_reads_and_is_revoked(
-        lake, local_cloud):
+        lake):
     new_user(lake, "dana")
 
     refused(edl_api("credentials", SENSITIVE, "--json", user="dana"), "no", "grant", SENSITIVE)
@@ -167,7 +188,7 @@ def test_a_new_user_is_refused_asks_is_approved_by_a_second_person_reads_and_is_
     refused(edl_api("audit", "--dataset", SENSITIVE, user="dana"))        # not dana's to read
 
 
-def test_everyone_reads_the_internal_tier_and_writing_needs_the_owners_grant(lake, local_cloud,
+def test_everyone_reads_the_internal_tier_and_writing_needs_the_owners_grant(lake,
                                                                             tmp_path):
     read = as_json(edl_api("credentials", INTERNAL, "--format", "json", user="carol"))
     assert read["basis"] == "default"
@@ -195,7 +216,7 @@ def test_everyone_reads_the_internal_tier_and_writing_needs_the_owners_grant(lak
                                  Body=b"x"))
 
 
-def test_a_grant_that_expires_is_refused_at_once_and_swept_as_expired(lake, local_cloud):
+def test_a_grant_that_expires_is_refused_at_once_and_swept_as_expired(lake):
     grant = grant_id(edl_api("grant", "request", RESTRICTED, "--level", "read", "--for", "8s",
                              "--json", user="bob"))
     ok(edl_api("grant", "approve", grant, user="alice"))
@@ -211,7 +232,7 @@ def test_a_grant_that_expires_is_refused_at_once_and_swept_as_expired(lake, loca
     assert "expire" in ended and "revoke" not in ended
 
 
-def test_the_aws_cli_lists_a_dataset_through_a_credential_process_profile(lake, local_cloud,
+def test_the_aws_cli_lists_a_dataset_through_a_credential_process_profile(lake,
                                                                            tmp_path):
     grant = grant_id(edl_api("grant", "request", SENSITIVE, "--level", "read", "--for", "1d",
                              "--justification", "CLI check", "--json", user="bob"))
