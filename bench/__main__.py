@@ -1,5 +1,5 @@
 """`python -m bench [GROUP ...] [--rounds N]`: run EDL's benchmarks and check them against their
-targets. Groups: deploy, sceptre, validate, ingest, api, state (default: all, in that order).
+targets. Groups: deploy, sceptre, validate, ingest, api, grants, state (default: all, in that order).
 Prints every measurement with the baseline measured in the same run, the ratio and PASS/FAIL,
 and writes bench/results/latest.json. Exit code: 0 all passed, 1 a target was missed, 2 a benchmark could
 not be measured."""
@@ -15,7 +15,15 @@ import time
 import traceback
 from pathlib import Path
 
-from bench import api_bench, deploy, ingest_bench, local_state, sceptre_compare, validate
+from bench import (
+    api_bench,
+    deploy,
+    grants_bench,
+    ingest_bench,
+    local_state,
+    sceptre_compare,
+    validate,
+)
 from bench._common import (
     LOAD_AT_START,
     REPO,
@@ -32,6 +40,7 @@ GROUPS = {
     "validate": (validate.measure, "edl validate vs the cfn-lint CLI"),
     "ingest": (ingest_bench.measure, "conversion, end to end, memory growth, lake.read scaling"),
     "api": (api_bench.measure, "local REST API reads vs boto3; warm vs cold ingest"),
+    "grants": (grants_bench.measure, "credential vends among 50,000 grants vs a bare AssumeRole"),
     "state": (local_state.measure, "the kept local lake: write overhead, start-up of a big lake"),
 }
 
