@@ -431,3 +431,14 @@ def write_results(groups: dict[str, dict[str, Any]], lines: list[Line],
     }
     out.write_text(json.dumps(record, indent=2, default=str) + "\n")
     return out
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (0-100), linear between the closest ranks."""
+    ordered = sorted(values)
+    if len(ordered) == 1:
+        return ordered[0]
+    rank = (len(ordered) - 1) * q / 100
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)

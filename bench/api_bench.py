@@ -27,7 +27,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench._common import BIN, EDL, LOCAL, BenchError, Line, LocalCloud, log, median, run
+from bench._common import (
+    BIN,
+    EDL,
+    LOCAL,
+    BenchError,
+    Line,
+    LocalCloud,
+    log,
+    median,
+    percentile,
+    run,
+)
 
 GROUP = "api"
 DATASETS = 1_000
@@ -40,17 +51,6 @@ INGEST_RATIO = 0.2
 USER = "alice"
 INGEST_DATASET = "bench_api_ingest"
 EDL_API = BIN / "edl-api"
-
-
-def _percentile(values: list[float], q: float) -> float:
-    """The q-th percentile (0-100), linear between the closest ranks."""
-    ordered = sorted(values)
-    if len(ordered) == 1:
-        return ordered[0]
-    rank = (len(ordered) - 1) * q / 100
-    low = int(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
 def _deploy_core(cloud: LocalCloud) -> float:
@@ -177,7 +177,7 @@ def _metadata_reads(cloud: LocalCloud) -> tuple[list[Line], dict[str, Any]]:
         path = "/datasets" if endpoint == "datasets" else "/datasets/{d}/updates"
         direct_what = ("scan of the datasets table" if endpoint == "datasets"
                        else "query of the updates table")
-        stats = {side: {"p50_ms": _percentile(v, 50) * 1e3, "p99_ms": _percentile(v, 99) * 1e3,
+        stats = {side: {"p50_ms": percentile(v, 50) * 1e3, "p99_ms": percentile(v, 99) * 1e3,
                         "mean_ms": statistics.fmean(v) * 1e3} for side, v in runs.items()}
         details[endpoint] = stats
         log(f"GET {path}: API p50 {stats['api']['p50_ms']:.1f} ms, p99 "

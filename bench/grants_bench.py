@@ -19,7 +19,7 @@ import statistics
 import time
 from typing import Any
 
-from bench._common import EDL, LOCAL, BenchError, Line, LocalCloud, log, run
+from bench._common import EDL, LOCAL, BenchError, Line, LocalCloud, log, percentile, run
 
 GROUP = "grants"
 GRANTS = 50_000
@@ -31,17 +31,6 @@ WARM_UPS = 10
 RATIO = 2.0
 OWNER, USER = "alice", "bob"
 DATASET = "bench_grants_sensitive"
-
-
-def _percentile(values: list[float], q: float) -> float:
-    """The q-th percentile (0-100), linear between the closest ranks."""
-    ordered = sorted(values)
-    if len(ordered) == 1:
-        return ordered[0]
-    rank = (len(ordered) - 1) * q / 100
-    low = int(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
 def _grant_items(account: str, now: float):
@@ -167,8 +156,8 @@ def measure(rounds: int = 3) -> tuple[list[Line], dict[str, Any]]:
         cpu_before = cloud.server_cpu_seconds()
         for n in range(1, rounds + 1):
             runs = _measure(cloud)
-            stats = {side: {"p50_ms": _percentile(v, 50) * 1e3,
-                            "p99_ms": _percentile(v, 99) * 1e3,
+            stats = {side: {"p50_ms": percentile(v, 50) * 1e3,
+                            "p99_ms": percentile(v, 99) * 1e3,
                             "mean_ms": statistics.fmean(v) * 1e3} for side, v in runs.items()}
             details["rounds"].append(stats)
             log(f"round {n}/{rounds}: vend p50 {stats['vend']['p50_ms']:.1f} ms, p99 "
@@ -182,8 +171,8 @@ def measure(rounds: int = 3) -> tuple[list[Line], dict[str, Any]]:
     for q in (50, 99):
         lines.append(Line(
             GROUP, f"GET /datasets/{{d}}/credentials as {USER} among {GRANTS} grants, p{q} of "
-            f"{count}", _percentile(all_runs["vend"], q) * 1e3, RATIO,
-            baseline=_percentile(all_runs["bare"], q) * 1e3,
+            f"{count}", percentile(all_runs["vend"], q) * 1e3, RATIO,
+            baseline=percentile(all_runs["bare"], q) * 1e3,
             baseline_name=f"bare sts:AssumeRole of the read role as the admin, p{q}", unit="ms",
             runs={"vend_ms": [t * 1e3 for t in all_runs["vend"]],
                   "bare_ms": [t * 1e3 for t in all_runs["bare"]]} if q == 50 else {}))
