@@ -49,6 +49,22 @@ def client(cloud, service: str, region: str = "us-east-1", user: str = "admin", 
                         aws_session_token=creds["SessionToken"], **kwargs)
 
 
+BIN = Path(sys.executable).parent
+
+
+def run_tool(tool: str, *args: str, user: str | None = None,
+             **extra_env: str) -> subprocess.CompletedProcess:
+    """One of this venv's commands (`edl`, `edl-api`, `aws`) as `user` would run it: their
+    local profile, and none of this process's AWS_* variables."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.setdefault("PYSPARK_PYTHON", sys.executable)
+    env.update(extra_env)
+    if user:
+        env["AWS_PROFILE"] = user
+    return subprocess.run([str(BIN / tool), *args], capture_output=True, text=True, env=env,
+                          timeout=300)
+
+
 def run(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
     env = dict(os.environ)
     env.pop("AWS_PROFILE", None)

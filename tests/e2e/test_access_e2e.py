@@ -14,9 +14,7 @@ import configparser
 import json
 import os
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import boto3
 import pytest
@@ -26,9 +24,8 @@ from edl import naming
 from edl.local import control
 from edl.paths import local_credentials_file
 from tests.e2e.conftest import LocalCloud
-from tests.e2e.helpers import PREFIX, client, free_port
+from tests.e2e.helpers import BIN, PREFIX, client, free_port, run_tool
 
-BIN = Path(sys.executable).parent
 SENSITIVE = "acc_trials"
 NEIGHBOUR = "acc_other"
 INTERNAL = "acc_stats"
@@ -37,10 +34,7 @@ CSV = "trial_id,site,enrolled,started\nT1,Lyon,10,2026-01-05\nT2,Zürich,20,2026
 
 
 def edl_api(*args: str, user: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env["AWS_PROFILE"] = user
-    return subprocess.run([str(BIN / "edl-api"), *args], capture_output=True, text=True,
-                          env=env, timeout=300)
+    return run_tool("edl-api", *args, user=user)
 
 
 def ok(done: subprocess.CompletedProcess) -> subprocess.CompletedProcess:

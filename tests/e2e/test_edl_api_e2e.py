@@ -8,26 +8,14 @@ runtime's API server, signed as its user.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import boto3
 import pytest
 
 from edl.aws import read_local_profile
+from tests.e2e.helpers import run_tool as run
 
-BIN = Path(sys.executable).parent
 DATASET = "api_users_trials"
-
-
-def run(tool: str, *args: str, user: str | None = None) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    if user:
-        env["AWS_PROFILE"] = user
-    return subprocess.run([str(BIN / tool), *args], capture_output=True, text=True, env=env,
-                          timeout=300)
 
 
 @pytest.fixture

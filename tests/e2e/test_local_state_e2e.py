@@ -13,7 +13,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -25,24 +24,13 @@ from edl.config import get_config
 from edl.local import control
 from edl.utils import lake
 from edl.utils.context import LakeContext
+from tests.e2e.helpers import run_tool as run
 
-BIN = Path(sys.executable).parent
 DATASET = "kept_trials"
 DATA = "sanofi-datalake-local-restricted-us-east-1"
 SNAPSHOT = "trial_id,site,enrolled\nT1,Lyon,10\nT2,Paris,20\nT3,Nice,30\n"
 DELTA = "trial_id,site,enrolled,op\nT2,Paris,25,U\nT3,,,D\nT4,Lille,40,I\n"
 LATER = "trial_id,site,enrolled,op\nT5,Metz,50,I\n"
-
-
-def run(tool: str, *args: str, user: str | None = None,
-        **extra_env: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.setdefault("PYSPARK_PYTHON", sys.executable)
-    env.update(extra_env)
-    if user:
-        env["AWS_PROFILE"] = user
-    return subprocess.run([str(BIN / tool), *args], capture_output=True, text=True, env=env,
-                          timeout=300)
 
 
 def ok(done: subprocess.CompletedProcess) -> str:
