@@ -108,6 +108,9 @@ class QueryEngine:
         self._resolve(tree, query, database, tables, relations, depth=0)
         cancellation.check()
         athena_sql.name_output_columns(tree)
+        athena_sql.keep_dates_dates(tree, {
+            f.name for resolved in relations.values() for f in resolved.dataset.schema
+            if pa.types.is_date(f.type)})
         text = athena_sql.to_duckdb(tree)
         log.debug("athena - running %s", text)
         table = self._execute(text, relations, cancellation)

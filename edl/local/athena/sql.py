@@ -237,6 +237,29 @@ def name_output_columns(tree: exp.Expr) -> None:
     select.set("expressions", named)
 
 
+_DATE_UNITS = ("DAY", "WEEK", "MONTH", "QUARTER", "YEAR")
+
+
+def _is_date(node: exp.Expr, date_columns: set[str]) -> bool:
+    if isinstance(node, exp.Cast):
+        return node.to.this == exp.DataType.Type.DATE
+    if isinstance(node, exp.Column):
+        return node.name.lower() in date_columns
+    return False
+
+
+def keep_dates_dates(tree: exp.Expr, date_columns: set[str]) -> None:
+    """Trino's `date_add('day', n, d)` of a date is a date; DuckDB's `d + INTERVAL n DAY` is a
+    timestamp. sqlglot does not know the operand's type, so a date operand (a cast to date, a
+    date literal, or a column named like one of the query's date columns) gets its result cast
+    back to a date."""
+    for node in list(tree.find_all(exp.DateAdd, exp.DateSub)):
+        unit = node.args.get("unit")
+        unit_name = (unit.name if unit is not None else "DAY").upper()
+        if unit_name in _DATE_UNITS and _is_date(node.this, date_columns):
+            node.replace(exp.Cast(this=node.copy(), to=exp.DataType.build("DATE")))
+
+
 def to_duckdb(tree: exp.Expr) -> str:
     """The query in DuckDB's dialect; `NOT_SUPPORTED` naming what DuckDB cannot express."""
     try:
