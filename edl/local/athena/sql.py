@@ -173,7 +173,7 @@ def _cte_names(tree: exp.Expr) -> set[str]:
 
 
 def table_references(tree: exp.Expr, sql: str = "") -> list[exp.Table]:
-    """The tables the query reads, in order: every `FROM`/`JOIN` table that is not one of the
+    """The tables the query reads: every `FROM`/`JOIN` table that is not one of the
     query's CTEs. A table function (`FROM read_csv(…)`) is refused: only the catalog's tables
     may be read."""
     ctes = _cte_names(tree)
