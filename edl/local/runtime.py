@@ -148,7 +148,8 @@ class MotoService:
         os.environ.setdefault("MOTO_PORT", str(self.port))
         from edl.local import control_api
         from edl.local.api_auth import MotoKeyStore
-        from edl.local.athena.service import AthenaApi, LocalAthena
+        from edl.local.athena.api import AthenaApi
+        from edl.local.athena.service import LocalAthena
         from edl.local.copy_source import CopySourceCheck
         from edl.local.loopback import LoopbackOnly
         from edl.local.presigned import PresignedUrls

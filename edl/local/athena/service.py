@@ -1,29 +1,19 @@
-"""Athena's JSON API on the local cloud's AWS endpoint (`X-Amz-Target: AmazonAthena.<Op>`).
+"""The local Athena's query executions, and the pool that runs them.
 
-`AthenaApi` is WSGI middleware around moto's Athena backend (`MotoService` hands it that app, as
-it hands STS's to `AssumeRoleGuard`). It answers the query calls - `StartQueryExecution`,
-`GetQueryExecution`, `GetQueryResults`, `StopQueryExecution`, `ListQueryExecutions`,
-`BatchGetQueryExecution` - and `GetWorkGroup` (so a policy naming the workgroup's ARN works, as
-in AWS, where moto would check `"*"`); every other call (`CreateWorkGroup`, `ListWorkGroups`, …)
-is moto's. Workgroups live in moto's backend, read here in-process.
+`LocalAthena.start` takes a query as its caller sent it (`api.AthenaApi`): the workgroup (moto's,
+read in-process) gives the result location when it enforces its configuration or the request
+gives none, else the request's; then the query waits in a small thread pool: QUEUED → RUNNING →
+SUCCEEDED | FAILED | CANCELLED. It runs as its caller (`engine.QueryEngine`); a query that
+succeeds writes `<OutputLocation><id>.csv` and `….csv.metadata` with the caller's credentials,
+and its result is kept for `GetQueryResults` (the newest few hundred; the CSV stays in S3).
+A query that scans more than the workgroup's `BytesScannedCutoffPerQuery` is cancelled.
 
-Each call is verified and authorised before anything else (`AthenaCallers`): under IAM
-enforcement its SigV4 signature against the local cloud's keys (`api_auth.SigV4Verifier`), then
-the caller's IAM policies for `athena:<Op>` on the workgroup's ARN, evaluated by moto's own policy
-code as moto evaluates every other call. A query then runs as that caller (`engine.QueryEngine`),
-with the keys that signed it.
-
-`LocalAthena` holds the executions (in memory only: they are not the lake, and a restart must
-not run a query again) and runs them in a small thread pool: QUEUED → RUNNING → SUCCEEDED |
-FAILED | CANCELLED. A query that succeeds writes `<OutputLocation><id>.csv` and `….csv.metadata`
-with the caller's credentials: the workgroup's location when the workgroup enforces its
-configuration (or the request gives none), else the request's.
+Executions live in memory only: they are not the lake, and a restart must not run a query again.
 """
 
 from __future__ import annotations
 
 import io
-import json
 import logging
 import threading
 import time
@@ -32,150 +22,27 @@ from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from http import HTTPStatus
 from typing import Any
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from edl.local.api_auth import AuthError, MotoKeyStore, SignedRequest, SigV4Verifier
+from edl.local.athena.callers import AthenaCaller, AthenaCallers, invalid
 from edl.local.athena.engine import Cancellation, QueryCancelled, QueryEngine
-from edl.local.athena.results import MAX_PAGE_ROWS, ResultSet, decode_token, encode_token
+from edl.local.athena.results import ResultSet
 from edl.local.athena.sql import QueryFailure
 from edl.local.athena.tables import Credentials, is_access_denied
 
 log = logging.getLogger("edl.local.athena")
 
-TARGET_PREFIX = "AmazonAthena."
-SERVED = ("StartQueryExecution", "GetQueryExecution", "GetQueryResults", "StopQueryExecution",
-          "ListQueryExecutions", "BatchGetQueryExecution", "GetWorkGroup")
 ENGINE_VERSION = {"SelectedEngineVersion": "AUTO",
                   "EffectiveEngineVersion": "Athena engine version 3"}
 TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED")
-_MAX_LIST_RESULTS = 50
-_MAX_BATCH = 50
 # Results kept for GetQueryResults; the CSV in S3 stays after they are dropped.
 _KEPT_RESULTS = 200
 _CLIENT_CONFIG = Config(retries={"max_attempts": 2, "mode": "standard"},
                         connect_timeout=5, read_timeout=60)
-
-
-class ApiError(Exception):
-    """An error answer of Athena's API (HTTP 400 with `__type`, as Athena answers)."""
-
-    def __init__(self, code: str, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.status = status
-
-
-def _invalid(message: str) -> ApiError:
-    return ApiError("InvalidRequestException", message)
-
-
-# -- who calls --------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class AthenaCaller:
-    arn: str
-    credentials: Credentials
-    enforced: bool
-
-
-def _iam_enforced() -> bool:
-    from moto import settings
-    from moto.core.authorization import ActionAuthenticatorMixin
-
-    return ActionAuthenticatorMixin.request_count >= settings.INITIAL_NO_AUTH_ACTION_COUNT
-
-
-def _environ_headers(environ: dict) -> dict[str, str]:
-    headers = {key[5:].replace("_", "-").title(): value for key, value in environ.items()
-               if key.startswith("HTTP_") and isinstance(value, str)}
-    for key, name in (("CONTENT_TYPE", "Content-Type"), ("CONTENT_LENGTH", "Content-Length")):
-        if environ.get(key):
-            headers[name] = environ[key]
-    return headers
-
-
-def _credential_scope(authorization: str) -> list[str]:
-    _, found, rest = authorization.partition("Credential=")
-    return rest.split(",", 1)[0].strip().split("/") if found else []
-
-
-class AthenaCallers:
-    """Verifies who signed a call and whether their IAM policies allow it."""
-
-    def __init__(self, account_id: str, enforced: Callable[[], bool] = _iam_enforced) -> None:
-        self.account_id = account_id
-        self.keys = MotoKeyStore(account_id)
-        self.enforced = enforced
-
-    def authenticate(self, environ: dict, body: bytes) -> AthenaCaller:
-        headers = _environ_headers(environ)
-        scope = _credential_scope(headers.get("Authorization", ""))
-        if len(scope) != 5:
-            raise ApiError("MissingAuthenticationTokenException", "Missing Authentication Token")
-        access_key, region = scope[0], scope[2]
-        token = headers.get("X-Amz-Security-Token")
-        if not self.enforced():
-            # moto takes any key until enforcement is on; so does its Athena, signing its
-            # Glue and S3 calls with the caller's key id (moto checks no signature then).
-            key = self.keys.find(access_key)
-            secret = key.secret_access_key if key else "not-checked"
-            arn = key.arn if key else f"arn:aws:iam::{self.account_id}:user/{access_key}"
-            return AthenaCaller(arn, Credentials(access_key, secret, token, region), False)
-        raw = environ.get("RAW_URI") or environ.get("REQUEST_URI") or environ.get("PATH_INFO", "/")
-        host = headers.get("Host", "127.0.0.1")
-        request = SignedRequest(method=environ.get("REQUEST_METHOD", "POST"),
-                                url=f"http://{host}{raw}", headers=headers, body=body,
-                                source_ip=environ.get("REMOTE_ADDR", "127.0.0.1"))
-        try:
-            caller = SigV4Verifier(self.keys, region, service="athena").verify(request)
-        except AuthError as error:
-            code = {"InvalidClientTokenId": "UnrecognizedClientException"}.get(error.code,
-                                                                               error.code)
-            raise ApiError(code, error.message, 403 if code != "InvalidSignatureException"
-                           else 400) from None
-        key = caller.key
-        return AthenaCaller(key.arn, Credentials(key.access_key_id, key.secret_access_key,
-                                                 key.session_token, region), True)
-
-    def authorize(self, caller: AthenaCaller, action: str, resource: str) -> None:
-        """AccessDeniedException unless the caller's policies allow `athena:<action>` on the
-        resource (moto's policy evaluation, the one its IAM enforcement uses)."""
-        if not caller.enforced:
-            return
-        from moto.iam.access_control import (
-            CreateAccessKeyFailure,
-            IAMPolicy,
-            PermissionResult,
-            create_access_key,
-        )
-
-        headers = ({"X-Amz-Security-Token": caller.credentials.session_token}
-                   if caller.credentials.session_token else {})
-        try:
-            key = create_access_key(self.account_id, "aws", caller.credentials.access_key_id,
-                                    headers)
-            policies = key.collect_policies()
-        except CreateAccessKeyFailure:
-            policies = []
-        permitted = False
-        for policy in policies:
-            result = IAMPolicy(policy).is_action_permitted(f"athena:{action}", resource)
-            if result == PermissionResult.DENIED:
-                permitted = False
-                break
-            permitted = permitted or result == PermissionResult.PERMITTED
-        if not permitted:
-            log.info("athena - %s refused athena:%s on %s", caller.arn, action, resource)
-            raise ApiError("AccessDeniedException",
-                           f"User: {caller.arn} is not authorized to perform: athena:{action} on "
-                           f"resource: {resource} because no identity-based policy allows the "
-                           f"athena:{action} action")
 
 
 # -- executions -------------------------------------------------------------------------------
@@ -294,7 +161,7 @@ class LocalAthena:
 
         found = athena_backends[self.account_id][region].work_groups.get(name)
         if found is None:
-            raise _invalid(f"WorkGroup {name} is not found.")
+            raise invalid(f"WorkGroup {name} is not found.")
         return found
 
     def work_group_arn(self, name: str, region: str) -> str:
@@ -305,12 +172,12 @@ class LocalAthena:
     def start(self, caller: AthenaCaller, request: dict) -> str:
         query = request.get("QueryString")
         if not isinstance(query, str) or not query.strip():
-            raise _invalid("QueryString must be a non-empty string")
+            raise invalid("QueryString must be a non-empty string")
         region = caller.credentials.region
         name = request.get("WorkGroup") or "primary"
         group = self.work_group(name, region)
         if getattr(group, "state", "ENABLED") != "ENABLED":
-            raise _invalid(f"WorkGroup {name} is disabled.")
+            raise invalid(f"WorkGroup {name} is disabled.")
         configuration = group.configuration or {}
         location = self._output_location(configuration, request.get("ResultConfiguration"))
         context = request.get("QueryExecutionContext") or {}
@@ -335,11 +202,11 @@ class LocalAthena:
         asked = (requested or {}).get("OutputLocation")
         location = group_location if (enforced and group_location) else (asked or group_location)
         if not location:
-            raise _invalid("No output location provided. An output location is required either "
+            raise invalid("No output location provided. An output location is required either "
                            "through the Workgroup result configuration setting or as an API "
                            "input.")
         if not location.startswith("s3://"):
-            raise _invalid(f"OutputLocation {location} is not an s3:// URL")
+            raise invalid(f"OutputLocation {location} is not an s3:// URL")
         return location if location.endswith("/") else location + "/"
 
     def _forget_old_results(self) -> None:
@@ -351,7 +218,7 @@ class LocalAthena:
         with self._lock:
             execution = self._executions.get(query_id)
         if execution is None:
-            raise _invalid(f"QueryExecution {query_id} was not found")
+            raise invalid(f"QueryExecution {query_id} was not found")
         return execution
 
     def executions(self, work_group: str, region: str) -> list[Execution]:
@@ -433,151 +300,3 @@ class LocalAthena:
         for execution in running:
             self.stop(execution)
         self._pool.shutdown(wait=True, cancel_futures=True)
-
-
-# -- the API ----------------------------------------------------------------------------------
-
-class AthenaApi:
-    """WSGI middleware around moto's Athena backend: the calls in `SERVED` are answered here."""
-
-    def __init__(self, app: Callable, athena: LocalAthena) -> None:
-        self.app = app
-        self.athena = athena
-
-    def __call__(self, environ: dict, start_response: Callable) -> Any:
-        target = environ.get("HTTP_X_AMZ_TARGET", "")
-        operation = target[len(TARGET_PREFIX):] if target.startswith(TARGET_PREFIX) else ""
-        if operation not in SERVED:
-            return self.app(environ, start_response)
-        try:
-            body = _read_body(environ)
-            caller = self.athena.callers.authenticate(environ, body)
-            try:
-                request = json.loads(body or b"{}")
-            except ValueError:
-                raise ApiError("SerializationException", "the request body is not JSON") from None
-            if not isinstance(request, dict):
-                raise ApiError("SerializationException", "the request body is not a JSON object")
-            answer = getattr(self, f"_{operation}")(caller, request)
-            return _json(start_response, "200 OK", answer)
-        except ApiError as error:
-            return _json(start_response, f"{error.status} {HTTPStatus(error.status).phrase}",
-                         {"__type": error.code, "message": error.message,
-                          "Message": error.message}, error.code)
-
-    def _authorized(self, caller: AthenaCaller, action: str, work_group: str) -> None:
-        self.athena.callers.authorize(
-            caller, action, self.athena.work_group_arn(work_group, caller.credentials.region))
-
-    def _execution(self, caller: AthenaCaller, action: str, request: dict) -> Execution:
-        query_id = request.get("QueryExecutionId")
-        if not isinstance(query_id, str) or not query_id:
-            raise _invalid("QueryExecutionId is required")
-        execution = self.athena.get(query_id)
-        self._authorized(caller, action, execution.work_group)
-        return execution
-
-    def _StartQueryExecution(self, caller: AthenaCaller, request: dict) -> dict:
-        self._authorized(caller, "StartQueryExecution", request.get("WorkGroup") or "primary")
-        return {"QueryExecutionId": self.athena.start(caller, request)}
-
-    def _GetQueryExecution(self, caller: AthenaCaller, request: dict) -> dict:
-        execution = self._execution(caller, "GetQueryExecution", request)
-        return {"QueryExecution": execution.describe()}
-
-    def _StopQueryExecution(self, caller: AthenaCaller, request: dict) -> dict:
-        self.athena.stop(self._execution(caller, "StopQueryExecution", request))
-        return {}
-
-    def _GetQueryResults(self, caller: AthenaCaller, request: dict) -> dict:
-        execution = self._execution(caller, "GetQueryResults", request)
-        if execution.state in ("QUEUED", "RUNNING"):
-            raise _invalid(f"Query has not yet finished. Current state: {execution.state}")
-        if execution.state != "SUCCEEDED":
-            raise _invalid(f"Query did not finish successfully. Final query state: "
-                           f"{execution.state}" + (f"\n{execution.failure.reason}"
-                                                   if execution.failure else ""))
-        result = execution.result
-        if result is None:
-            raise _invalid(f"the local Athena no longer holds the results of {execution.query_id}"
-                           f"; read them from {execution.output_location}")
-        max_results = request.get("MaxResults", MAX_PAGE_ROWS)
-        if not isinstance(max_results, int) or not 1 <= max_results <= MAX_PAGE_ROWS:
-            raise _invalid(f"MaxResults must be between 1 and {MAX_PAGE_ROWS}")
-        start = 0
-        if request.get("NextToken"):
-            try:
-                start = decode_token(str(request["NextToken"]), execution.query_id)
-            except ValueError as error:
-                raise _invalid(str(error)) from None
-        rows, next_start = result.page(start, max_results)
-        answer: dict[str, Any] = {"UpdateCount": 0, "ResultSet": {
-            "Rows": rows, "ResultSetMetadata": result.metadata()}}
-        if next_start is not None:
-            answer["NextToken"] = encode_token(execution.query_id, next_start)
-        return answer
-
-    def _ListQueryExecutions(self, caller: AthenaCaller, request: dict) -> dict:
-        work_group = request.get("WorkGroup") or "primary"
-        self._authorized(caller, "ListQueryExecutions", work_group)
-        max_results = request.get("MaxResults", _MAX_LIST_RESULTS)
-        if not isinstance(max_results, int) or not 0 <= max_results <= _MAX_LIST_RESULTS:
-            raise _invalid(f"MaxResults must be between 0 and {_MAX_LIST_RESULTS}")
-        ids = [e.query_id for e in self.athena.executions(work_group, caller.credentials.region)]
-        start = 0
-        if request.get("NextToken"):
-            try:
-                start = decode_token(str(request["NextToken"]), work_group)
-            except ValueError as error:
-                raise _invalid(str(error)) from None
-        answer: dict[str, Any] = {"QueryExecutionIds": ids[start:start + max_results]}
-        if start + max_results < len(ids):
-            answer["NextToken"] = encode_token(work_group, start + max_results)
-        return answer
-
-    def _BatchGetQueryExecution(self, caller: AthenaCaller, request: dict) -> dict:
-        ids = request.get("QueryExecutionIds") or []
-        if not isinstance(ids, list) or not 1 <= len(ids) <= _MAX_BATCH:
-            raise _invalid(f"QueryExecutionIds must hold 1 to {_MAX_BATCH} ids")
-        found, missing = [], []
-        for query_id in ids:
-            try:
-                found.append(self._execution(caller, "BatchGetQueryExecution",
-                                             {"QueryExecutionId": query_id}).describe())
-            except ApiError as error:
-                missing.append({"QueryExecutionId": query_id, "ErrorCode": error.code,
-                                "ErrorMessage": error.message})
-        return {"QueryExecutions": found, "UnprocessedQueryExecutionIds": missing}
-
-    def _GetWorkGroup(self, caller: AthenaCaller, request: dict) -> dict:
-        name = request.get("WorkGroup")
-        if not isinstance(name, str) or not name:
-            raise _invalid("WorkGroup is required")
-        self._authorized(caller, "GetWorkGroup", name)
-        group = self.athena.work_group(name, caller.credentials.region)
-        return {"WorkGroup": {"Name": group.name, "State": group.state,
-                              "Configuration": group.configuration,
-                              "Description": group.description or "",
-                              "CreationTime": getattr(group, "creation_time", time.time())}}
-
-
-def _read_body(environ: dict) -> bytes:
-    stream = environ.get("wsgi.input")
-    length = environ.get("CONTENT_LENGTH")
-    if stream is None:
-        return b""
-    body = stream.read(int(length)) if length else (
-        stream.read() if environ.get("wsgi.input_terminated") else b"")
-    environ["wsgi.input"] = io.BytesIO(body)
-    return body
-
-
-def _json(start_response: Callable, status: str, payload: dict,
-          error_type: str | None = None) -> list[bytes]:
-    body = json.dumps(payload, default=str).encode()
-    headers = [("Content-Type", "application/x-amz-json-1.1"),
-               ("Content-Length", str(len(body))), ("x-amzn-RequestId", str(uuid.uuid4()))]
-    if error_type:
-        headers.append(("x-amzn-ErrorType", error_type))
-    start_response(status, headers)
-    return [body]
