@@ -13,7 +13,8 @@
 - a bucket `vault` with a table `edl_local_internal_updates.vault` that only the admin reads;
 - workgroup `edl-internal` (results in `s3://edl-athena-results/internal/`, enforced);
 - users: `reader` (Athena on the workgroup, Glue, S3 on the data bucket and the results),
-  `no_athena` (Glue and S3, no Athena), `no_glue` (Athena and S3, no Glue).
+  `no_athena` (Glue and S3, no Athena), `no_glue` (Athena and S3, no Glue); and a session of
+  the role `lake-reader` (the reader's rights), as the broker vends them (`session`).
 """
 
 from __future__ import annotations
@@ -116,7 +117,8 @@ class AthenaLake:
             creds = {"aws_access_key_id": "admin", "aws_secret_access_key": "admin"}
         else:
             creds = {"aws_access_key_id": self.keys[user]["AccessKeyId"],
-                     "aws_secret_access_key": self.keys[user]["SecretAccessKey"]}
+                     "aws_secret_access_key": self.keys[user]["SecretAccessKey"],
+                     "aws_session_token": self.keys[user].get("SessionToken")}
         return boto3.client(service, endpoint_url=self.url, region_name=REGION, **creds)
 
 
@@ -218,4 +220,15 @@ def _users(iam) -> dict[str, dict[str, str]]:
         iam.put_user_policy(UserName=user, PolicyName="lake", PolicyDocument=json.dumps(
             {"Version": "2012-10-17", "Statement": statements}))
         keys[user] = iam.create_access_key(UserName=user)["AccessKey"]
+    role = iam.create_role(RoleName="lake-reader", AssumeRolePolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Action": "sts:AssumeRole",
+            "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:user/reader"}}]}))["Role"]
+    iam.put_role_policy(RoleName="lake-reader", PolicyName="lake", PolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": grants["reader"]}))
+    # moto checks no trust before enforcement: the admin stands in for the broker here
+    sts = boto3.client("sts", endpoint_url=iam.meta.endpoint_url, region_name=REGION,
+                       aws_access_key_id="admin", aws_secret_access_key="admin")
+    keys["session"] = sts.assume_role(RoleArn=role["Arn"],
+                                      RoleSessionName="bob")["Credentials"]
     return keys

@@ -18,6 +18,7 @@ import time
 from decimal import Decimal
 from pathlib import Path
 
+import boto3
 import pytest
 import yaml
 from botocore.exceptions import ClientError
@@ -223,9 +224,25 @@ def test_a_caller_without_athena_rights_gets_access_denied(athena_lake):
     assert error.value.response["Error"]["Code"] == "AccessDeniedException"
 
 
-def test_a_wrong_signature_is_refused(athena_lake):
-    import boto3
+def test_a_role_session_queries_with_its_own_credentials(athena_lake):
+    """Vended credentials (a role session with its token) sign the query, and the query's
+    reads and its result object are made with them."""
+    execution = run(athena_lake, "SELECT count(*) FROM trials", user="session")
+    assert execution["Status"]["State"] == "SUCCEEDED", reason(execution)
+    athena = athena_lake.client("athena", "session")
+    rows = athena.get_query_results(QueryExecutionId=execution["QueryExecutionId"])
+    assert rows["ResultSet"]["Rows"][1]["Data"] == [{"VarCharValue": "5"}]
+    session = athena_lake.keys["session"]
+    forged = boto3.client("athena", endpoint_url=athena_lake.url, region_name=REGION,
+                          aws_access_key_id=session["AccessKeyId"],
+                          aws_secret_access_key=session["SecretAccessKey"],
+                          aws_session_token="not-the-token")
+    with pytest.raises(ClientError) as error:
+        forged.get_query_execution(QueryExecutionId=execution["QueryExecutionId"])
+    assert error.value.response["Error"]["Code"] == "UnrecognizedClientException"
 
+
+def test_a_wrong_signature_is_refused(athena_lake):
     athena = boto3.client("athena", endpoint_url=athena_lake.url, region_name=REGION,
                           aws_access_key_id=athena_lake.keys["reader"]["AccessKeyId"],
                           aws_secret_access_key="not-the-secret")
