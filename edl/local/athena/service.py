@@ -159,7 +159,10 @@ class LocalAthena:
     def work_group(self, name: str, region: str) -> Any:
         from moto.athena.models import athena_backends
 
-        found = athena_backends[self.account_id][region].work_groups.get(name)
+        try:
+            found = athena_backends[self.account_id][region].work_groups.get(name)
+        except KeyError:  # a region moto does not know
+            found = None
         if found is None:
             raise invalid(f"WorkGroup {name} is not found.")
         return found
