@@ -238,8 +238,8 @@ class AthenaQueries:
 
     def _result(self, query_id: str, planned: PlannedQuery, execution: dict) -> QueryResult:
         page = self.athena.get_query_results(QueryExecutionId=query_id, MaxResults=1)
-        columns = tuple((c["Name"], c["Type"]) for c in
-                        page["ResultSet"]["ResultSetMetadata"]["ColumnInfo"])
+        info = page["ResultSet"]["ResultSetMetadata"]["ColumnInfo"]
+        columns = tuple((c["Name"], _with_precision(c)) for c in info)
         location = execution["ResultConfiguration"]["OutputLocation"]
         bucket, _, key = location.removeprefix("s3://").partition("/")
         body = self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
@@ -271,6 +271,14 @@ def read_result_csv(body: bytes, columns: tuple[tuple[str, str], ...]):
             null_values=[""], true_values=["true"], false_values=["false"],
             timestamp_parsers=["%Y-%m-%d %H:%M:%S", pacsv.ISO8601]))
     return table
+
+
+def _with_precision(column: Mapping[str, Any]) -> str:
+    """`decimal` as `decimal(p,s)`: Athena gives a decimal's precision and scale apart."""
+    kind = column["Type"]
+    if kind.lower() == "decimal" and column.get("Precision"):
+        return f"decimal({column['Precision']},{column.get('Scale', 0)})"
+    return kind
 
 
 def arrow_type(athena_type: str):

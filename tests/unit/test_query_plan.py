@@ -163,14 +163,15 @@ class FakeAthena:
 
     def get_query_results(self, QueryExecutionId, MaxResults):
         return {"ResultSet": {"ResultSetMetadata": {"ColumnInfo": [
-            {"Name": "n", "Type": "bigint"}]}}}
+            {"Name": "n", "Type": "bigint"},
+            {"Name": "dose", "Type": "decimal", "Precision": 10, "Scale": 2}]}}}
 
 
 class FakeS3:
     def get_object(self, Bucket, Key):
         import io
         assert (Bucket, Key) == ("results", "sensitive/q-1.csv")
-        return {"Body": io.BytesIO(b'"n"\n"42"\n')}
+        return {"Body": io.BytesIO(b'"n","dose"\n"42","12.50"\n')}
 
 
 class Clock:
@@ -192,7 +193,8 @@ def test_a_query_is_followed_to_its_end_and_its_rows_read_from_the_result_object
     athena, clock, seen = FakeAthena(["QUEUED", "RUNNING", "SUCCEEDED"]), Clock(), []
     result = AthenaQueries(athena, FakeS3(), sleep=clock.sleep, clock=clock).run(
         _planned(), progress=lambda state, s, stats: seen.append(state))
-    assert result.table.to_pylist() == [{"n": 42}]
+    assert result.table.to_pylist() == [{"n": 42, "dose": Decimal("12.50")}]
+    assert result.columns == (("n", "bigint"), ("dose", "decimal(10,2)"))
     assert (result.seconds, result.bytes_scanned) == (1.5, 2048)
     assert seen == ["QUEUED", "RUNNING", "SUCCEEDED"]
     assert athena.started["WorkGroup"] == "edl-sensitive"
