@@ -15,8 +15,8 @@ import json
 import os
 import sys
 import tempfile
-from pathlib import Path
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from edl.errors import UsageError

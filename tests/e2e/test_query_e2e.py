@@ -75,7 +75,7 @@ def sql_lake(_session_local_cloud, spark):
         s3 = client(cloud, "s3")
         internal = naming.drop_bucket(PREFIX, "local", "internal", "us-east-1")
         for update_id, _seq, kind, schema, rows in UPDATES:
-            table = pa.Table.from_pylist([dict(zip([n for n, _ in schema], r)) for r in rows],
+            table = pa.Table.from_pylist([dict(zip([n for n, _ in schema], r, strict=True)) for r in rows],
                                          schema=pa.schema(schema))
             source = _put_parquet(s3, internal, f"trials/sql/{update_id}.parquet", table)
             assert ingest_in_process(spark, "trials", source, "--kind", kind) == 0

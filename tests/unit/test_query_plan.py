@@ -108,7 +108,7 @@ def test_an_unknown_dataset_is_named():
 
 
 def test_a_table_outside_the_lakes_databases_is_refused():
-    with pytest.raises(QueryError, match="other_db.trials is not in the lake"):
+    with pytest.raises(QueryError, match=r"other_db\.trials is not in the lake"):
         plan("SELECT * FROM other_db.trials", FakeContext())
 
 
