@@ -68,6 +68,23 @@ def logs_bucket(prefix: str, instance: str, region: str) -> str:
     return f"{prefix}-logs-{instance}-{region}"
 
 
+def athena_results_bucket(prefix: str, instance: str, region: str) -> str:
+    """Where the region's Athena workgroups write query results, each under `<tier>/`."""
+    return f"{prefix}-athena-{instance}-{region}"
+
+
+def athena_results_prefix(tier: str) -> str:
+    """The key prefix of a tier's query results in the results bucket (its workgroup's
+    output location): what that tier's roles may read and write there."""
+    return f"{tier}/"
+
+
+def athena_workgroup(tier: str) -> str:
+    """The tier's Athena workgroup, `edl-<tier>` (one instance per account, so no instance in
+    the name: `aws athena ... --work-group edl-sensitive`)."""
+    return f"edl-{tier}"
+
+
 def kms_alias(instance: str, tier: str) -> str:
     return f"alias/edl-{instance}-{tier}"
 
@@ -95,7 +112,13 @@ def table_arns(instance: str, region: str, account_id: str, *tables: str,
 
 
 def glue_database(instance: str, tier: str) -> str:
+    """The tier's database of what users query: one view per dataset (`edl.utils.catalog`)."""
     return f"edl_{instance}_{tier}"
+
+
+def glue_updates_database(instance: str, tier: str) -> str:
+    """The tier's database of the physical tables: one per dataset, a partition per update."""
+    return f"{glue_database(instance, tier)}_updates"
 
 
 def glue_catalog_arns(instance: str, regions: tuple[str, ...] | list[str],
