@@ -130,6 +130,22 @@ def glue_catalog_arns(instance: str, regions: tuple[str, ...] | list[str],
         f"arn:aws:glue:{r}:{account_id}:table/edl_{instance}_*/*"))
 
 
+def glue_dataset_arns(instance: str, tier: str, dataset: str,
+                      regions: tuple[str, ...] | list[str], account_id: str) -> tuple[str, ...]:
+    """What querying a dataset reads of the Glue catalog in every region: the catalog, the
+    tier's two databases, and the dataset's view and physical table (`dataset="*"`: every
+    dataset of the tier)."""
+    databases = (glue_database(instance, tier), glue_updates_database(instance, tier))
+    return tuple(arn for r in regions for arn in (
+        f"arn:aws:glue:{r}:{account_id}:catalog",
+        *(f"arn:aws:glue:{r}:{account_id}:database/{d}" for d in databases),
+        *(f"arn:aws:glue:{r}:{account_id}:table/{d}/{dataset}" for d in databases)))
+
+
+def athena_workgroup_arn(region: str, account_id: str, tier: str) -> str:
+    return f"arn:aws:athena:{region}:{account_id}:workgroup/{athena_workgroup(tier)}"
+
+
 def bucket_arn(bucket: str) -> str:
     return f"arn:aws:s3:::{bucket}"
 
