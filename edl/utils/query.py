@@ -313,7 +313,9 @@ def query(sql: str, ctx: LakeContext, *, as_of: Mapping[str, str] | None = None,
                          hint="use LakeContext.for_reader(instance, profile)")
     planned = plan(sql, ctx, as_of)
     reader = reading_dataset(planned, ctx)
-    core = botocore.session.Session()
+    # Only the vended credentials count: the caller's profile is not looked up (AWS_PROFILE may
+    # name one of the local cloud's own profiles, which ~/.aws does not hold).
+    core = botocore.session.Session(session_vars={"profile": (None, None, None, None)})
     core._credentials = ctx.dataset_access.credentials(reader.dataset)  # refreshes by itself
     session = boto3.Session(botocore_session=core, region_name=reader.home_region)
     athena = session.client("athena", endpoint_url=ctx.endpoint_url)

@@ -30,6 +30,10 @@ from tests.functional.athena_helpers import SITES, UPDATES
 
 CORPUS = yaml.safe_load((Path(__file__).parents[1] / "functional" / "athena_corpus.yaml")
                         .read_text(encoding="utf-8"))
+# A query runs with the credentials vended for the datasets it reads; the few corpus queries that
+# read none (VALUES, casts of literals) are run through boto3, PyAthena and the AWS CLI in
+# tests/functional/test_local_athena.py, and `edl-api query` refuses them (see the last test).
+NO_DATASET = {"try_cast", "integer division and modulo", "values"}
 SECRET = "q_secret"
 SECRET_UPDATES = ["id,site,dose,op\n1,Lyon,1.50,I\n2,Zürich,2.25,I\n3,Nice,3.00,I\n",
                   "id,site,dose,op\n2,Zürich,9.75,U\n3,,,D\n4,Tōkyō,4.00,I\n"]
@@ -109,7 +113,8 @@ def _typed(text: str | None, kind: pa.DataType):
     return text
 
 
-@pytest.mark.parametrize("case", CORPUS, ids=[c["name"] for c in CORPUS])
+@pytest.mark.parametrize("case", [c for c in CORPUS if c["name"] not in NO_DATASET],
+                         ids=[c["name"] for c in CORPUS if c["name"] not in NO_DATASET])
 def test_the_corpus_gives_athenas_answers_through_lake_query(sql_lake, local_cloud, case):
     table = lake.query(case["sql"], instance="local", profile="bob")
     got = [list(row.values()) for row in table.to_pylist()]
@@ -167,7 +172,8 @@ def test_bob_is_refused_until_his_grant_then_reads_each_update_as_lake_read_does
     sql = f"SELECT id, site, dose FROM {SECRET}"
     refused(edl_api("query", sql, user="bob"), "no read grant", "edl-api grant request")
     audit = json.loads(ok(edl_api("audit", "--dataset", SECRET, "--json", user="alice")).stdout)
-    assert any(e["action"] == "refuse" and "bob" in e["actor"] for e in audit["items"])
+    assert any(e["action"] == "refuse" and e["actor"].endswith("user/bob")
+               for e in audit["events"])
 
     grant = json.loads(ok(edl_api("grant", "request", SECRET, "--level", "read", "--for", "1d",
                                   "--justification", "SQL check", "--json",
@@ -200,13 +206,15 @@ def test_bob_is_refused_until_his_grant_then_reads_each_update_as_lake_read_does
     (["DROP TABLE trials"], ["DROP is refused", "read-only"]),
     (["SELECT *\nFROM trials\nWHERE (id ="], ["syntax error at line 3"]),
     (["SELECT * FROM no_such_dataset"], ["'no_such_dataset' does not exist"]),
+    (["SELECT 1 AS one"], ["reads no dataset"]),
     (["SELECT count(*) FROM trials", "--as-of", "trials=0000000099"], ["no update 0000000099"]),
     (["SELECT t.id FROM trials t CROSS JOIN UNNEST(sequence(1, 400)) AS s(n)"],
-     ["1500 rows", "--out"]),
+     ["2000 rows", "--out"]),
     (["SELECT count(*) FROM trials CROSS JOIN UNNEST(sequence(1, 100000)) AS a(x) "
       "CROSS JOIN UNNEST(sequence(1, 100000)) AS b(y)", "--timeout", "1"],
      ["timeout of 1 s", "CANCELLED"]),
-], ids=["ddl", "syntax", "unknown dataset", "unknown update", "too large", "timeout"])
+], ids=["ddl", "syntax", "unknown dataset", "no dataset", "unknown update", "too large",
+        "timeout"])
 def test_bad_queries_are_clear_errors_and_change_nothing(sql_lake, local_cloud, args, words):
     before = lake.list_updates("trials", instance="local", profile="bob")
     refused(edl_api("query", *args, user="bob"), *words)
