@@ -357,7 +357,11 @@ def test_the_order_comes_from_the_outputs_a_stack_reads():
 # -- destroy ---------------------------------------------------------------------------------------
 
 class NothingOutsideCloudFormation:
-    """Glue, SSM, S3, KMS and DynamoDB of an account where EDL made nothing outside its stacks."""
+    """Glue, Athena, SSM, S3, KMS and DynamoDB of an account where EDL made nothing outside its
+    stacks."""
+
+    def list_work_groups(self, **kwargs):
+        return {"WorkGroups": [{"Name": "primary"}]}
 
     def get_paginator(self, operation: str):
         def paginate(**kwargs):
