@@ -265,7 +265,9 @@ def read_result_csv(body: bytes, columns: tuple[tuple[str, str], ...]):
         return pa.table({n: pa.array([], type=types[n]) for n in names})
     table = pacsv.read_csv(
         io.BytesIO(body),
-        read_options=pacsv.ReadOptions(column_names=names, skip_rows=1),
+        # One thread: Arrow's CPU pool, once started, can abort the process at exit
+        # ("terminate called without an active exception"), and results are small.
+        read_options=pacsv.ReadOptions(column_names=names, skip_rows=1, use_threads=False),
         convert_options=pacsv.ConvertOptions(
             column_types=types, strings_can_be_null=True, quoted_strings_can_be_null=False,
             null_values=[""], true_values=["true"], false_values=["false"],

@@ -1,6 +1,7 @@
 """A user deploys the lake on the local cloud, step by step, with the `edl` command.
 
-The local cloud is started for real (`tests/e2e/conftest.py`); every command runs as a separate
+The local cloud is started for real, for this module alone (a first deploy must find nothing
+deployed, whichever test files ran before on this process); every command runs as a separate
 process, as typed in a terminal, and what it made is checked with boto3.
 """
 
@@ -15,7 +16,21 @@ import pytest
 from botocore.exceptions import ClientError
 
 from edl import naming
+from tests.e2e.conftest import started_local_cloud
 from tests.e2e.helpers import ACCOUNT, EDL, PREFIX, client
+
+
+@pytest.fixture(scope="module")
+def _deploy_cloud(tmp_path_factory, local_instance):
+    with started_local_cloud(tmp_path_factory, local_instance, spark=False) as cloud:
+        yield cloud
+
+
+@pytest.fixture
+def local_cloud(_deploy_cloud, edl_home, monkeypatch):
+    """This module's local cloud, with the test's `EDL_HOME` pointing at it."""
+    monkeypatch.setenv("EDL_HOME", str(_deploy_cloud.home))
+    return _deploy_cloud
 
 
 def edl(*args: str, profile: str | None = None) -> subprocess.CompletedProcess:
