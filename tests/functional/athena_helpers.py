@@ -1,4 +1,4 @@
-"""A small lake for the local Athena's tests, laid out as `part10-contract.md` says.
+"""A small lake for the local Athena's tests, laid out as `edl.utils.catalog` registers datasets.
 
 `build_lake(url)` makes, through the AWS API with moto's admin keys (before enforcement):
 

@@ -2,7 +2,7 @@
 
 moto answers Athena's API with empty results (DESIGN §8). On the local cloud the runtime answers
 the query calls itself, so `edl-api query`, the AWS CLI and PyAthena get the rows Athena would
-give them (DESIGN §6, `part10-contract.md`):
+give them (DESIGN §6; the catalog layout is `edl.utils.catalog`'s):
 
 - `sql.py`: Athena's dialect (Trino) parsed with sqlglot: one read-only query or a clear refusal,
   syntax errors with line and column, the tables it reads, and its text in DuckDB's dialect;
