@@ -9,6 +9,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 # KEEP=1 leaves the local cloud running after `make demo`.
 KEEP   ?= 0
+# `make test` runs the suite on this many processes (pytest-xdist; a test file stays on one).
+WORKERS ?= 2
 
 .PHONY: demo test venv java bench checkov clean lock lint
 
@@ -32,7 +34,7 @@ lint: venv
 	$(BIN)/mypy
 
 test: venv java lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(WORKERS) --dist loadfile
 
 demo: venv java
 	EDL_DEMO_KEEP=$(KEEP) PATH="$(CURDIR)/$(BIN):$$PATH" scripts/demo.sh

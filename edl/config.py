@@ -182,7 +182,8 @@ def _check_bucket_names(r: _Reader, prefix: str, instance: Instance) -> None:
         longest = max((naming.drop_bucket(prefix, instance.name, tier, region) for tier in naming.TIERS),
                       key=len)
         for name in (longest, naming.artifacts_bucket(prefix, instance.name, region),
-                     naming.logs_bucket(prefix, instance.name, region)):
+                     naming.logs_bucket(prefix, instance.name, region),
+                     naming.athena_results_bucket(prefix, instance.name, region)):
             r.check(len(name) <= 63, f"instances.{instance.name}",
                     f"makes bucket name {name} ({len(name)} characters), over S3's 63: "
                     "shorten the instance name or bucket_prefix")

@@ -68,6 +68,23 @@ def logs_bucket(prefix: str, instance: str, region: str) -> str:
     return f"{prefix}-logs-{instance}-{region}"
 
 
+def athena_results_bucket(prefix: str, instance: str, region: str) -> str:
+    """Where the region's Athena workgroups write query results, each under `<tier>/`."""
+    return f"{prefix}-athena-{instance}-{region}"
+
+
+def athena_results_prefix(tier: str) -> str:
+    """The key prefix of a tier's query results in the results bucket (its workgroup's
+    output location): what that tier's roles may read and write there."""
+    return f"{tier}/"
+
+
+def athena_workgroup(tier: str) -> str:
+    """The tier's Athena workgroup, `edl-<tier>` (one instance per account, so no instance in
+    the name: `aws athena ... --work-group edl-sensitive`)."""
+    return f"edl-{tier}"
+
+
 def kms_alias(instance: str, tier: str) -> str:
     return f"alias/edl-{instance}-{tier}"
 
@@ -95,7 +112,13 @@ def table_arns(instance: str, region: str, account_id: str, *tables: str,
 
 
 def glue_database(instance: str, tier: str) -> str:
+    """The tier's database of what users query: one view per dataset (`edl.utils.catalog`)."""
     return f"edl_{instance}_{tier}"
+
+
+def glue_updates_database(instance: str, tier: str) -> str:
+    """The tier's database of the physical tables: one per dataset, a partition per update."""
+    return f"{glue_database(instance, tier)}_updates"
 
 
 def glue_catalog_arns(instance: str, regions: tuple[str, ...] | list[str],
@@ -105,6 +128,22 @@ def glue_catalog_arns(instance: str, regions: tuple[str, ...] | list[str],
         f"arn:aws:glue:{r}:{account_id}:catalog",
         f"arn:aws:glue:{r}:{account_id}:database/edl_{instance}_*",
         f"arn:aws:glue:{r}:{account_id}:table/edl_{instance}_*/*"))
+
+
+def glue_dataset_arns(instance: str, tier: str, dataset: str,
+                      regions: tuple[str, ...] | list[str], account_id: str) -> tuple[str, ...]:
+    """What querying a dataset reads of the Glue catalog in every region: the catalog, the
+    tier's two databases, and the dataset's view and physical table (`dataset="*"`: every
+    dataset of the tier)."""
+    databases = (glue_database(instance, tier), glue_updates_database(instance, tier))
+    return tuple(arn for r in regions for arn in (
+        f"arn:aws:glue:{r}:{account_id}:catalog",
+        *(f"arn:aws:glue:{r}:{account_id}:database/{d}" for d in databases),
+        *(f"arn:aws:glue:{r}:{account_id}:table/{d}/{dataset}" for d in databases)))
+
+
+def athena_workgroup_arn(region: str, account_id: str, tier: str) -> str:
+    return f"arn:aws:athena:{region}:{account_id}:workgroup/{athena_workgroup(tier)}"
 
 
 def bucket_arn(bucket: str) -> str:

@@ -1,5 +1,5 @@
 """`edl-api`: talk to the lake's REST API — list datasets and updates, ingest data, follow jobs,
-ask for and decide grants, get credentials from the broker, read the audit log.
+ask for and decide grants, get credentials from the broker, read the audit log, query with SQL.
 
 Each sub-command has its own `--help` and the common options --instance, --profile, --json and
 --debug. The command layer is thin: parse, build the API client for the instance (the URL from the
@@ -24,7 +24,7 @@ from edl.durations import parse_duration
 from edl.errors import EdlError, describe_error
 from edl.naming import validate_dataset_name
 from edl.ui import UI
-from edl_api import access_commands, commands
+from edl_api import access_commands, commands, query_command
 from edl_api.client import ApiClient
 from edl_api.lake_api import (
     FORMATS,
@@ -39,7 +39,7 @@ from edl_api.outside_sources import OutsideSources
 
 DESCRIPTION = """Talk to the Enterprise Data Lake's REST API: list datasets and updates, ingest
 data and follow ingest jobs; ask for access to a dataset, approve or revoke it, get short-lived
-credentials from the broker and read the audit log. Requests are signed with your AWS credentials
+credentials from the broker and read the audit log; query the lake with SQL. Requests are signed with your AWS credentials
 (--profile, AWS_PROFILE or the AWS_* variables); on the local cloud, profiles are its users
 (admin, alice, bob, carol). Durations read 90s, 15m, 12h, 30d."""
 
@@ -56,6 +56,8 @@ examples:
   edl-api credentials trials --level read --format env --profile bob
   edl-api profile trials --level read --profile bob    # then: aws ... --profile edl-trials-read
   edl-api audit --dataset trials --since 1h --profile alice
+  edl-api query "SELECT site, count(*) FROM trials GROUP BY site" --profile bob
+  edl-api query --file report.sql --as-of trials=0000000003 --format csv --out report.csv
 
 Run `edl-api COMMAND --help` for a command's options."""
 
@@ -128,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("job", "one job: status, progress, its update and any error", commands.job)
     p.add_argument("job_id", metavar="ID", help="the job's id (from `edl-api ingest`)")
     _add_access_commands(sub, common, add)
+    query_command.add_parser(add)
     return parser
 
 

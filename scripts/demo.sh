@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make demo`: the whole lake on this machine. Starts the local cloud, validates and deploys the
-# core and a dataset, ingests into it, walks a grant through request, refusal, approval, reading,
-# revoke and the audit log, then stops the local cloud again (`make demo KEEP=1` leaves it
+# core and a dataset, ingests into it, walks a grant through request, refusal, approval, SQL and
+# reading, revoke and the audit log, then stops the local cloud again (`make demo KEEP=1` leaves it
 # running).
 set -euo pipefail
 # Spark, like everything in the embedded default, stays on the loopback.
@@ -80,6 +80,9 @@ edl-api ingest clinical_trials --source examples/data/clinical_trials_batch1.csv
 
 step "access control: bob holds no grant on the sensitive clinical_trials, so no credentials"
 edl-api credentials clinical_trials --profile bob || echo "(refused, as it should be)"
+echo "... and no SQL either:"
+edl-api query "SELECT count(*) AS trials FROM clinical_trials" --profile bob \
+    || echo "(refused, as it should be)"
 
 step "bob asks for read access for 30 days, with a justification (sensitive needs both)"
 grant=$(edl-api grant request clinical_trials --level read --for 30d \
@@ -96,6 +99,13 @@ edl-api grant approve "$grant" --profile alice
 
 step "bob obtains short-lived credentials of the read role from the broker"
 edl-api credentials clinical_trials --level read --profile bob
+
+step "bob queries it with SQL through the Athena API (the local cloud answers it with DuckDB)"
+edl-api query "SELECT site, count(*) AS trials, sum(enrolled) AS enrolled
+               FROM clinical_trials GROUP BY site ORDER BY site" --profile bob
+echo "as of update 1 (time travel):"
+edl-api query "SELECT count(*) AS trials FROM clinical_trials" \
+    --as-of clinical_trials=1 --profile bob
 
 step "bob reads the dataset with lake.read: newest, and as of update 1 (credentials from the broker)"
 python - <<'PY'

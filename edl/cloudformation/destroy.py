@@ -15,8 +15,9 @@ protection switched off and the table deleted. Buckets that are not retained (th
 bucket: deploy inputs, rebuilt by any deploy) are emptied so that their stack can be deleted.
 
 What EDL created through APIs rather than templates goes too: the instance's Glue databases with
-their tables (registered at ingest time, DESIGN §8) and the SSM parameters under the instance's
-path (the page-token key the handlers create).
+their tables and views (registered at ingest time, DESIGN §8), on the local instance the Athena
+workgroups (which moto's CloudFormation skips), and the SSM parameters under the instance's path
+(the page-token key the handlers create).
 
 A retained resource outlives its stack, so a second destroy finds it by its name instead (an
 "orphan": the instance's buckets and tables by their names in `naming`, its keys by the
@@ -80,7 +81,7 @@ class StackDeletion:
 class ApiObject:
     """Something EDL created through an API, outside CloudFormation."""
 
-    kind: str  # "Glue database" | "SSM parameter"
+    kind: str  # "Glue database" | "Athena workgroup" | "SSM parameter"
     region: str
     name: str
     detail: str = ""
@@ -191,7 +192,8 @@ class Destroyer:
         found: list[Resource] = []
         for region in self.instance.regions:
             s3 = self.client_for("s3", region)
-            buckets = [naming.logs_bucket(prefix, name, region)] + [
+            buckets = [naming.logs_bucket(prefix, name, region),
+                       naming.athena_results_bucket(prefix, name, region)] + [
                 bucket for tier in naming.TIERS for bucket in (
                     naming.data_bucket(prefix, name, tier, region),
                     naming.drop_bucket(prefix, name, tier, region))]
@@ -219,6 +221,16 @@ class Destroyer:
                                   table_name))
         return found
 
+    def _local_workgroups(self, region: str) -> list[ApiObject]:
+        athena = self.client_for("athena", region)
+        wanted = {naming.athena_workgroup(tier) for tier in naming.TIERS}
+        try:
+            groups = athena.list_work_groups().get("WorkGroups", [])
+        except (ClientError, BotoCoreError) as exc:
+            raise _api_failure("list Athena workgroups", region, exc) from exc
+        return [ApiObject("Athena workgroup", region, g["Name"]) for g in groups
+                if g["Name"] in wanted]
+
     def _keys(self, region: str) -> list[Resource]:
         """The tier keys of the instance in a region that are not already scheduled for
         deletion: buckets.yaml describes each as the key "for <its data bucket> and ..."."""
@@ -242,8 +254,10 @@ class Destroyer:
         path = naming.page_token_parameter(self.instance.name).rsplit("/", 1)[0]
         for region in self.instance.regions:
             glue = self.client_for("glue", region)
-            for tier in naming.TIERS:
-                database = naming.glue_database(self.instance.name, tier)
+            databases = [db for tier in naming.TIERS for db in (
+                naming.glue_database(self.instance.name, tier),
+                naming.glue_updates_database(self.instance.name, tier))]
+            for database in databases:
                 try:
                     tables = [t["Name"] for page in glue.get_paginator("get_tables").paginate(
                         DatabaseName=database) for t in page["TableList"]]
@@ -253,6 +267,8 @@ class Destroyer:
                     raise _api_failure("read the Glue catalog", region, exc) from exc
                 found.append(ApiObject("Glue database", region, database,
                                        f"{len(tables)} table(s)"))
+            if self.instance.is_local:   # made through Athena there (local_workgroups.py)
+                found.extend(self._local_workgroups(region))
             ssm = self.client_for("ssm", region)
             try:
                 names = [p["Name"] for page in ssm.get_paginator("get_parameters_by_path").paginate(
@@ -325,6 +341,9 @@ class Destroyer:
         try:
             if obj.kind == "Glue database":
                 self.client_for("glue", obj.region).delete_database(Name=obj.name)
+            elif obj.kind == "Athena workgroup":
+                self.client_for("athena", obj.region).delete_work_group(
+                    WorkGroup=obj.name, RecursiveDeleteOption=True)
             else:
                 self.client_for("ssm", obj.region).delete_parameter(Name=obj.name)
         except ClientError as exc:

@@ -12,6 +12,7 @@ from edl import naming
 from edl.aws import AwsSessions, Identity
 from edl.cloudformation.destroy import Destroyer
 from edl.cloudformation.local_trust import LocalTrustRefresh
+from edl.cloudformation.local_workgroups import LocalWorkGroups
 from edl.cloudformation.stack_client import StackClient
 from edl.cloudformation.stack_manager import StackManager
 from edl.config import Instance, LakeConfig, get_config
@@ -54,6 +55,11 @@ class Factory:
     def local_trust(self) -> LocalTrustRefresh:
         """Sets the local cloud's role trust policies that moto left as they were."""
         return LocalTrustRefresh(self.stack_manager, self.sessions.deploy_client("iam"))
+
+    def local_workgroups(self) -> LocalWorkGroups:
+        """Creates the local cloud's Athena workgroups that moto's CloudFormation skips."""
+        return LocalWorkGroups(self.stack_manager,
+                               lambda region: self.sessions.deploy_client("athena", region))
 
     @cached_property
     def destroyer(self) -> Destroyer:

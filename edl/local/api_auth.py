@@ -182,23 +182,25 @@ def parse_authorization(value: str | None) -> _Authorization:
 
 
 class SigV4Verifier:
-    """Checks a request's SigV4 signature for the API of one region."""
+    """Checks a request's SigV4 signature for one service (the REST API's `execute-api`, or
+    the local Athena's `athena`) in one region."""
 
     def __init__(self, keys: KeyStore, region: str,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 max_skew_seconds: int = MAX_CLOCK_SKEW_SECONDS) -> None:
+                 max_skew_seconds: int = MAX_CLOCK_SKEW_SECONDS, service: str = SERVICE) -> None:
         self.keys = keys
         self.region = region
         self.clock = clock
         self.max_skew_seconds = max_skew_seconds
+        self.service = service
 
     def verify(self, request: SignedRequest) -> Caller:
         auth = parse_authorization(_header(request.headers, "Authorization"))
         amz_date = self._check_date(request, auth)
-        if auth.service != SERVICE or auth.region != self.region:
+        if auth.service != self.service or auth.region != self.region:
             raise AuthError(
                 "InvalidSignatureException",
-                f"Credential should be scoped to {self.region}/{SERVICE}, "
+                f"Credential should be scoped to {self.region}/{self.service}, "
                 f"not {auth.region}/{auth.service}")
         if "host" not in auth.signed_headers:
             raise AuthError("IncompleteSignatureException", "SignedHeaders must include host")

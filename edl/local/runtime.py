@@ -113,10 +113,11 @@ class MotoService:
     In front of moto, outermost first: requests not addressed to the loopback are refused and
     CORS headers removed (`loopback.py`); presigned URLs are verified (`presigned.py`); a copy
     needs read access to its source (`copy_source.py`). Inside moto's dispatcher, its control-API
-    backend needs this runtime's secret (`control_api.py`) and its STS backend refuses what AWS
+    backend needs this runtime's secret (`control_api.py`), its STS backend refuses what AWS
     refuses and moto does not (`sts_guard.py`, which also ends the sessions of a deleted role, in
-    front of everything). The secret is drawn at every start and, given `secret_file`, written
-    there (0600) for EDL's other commands.
+    front of everything), and its Athena backend has EDL's local Athena in front, which answers
+    the query calls with real results (`edl.local.athena`). The secret is drawn at every start
+    and, given `secret_file`, written there (0600) for EDL's other commands.
     """
 
     name = "aws"
@@ -131,6 +132,7 @@ class MotoService:
         self.state = state  # None: an ephemeral lake, in memory only
         self.load_report: LoadReport | None = None
         self._server: ServerThread | None = None
+        self._athena: Any = None  # edl.local.athena.service.LocalAthena, while started
 
     @property
     def url(self) -> str:
@@ -146,6 +148,8 @@ class MotoService:
         os.environ.setdefault("MOTO_PORT", str(self.port))
         from edl.local import control_api
         from edl.local.api_auth import MotoKeyStore
+        from edl.local.athena.api import AthenaApi
+        from edl.local.athena.service import LocalAthena
         from edl.local.copy_source import CopySourceCheck
         from edl.local.loopback import LoopbackOnly
         from edl.local.presigned import PresignedUrls
@@ -154,6 +158,7 @@ class MotoService:
         self.secret = control_api.new_secret()
         if self.secret_file is not None:
             control_api.write_secret(self.secret, self.secret_file)
+        athena = self._athena = LocalAthena(lambda: self.url, self.account_id)
 
         def backend_app(service: str):
             app = create_backend_app(service)  # type: ignore[arg-type]  # moto types it as a Literal
@@ -161,6 +166,8 @@ class MotoService:
                 return control_api.ControlApiGuard(app, self.secret)
             if service == "sts":
                 return AssumeRoleGuard(app)
+            if service == "athena":
+                return AthenaApi(app, athena)
             return app
 
         moto_app: Any = DomainDispatcherApplication(backend_app)
@@ -187,6 +194,9 @@ class MotoService:
         if self._server is not None:
             self._server.stop()
             self._server = None
+        if self._athena is not None:  # running queries are cancelled: none outlives the port
+            self._athena.close()
+            self._athena = None
         if self.state is not None:
             self.state.close()
             self.state = None

@@ -4,6 +4,7 @@
     lake.list_updates("clinical_trials")                 # UpdateRecords, oldest first
     df = lake.read(spark, "clinical_trials")             # newest snapshot, later deltas applied
     df = lake.read(spark, "clinical_trials", as_of="0000000004")   # time travel
+    table = lake.query("SELECT site, count(*) FROM clinical_trials GROUP BY site")  # SQL
 
 Every function takes `instance=` (default: `$EDL_INSTANCE`), `profile=` (the caller: an AWS
 profile, default `AWS_PROFILE` or the AWS environment) and, for jobs, tests and callers that
@@ -137,6 +138,26 @@ def read(spark, dataset: str, *, as_of: str | None = None, instance: str | None 
             raise NoDataError(f"dataset {dataset!r} has no complete update")
         return reader.frame([plan.snapshot], with_meta=False)
     return _apply_deltas(reader, record, plan)
+
+
+def query(sql: str, *, as_of: dict[str, str] | None = None, instance: str | None = None,
+          profile: str | None = None, context: LakeContext | None = None,
+          timeout: float | None = None):
+    """The rows of an Athena-dialect query over the lake as a pyarrow Table, run as the caller
+    through Athena (in the cloud, or the local cloud's) with the broker's read credentials;
+    `as_of={"trials": "0000000003"}` reads a dataset as of an update (`edl.utils.query`).
+    `.to_pandas()` gives pandas; `query_df` a Spark DataFrame."""
+    from edl.utils.query import DEFAULT_TIMEOUT_SECONDS
+    from edl.utils.query import query as run_query
+
+    ctx = _context(instance, profile, context)
+    return run_query(sql, ctx, as_of=as_of,
+                     timeout=DEFAULT_TIMEOUT_SECONDS if timeout is None else timeout).table
+
+
+def query_df(spark, sql: str, **kwargs):
+    """`query(sql, **kwargs)` as a Spark DataFrame (the result travels through Arrow)."""
+    return spark.createDataFrame(query(sql, **kwargs))
 
 
 def _apply_deltas(reader: _PartsReader, record: DatasetRecord, plan: ReadPlan):

@@ -183,6 +183,40 @@ def glue_type(t: pa.DataType) -> str:
     return "string"
 
 
+def trino_type(t: pa.DataType) -> str:
+    """The Trino (Athena engine 3) type of a column whose Glue type is `glue_type(t)`: what a
+    Presto view's column list declares. Athena reads Parquet timestamps as `timestamp(3)`."""
+    if pa.types.is_boolean(t):
+        return "boolean"
+    if pa.types.is_int8(t) or pa.types.is_uint8(t):
+        return "tinyint"
+    if pa.types.is_int16(t) or pa.types.is_uint16(t):
+        return "smallint"
+    if pa.types.is_int32(t):
+        return "integer"
+    if pa.types.is_integer(t):
+        return "bigint"
+    if pa.types.is_float32(t):
+        return "real"
+    if pa.types.is_floating(t):
+        return "double"
+    if pa.types.is_decimal(t):
+        return f"decimal({t.precision},{t.scale})"
+    if pa.types.is_date(t):
+        return "date"
+    if pa.types.is_timestamp(t):
+        return "timestamp(3)"
+    if pa.types.is_binary(t) or pa.types.is_large_binary(t):
+        return "varbinary"
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return f"array({trino_type(t.value_type)})"
+    if pa.types.is_struct(t):
+        inner = ", ".join(f'"{t.field(i).name.replace(chr(34), chr(34) * 2)}" '
+                          f"{trino_type(t.field(i).type)}" for i in range(t.num_fields))
+        return f"row({inner})"
+    return "varchar"
+
+
 def spark_schema(schema: pa.Schema):
     """The Spark StructType for an Arrow schema, through `spark_holdable` (null columns become
     strings, unsigned integers signed or decimal)."""

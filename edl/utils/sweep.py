@@ -176,8 +176,8 @@ class Sweeper:
 
     def _register(self, update: UpdateRecord) -> str:
         dataset = self.ctx.metadata.get_dataset(update.dataset)
-        GlueCatalog(self.ctx.glue(dataset.home_region), self.ctx.instance).register_update(
-            dataset, update)
+        GlueCatalog(self.ctx.glue(dataset.home_region), self.ctx.instance,
+                    self.ctx.updates).register_update(dataset, update)
         self.ctx.updates.mark_registered(update.dataset, update.update_id)
         return f"{update.dataset}/{update.update_id}"
 

@@ -31,7 +31,10 @@ object, `<dataset>/data/<update>/_edl_manifest.json`, whose own SHA-256 is in th
 Two bookkeeping flags are set after an update is finished, and change nothing a reader sees:
 `catalog_registered` on a complete update (its Glue registration succeeded; the sweep retries it
 otherwise) and `files_removed` on a failed one (its files are gone; the sweep removes them
-otherwise).
+otherwise). The item keeps which layout of the catalog the update was registered in
+(`catalog_layout`, `CATALOG_LAYOUT` today: a view per dataset and a table of its updates,
+`edl.utils.catalog`); an update registered in an older layout counts as not registered, so the
+sweep registers it again and so moves its dataset to today's layout.
 
 Readers see complete updates only; a pending update (running, or whose job died) and a failed one
 are invisible. A rerun always allocates a new id.
@@ -57,6 +60,9 @@ from edl.utils.schemas import describe_schema, schema_from_text
 
 PENDING, COMPLETE, FAILED = "pending", "complete", "failed"
 KINDS = ("snapshot", "delta")
+# The Glue catalog's layout (edl.utils.catalog): 1, a table per dataset mixing every update;
+# 2, a view per dataset over a table of its updates.
+CATALOG_LAYOUT = 2
 ID_WIDTH = 10
 MANIFEST = naming.MANIFEST_NAME
 
@@ -130,7 +136,7 @@ class UpdateRecord:
     options: dict[str, Any] = field(default_factory=dict)
     commit_seq: int = 0
     manifest_sha256: str = ""
-    catalog_registered: bool = False
+    catalog_registered: bool = False   # in the catalog's current layout
     files_removed: bool = False
 
     @property
@@ -177,6 +183,7 @@ class UpdateRecord:
             "arrow_schema": self.arrow_schema, "reason": self.reason, "options": self.options,
             "commit_seq": self.commit_seq or None, "manifest_sha256": self.manifest_sha256,
             "catalog_registered": self.catalog_registered or None,
+            "catalog_layout": CATALOG_LAYOUT if self.catalog_registered else None,
             "files_removed": self.files_removed or None,
         }
         return {k: v for k, v in item.items() if v not in ("", None, [], {})}
@@ -199,7 +206,8 @@ class UpdateRecord:
             options=_plain(item.get("options", {})),
             commit_seq=int(item.get("commit_seq", 0)),
             manifest_sha256=item.get("manifest_sha256", ""),
-            catalog_registered=bool(item.get("catalog_registered", False)),
+            catalog_registered=bool(item.get("catalog_registered", False))
+            and int(item.get("catalog_layout", 1)) >= CATALOG_LAYOUT,
             files_removed=bool(item.get("files_removed", False)),
         )
 
@@ -345,8 +353,15 @@ class UpdateStore:
         return failed
 
     def mark_registered(self, dataset: str, update_id: str) -> None:
-        """Record that a complete update is in the Glue catalog (bookkeeping, not data)."""
-        self._set_flag(dataset, update_id, "catalog_registered", COMPLETE)
+        """Record that a complete update is in the Glue catalog, in its current layout
+        (bookkeeping, not data)."""
+        self._table("updates").update_item(
+            Key={"dataset": dataset, "update_id": update_id},
+            UpdateExpression="SET #f = :true, #layout = :layout", ConditionExpression="#s = :status",
+            ExpressionAttributeNames={"#f": "catalog_registered", "#layout": "catalog_layout",
+                                      "#s": "status"},
+            ExpressionAttributeValues={":true": True, ":layout": CATALOG_LAYOUT,
+                                       ":status": COMPLETE})
 
     def mark_files_removed(self, dataset: str, update_id: str) -> None:
         """Record that a failed update's files (staging and promoted) are gone."""

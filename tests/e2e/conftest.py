@@ -7,6 +7,7 @@ cloud exactly as they would on a user's machine.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,8 +31,9 @@ def local_instance() -> Instance:
     return get_config().instance("local")
 
 
-@pytest.fixture(scope="session")
-def _session_local_cloud(tmp_path_factory, local_instance):
+@contextmanager
+def started_local_cloud(tmp_path_factory, instance: Instance, *, spark: bool = True):
+    """A fresh local cloud in an EDL home of its own, stopped on leaving."""
     home = tmp_path_factory.mktemp("edl-local-home")
     no_aws = tmp_path_factory.mktemp("no-aws")
     port = free_port()
@@ -41,13 +43,21 @@ def _session_local_cloud(tmp_path_factory, local_instance):
         mp.setenv("AWS_SHARED_CREDENTIALS_FILE", str(no_aws / "credentials"))
         # The runtime sweeps every 3 s, not 30: a test of what the sweep does waits that long.
         mp.setenv("EDL_LOCAL_SWEEP_SECONDS", "3")
+        if not spark:
+            mp.setenv("EDL_LOCAL_SPARK_WARMUP", "0")
         try:
-            # Persistence is not what the shared cloud is for (test_local_state_e2e.py tests it).
-            status = control.start(local_instance, port=port, ephemeral=True)
-            yield LocalCloud(home, port, local_instance, status)
+            # Persistence is not what these clouds are for (test_local_state_e2e.py tests it).
+            status = control.start(instance, port=port, ephemeral=True)
+            yield LocalCloud(home, port, instance, status)
         finally:
             mp.setenv("EDL_HOME", str(home))  # tests' monkeypatching is undone by now; be sure
             control.stop()
+
+
+@pytest.fixture(scope="session")
+def _session_local_cloud(tmp_path_factory, local_instance):
+    with started_local_cloud(tmp_path_factory, local_instance) as cloud:
+        yield cloud
 
 
 @pytest.fixture

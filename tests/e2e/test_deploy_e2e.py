@@ -1,6 +1,7 @@
 """A user deploys the lake on the local cloud, step by step, with the `edl` command.
 
-The local cloud is started for real (`tests/e2e/conftest.py`); every command runs as a separate
+The local cloud is started for real, for this module alone (a first deploy must find nothing
+deployed, whichever test files ran before on this process); every command runs as a separate
 process, as typed in a terminal, and what it made is checked with boto3.
 """
 
@@ -15,7 +16,21 @@ import pytest
 from botocore.exceptions import ClientError
 
 from edl import naming
+from tests.e2e.conftest import started_local_cloud
 from tests.e2e.helpers import ACCOUNT, EDL, PREFIX, client
+
+
+@pytest.fixture(scope="module")
+def _deploy_cloud(tmp_path_factory, local_instance):
+    with started_local_cloud(tmp_path_factory, local_instance, spark=False) as cloud:
+        yield cloud
+
+
+@pytest.fixture
+def local_cloud(_deploy_cloud, edl_home, monkeypatch):
+    """This module's local cloud, with the test's `EDL_HOME` pointing at it."""
+    monkeypatch.setenv("EDL_HOME", str(_deploy_cloud.home))
+    return _deploy_cloud
 
 
 def edl(*args: str, profile: str | None = None) -> subprocess.CompletedProcess:
@@ -47,7 +62,7 @@ def test_deploy_the_lake_step_by_step(local_cloud):
     deploy = edl("deploy-core", "--instance", "local")
     assert deploy.returncode == 0, deploy.stderr
     again = edl("deploy-core", "--instance", "local")
-    assert again.returncode == 0 and "13 stacks unchanged" in again.stderr
+    assert again.returncode == 0 and "15 stacks unchanged" in again.stderr
 
     for region in local_cloud.instance.regions:
         s3 = client(local_cloud, "s3", region)
@@ -67,7 +82,10 @@ def test_deploy_the_lake_step_by_step(local_cloud):
     data_area = {f"arn:aws:s3:::{PREFIX}-local-sensitive-{r}/clinical_trials/*" for r in regions}
     drop_areas = {f"arn:aws:s3:::{PREFIX}-drop-local-sensitive-{r}/{area}clinical_trials/*"
                   for r in regions for area in ("", "uploads/")}
-    for level, expected in (("read", data_area), ("write", data_area | drop_areas)):
+    # both levels may query: the tier's prefix of the Athena results buckets
+    results = {f"arn:aws:s3:::{PREFIX}-athena-local-{r}/sensitive/*" for r in regions}
+    for level, expected in (("read", data_area | results),
+                            ("write", data_area | drop_areas | results)):
         statements = _policy_statements(iam, f"edl-local-clinical_trials-{level}")
         object_arns = {r for s in statements for r in s["Resource"]
                        if isinstance(s["Resource"], list) and r.startswith("arn:aws:s3:::")

@@ -76,8 +76,11 @@ def test_drop_ingest_and_read_back_as_the_read_role(local_cloud, spark, capsys):
     raw = admin_s3.get_object(Bucket=DATA, Key=f"{BATCHES}/raw/0000000001/sites/a.csv")
     assert raw["Body"].read() == SITES_CSV
     glue = client(local_cloud, "glue")
-    partitions = glue.get_partitions(DatabaseName="edl_local_sensitive", TableName=BATCHES)
-    assert [p["Values"] for p in partitions["Partitions"]] == [["0000000001"]]
+    partitions = glue.get_partitions(DatabaseName="edl_local_sensitive_updates",
+                                     TableName=BATCHES)
+    assert [p["Values"] for p in partitions["Partitions"]] == [["1", "0000000001", "snapshot"]]
+    view = glue.get_table(DatabaseName="edl_local_sensitive", Name=BATCHES)["Table"]
+    assert view["TableType"] == "VIRTUAL_VIEW"
 
     # A zip that climbs out of its folder: the update fails with that reason, nothing readable.
     drop.put_object(Bucket=DROP, Key="bad/evil.zip", Body=zip_bytes({"../evil.csv": b"id\n1\n"}))

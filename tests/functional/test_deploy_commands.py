@@ -53,6 +53,19 @@ def test_deploy_core_creates_encrypted_buckets_per_tier_and_region(cloud, capsys
             key = cloud.as_deployer("kms", region).describe_key(KeyId=f"alias/edl-local-{tier}")
             assert key["KeyMetadata"]["Arn"] == rule["KMSMasterKeyID"]
         assert f"{PREFIX}-artifacts-local-{region}" in buckets
+        assert f"{PREFIX}-athena-local-{region}" in buckets
+        # moto's CloudFormation skips workgroups: deploy-core made them through Athena
+        athena = cloud.as_deployer("athena", region)
+        for tier in naming.TIERS:
+            group = athena.get_work_group(WorkGroup=f"edl-{tier}")["WorkGroup"]["Configuration"]
+            assert group["EnforceWorkGroupConfiguration"] is True
+            assert group["EngineVersion"] == {"SelectedEngineVersion": "Athena engine version 3"}
+            assert group["BytesScannedCutoffPerQuery"] >= 10_000_000
+            result = group["ResultConfiguration"]
+            assert result["OutputLocation"] == f"s3://{PREFIX}-athena-local-{region}/{tier}/"
+            key = cloud.as_deployer("kms", region).describe_key(KeyId=f"alias/edl-local-{tier}")
+            assert result["EncryptionConfiguration"] == {
+                "EncryptionOption": "SSE_KMS", "KmsKey": key["KeyMetadata"]["Arn"]}
     tables = cloud.as_deployer("dynamodb").list_tables()["TableNames"]
     assert {"edl-local-datasets", "edl-local-updates", "edl-local-grants", "edl-local-audit",
             "edl-local-jobs"} <= set(tables)
@@ -66,19 +79,23 @@ def test_deploy_core_creates_encrypted_buckets_per_tier_and_region(cloud, capsys
     assert [k.split("/")[0] for k in keys] == ["code", "code", "jobs"]
     assert keys[0].startswith("code/edl-") and keys[1].startswith("code/rest-api-")
     assert all(k.endswith(".zip") for k in keys[:2])
-    assert "13 stack(s) deployed" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "15 stack(s) deployed" in err
+    assert "workgroup edl-sensitive: created through the Athena API" in err
 
 
 def test_second_deploy_core_creates_no_change_set(cloud, change_sets, capsys):
     assert edl("deploy-core") == 0
-    assert len(change_sets) == 13
+    assert len(change_sets) == 15
     change_sets.clear()
     capsys.readouterr()
 
     assert edl("deploy-core") == 0
 
     assert change_sets == []
-    assert "up to date (13 stacks unchanged)" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "up to date (15 stacks unchanged)" in err
+    assert "workgroup" not in err   # they are as they should be: left alone
 
 
 def test_plan_lists_actions_and_changes_nothing(cloud, capsys):
@@ -94,7 +111,7 @@ def test_plan_after_deploy_reports_unchanged(cloud, capsys):
     capsys.readouterr()
     assert edl("diff", "deploy-core") == 0
     out = capsys.readouterr().out
-    assert out.count("unchanged") >= 13 and " create " not in out
+    assert out.count("unchanged") >= 15 and " create " not in out
 
 
 def test_a_deploy_that_would_replace_the_tables_is_shown_and_refused_unless_allowed(
@@ -257,7 +274,7 @@ def test_destroy_needs_confirmation_then_keeps_the_data_and_removes_the_rest(clo
     _lake_with_data(cloud)
     assert edl("destroy") == 2  # no terminal to ask on, and no --yes
     assert "pass --yes" in capsys.readouterr().err
-    assert len(_stack_names(cloud)) + len(_stack_names(cloud, "eu-west-1")) == 14
+    assert len(_stack_names(cloud)) + len(_stack_names(cloud, "eu-west-1")) == 16
 
     assert edl("destroy", "--yes") == 0
     out = capsys.readouterr()
@@ -265,11 +282,13 @@ def test_destroy_needs_confirmation_then_keeps_the_data_and_removes_the_rest(clo
     # The data, drop and log buckets stay, with what they hold; the artifacts bucket goes.
     assert _buckets(cloud) == {
         name for region in ("us-east-1", "eu-west-1") for name in (
-            f"{PREFIX}-logs-local-{region}",
+            f"{PREFIX}-logs-local-{region}", f"{PREFIX}-athena-local-{region}",
             *(f"{PREFIX}-{kind}local-{tier}-{region}" for kind in ("", "drop-")
               for tier in naming.TIERS))}
     for region in ("us-east-1", "eu-west-1"):
         assert _enabled_keys(cloud, region) == 3
+        groups = cloud.as_deployer("athena", region).list_work_groups()["WorkGroups"]
+        assert not [g for g in groups if g["Name"].startswith("edl-")]
     s3 = cloud.as_deployer("s3")
     assert s3.get_object(Bucket=f"{PREFIX}-local-internal-us-east-1",
                          Key="trials/data/1/p.parquet")["Body"].read() == b"rows"
@@ -320,7 +339,7 @@ def test_plan_destroy_shows_the_order_and_what_is_kept_and_changes_nothing(cloud
     assert first_line("edl-local-default-acls") < first_line("edl-local-buckets-internal-us")
     assert first_line("edl-local-buckets-internal-us") < first_line("edl-local-artifacts-us")
     assert "keeps" in out and "edl_local_internal" in out and "/edl/local/page-token-key" in out
-    assert len(_stack_names(cloud)) + len(_stack_names(cloud, "eu-west-1")) == 14  # the 13 core stacks and the dataset's: plan destroy deleted none
+    assert len(_stack_names(cloud)) + len(_stack_names(cloud, "eu-west-1")) == 16  # the 15 core stacks and the dataset's: plan destroy deleted none
 
 
 def test_lint_error_stops_the_deploy_before_any_stack(cloud, monkeypatch, capsys):

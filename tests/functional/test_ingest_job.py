@@ -71,12 +71,14 @@ def test_latin1_csv_and_glue_registration(lake, spark):
     assert ingest(lake, spark, source, "--encoding", "latin-1", "--delimiter", ";") == 0
     assert sorted(r.ville for r in lakeapi.read(spark, DATASET).collect()) == ["Besançon", "Évry"]
 
-    table = lake.glue.get_table(DatabaseName="edl_local_sensitive", Name=DATASET)["Table"]
-    assert [c["Name"] for c in table["StorageDescriptor"]["Columns"]] == ["id", "ville"]
-    assert table["PartitionKeys"] == [{"Name": "update", "Type": "string"}]
-    [partition] = lake.glue.get_partitions(DatabaseName="edl_local_sensitive",
+    view = lake.glue.get_table(DatabaseName="edl_local_sensitive", Name=DATASET)["Table"]
+    assert view["TableType"] == "VIRTUAL_VIEW"
+    assert [c["Name"] for c in view["StorageDescriptor"]["Columns"]] == ["id", "ville"]
+    table = lake.glue.get_table(DatabaseName="edl_local_sensitive_updates", Name=DATASET)["Table"]
+    assert [k["Name"] for k in table["PartitionKeys"]] == ["commit_seq", "update_id", "kind"]
+    [partition] = lake.glue.get_partitions(DatabaseName="edl_local_sensitive_updates",
                                            TableName=DATASET)["Partitions"]
-    assert partition["Values"] == ["0000000001"]
+    assert partition["Values"] == ["1", "0000000001", "snapshot"]
     assert partition["StorageDescriptor"]["Location"] == \
         f"s3://{lake.data_bucket}/{DATASET}/data/0000000001/"
 

@@ -44,7 +44,8 @@ def instance():
 
 @pytest.fixture(scope="module")
 def bootstrapped(instance, tmp_path_factory):
-    """A bootstrapped moto server; afterwards moto's process-wide state is as it was."""
+    """A bootstrapped moto server on an empty moto (the backends are process-wide: another
+    module's tables must not be here); afterwards moto's state is reset again."""
     with pytest.MonkeyPatch.context() as mp:
         # No real AWS config or credentials may leak into the clients of this module.
         missing = tmp_path_factory.mktemp("no-aws")
@@ -54,6 +55,7 @@ def bootstrapped(instance, tmp_path_factory):
         server.start()
         host, port = server.get_host_and_port()
         endpoint = f"http://{host}:{port}"
+        _moto_api(endpoint, "reset", b"")
         try:
             yield endpoint, bootstrap(instance, endpoint)
         finally:

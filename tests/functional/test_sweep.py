@@ -74,3 +74,30 @@ def test_the_sweeper_lambda_sweeps_the_instance_named_by_its_environment(lake):
     assert report == {"failed": [], "cleaned": [f"{DATASET}/{update.update_id}"],
                       "registered": [], "expired": [], "errors": []}
     assert lake.keys(STAGING) == [] and lake.keys(f"{DATASET}/") == []
+
+
+def test_an_update_registered_in_the_old_catalog_layout_is_moved_to_the_view(lake, spark):
+    """A lake kept from before the SQL catalog: its updates are flagged registered (no layout)
+    and the tier database holds the old table mixing every update. The sweep registers them
+    again: the dataset's name becomes the view over its table of updates."""
+    from edl import naming
+
+    assert ingest(lake, spark, lake.put("a.csv", b"id,val\n1,a\n")) == 0
+    record = lake.context.metadata.get_dataset(DATASET)
+    views = naming.glue_database("local", record.tier)
+    lake.glue.delete_table(DatabaseName=views, Name=DATASET)
+    lake.glue.create_table(DatabaseName=views, TableInput={
+        "Name": DATASET, "TableType": "EXTERNAL_TABLE",
+        "PartitionKeys": [{"Name": "update", "Type": "string"}],
+        "StorageDescriptor": {"Columns": [{"Name": "id", "Type": "bigint"}],
+                              "Location": f"s3://{lake.data_bucket}/{DATASET}/data/"}})
+    lake.context.metadata.table("updates").update_item(
+        Key={"dataset": DATASET, "update_id": "0000000001"}, UpdateExpression="REMOVE #l",
+        ExpressionAttributeNames={"#l": "catalog_layout"})
+    assert not lakeapi.get_update(DATASET, "1", context=lake.context).catalog_registered
+
+    assert Sweeper(lake.context).sweep().registered == (f"{DATASET}/0000000001",)
+    table = lake.glue.get_table(DatabaseName=views, Name=DATASET)["Table"]
+    assert table["TableType"] == "VIRTUAL_VIEW"
+    assert lakeapi.get_update(DATASET, "1", context=lake.context).catalog_registered
+    assert Sweeper(lake.context).sweep().registered == ()

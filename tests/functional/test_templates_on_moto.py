@@ -13,6 +13,7 @@ import boto3
 import pytest
 
 from edl import naming
+from edl.cloudformation.components.core import query_rights
 from edl.cloudformation.render import render_template, template_context
 from edl.config import load_config
 
@@ -178,13 +179,45 @@ def acl_arns(tier: str, object_suffix: str) -> dict[str, list[str]]:
                 KeyArns=[key_arn(f"{tier}-key-{region}", region) for region in LOCAL.regions])
 
 
+def query_arns(tier: str, dataset: str) -> dict:
+    """The query parameters the components pass, as the stack takes them (lists)."""
+    return {key: list(value) if isinstance(value, tuple) else value
+            for key, value in query_rights(CONFIG, LOCAL, tier, dataset)}
+
+
+def query_allowed(query: dict, keys: list[str]) -> dict[str, set[str]]:
+    """What the query parameters allow a role: the tier's workgroups, the catalog ("*" on the
+    local cloud), the tier's prefix of the results buckets, its key to encrypt results."""
+    groups, catalog = set(query["WorkGroupArns"]), set(query["CatalogResourceArns"])
+    results, objects = set(query["ResultsBucketArns"]), set(query["ResultsObjectArns"])
+    rights: dict[str, set[str]] = {f"athena:{a}": groups for a in (
+        "StartQueryExecution", "GetQueryExecution", "GetQueryResults", "StopQueryExecution",
+        "ListQueryExecutions", "GetWorkGroup")}
+    rights.update({f"glue:{a}": catalog for a in ("GetDatabase", "GetDatabases", "GetTable",
+                                                  "GetTables", "GetPartition", "GetPartitions")})
+    rights.update({"s3:GetBucketLocation": results, "s3:ListBucket": results,
+                   "s3:GetObject": objects, "s3:PutObject": objects,
+                   "s3:AbortMultipartUpload": objects, "s3:ListMultipartUploadParts": objects,
+                   "kms:GenerateDataKey": set(keys)})
+    return rights
+
+
+def merged(*maps: dict[str, set[str]]) -> dict[str, set[str]]:
+    result: dict[str, set[str]] = {}
+    for rights in maps:
+        for action, resources in rights.items():
+            result.setdefault(action, set()).update(resources)
+    return result
+
+
 def test_default_acls_role_reads_every_internal_bucket(cfn):
     role = naming.default_reader_role(LOCAL.name)
     arns = acl_arns("internal", "*")
     working = [f"{b}/_*" for b in arns["BucketArns"]]
     outputs = create_stack(cfn, naming.stack_name("local", "default-acls"), "default_acls.yaml",
                            RoleName=role, TrustedPrincipalArns=BROKER_TRUST,
-                           WorkingAreaObjectArns=working, **arns)
+                           WorkingAreaObjectArns=working, **arns,
+                           **query_arns("internal", "*"))
     assert outputs["Role"] == role
     iam = boto3.client("iam")
     trust = iam.get_role(RoleName=role)["Role"]["AssumeRolePolicyDocument"]
@@ -192,13 +225,13 @@ def test_default_acls_role_reads_every_internal_bucket(cfn):
     assert statement["Principal"] == {"AWS": BROKER_TRUST}
     assert statement["Action"] == TRUST_ACTIONS
     (document,) = policy_documents(role).values()
-    assert allowed(document) == {
+    assert allowed(document) == merged({
         "s3:GetObject": set(arns["ObjectArns"]),
         "s3:ListBucket": set(arns["BucketArns"]),
         "s3:GetBucketLocation": set(arns["BucketArns"]),
         "kms:Decrypt": set(arns["KeyArns"]),
         "kms:DescribeKey": set(arns["KeyArns"]),
-    }
+    }, query_allowed(query_arns("internal", "*"), arns["KeyArns"]))
     assert allowed(document, "Deny") == {"s3:GetObject": set(working)}
 
 
@@ -214,7 +247,8 @@ def test_folder_acls_roles_reach_exactly_the_dataset_prefixes(cfn):
     outputs = create_stack(cfn, naming.stack_name("local", "dataset", dataset), "folder_acls.yaml",
                            Dataset=dataset, ReadRoleName=read_role, WriteRoleName=write_role,
                            TrustedPrincipalArns=BROKER_TRUST, DropBucketArns=drops,
-                           DropObjectArns=drop_areas, **arns)
+                           DropObjectArns=drop_areas, **arns,
+                           **query_arns("restricted", dataset))
     assert outputs["ReadRole"] == read_role and outputs["WriteRole"] == write_role
     for role in (read_role, write_role):
         (trust,) = boto3.client("iam").get_role(RoleName=role)["Role"][
@@ -224,9 +258,11 @@ def test_folder_acls_roles_reach_exactly_the_dataset_prefixes(cfn):
     objects, buckets, keys = (set(arns[k]) for k in ("ObjectArns", "BucketArns", "KeyArns"))
     assert objects == {f"arn:aws:s3:::{PREFIX}-local-restricted-{r}/clinical_trials/*"
                        for r in ("us-east-1", "eu-west-1")}
+    query = query_allowed(query_arns("restricted", dataset), arns["KeyArns"])
     expected = {
-        read_role: {"s3:GetObject": objects, "s3:ListBucket": buckets,
-                    "kms:Decrypt": keys, "kms:DescribeKey": keys},
+        read_role: merged({"s3:GetObject": objects, "s3:ListBucket": buckets,
+                           "s3:GetBucketLocation": buckets,
+                           "kms:Decrypt": keys, "kms:DescribeKey": keys}, query),
         # "write" is "may ingest": files go to the drop areas, never into the data bucket
         write_role: {"s3:GetObject": objects, "s3:PutObject": set(drop_areas),
                      "s3:AbortMultipartUpload": set(drop_areas),
@@ -234,6 +270,7 @@ def test_folder_acls_roles_reach_exactly_the_dataset_prefixes(cfn):
                      "kms:Decrypt": keys, "kms:DescribeKey": keys,
                      "kms:GenerateDataKey": keys, "kms:Encrypt": keys},
     }
+    expected[write_role] = merged(expected[write_role], query, {"s3:GetBucketLocation": buckets})
     for role, rights in expected.items():
         documents = policy_documents(role)
         assert len(documents) == 1, f"{role} should have exactly one attached policy"

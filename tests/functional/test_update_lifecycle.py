@@ -165,7 +165,7 @@ def test_a_failed_glue_registration_is_a_warning_and_the_sweep_registers_it(
     report = Sweeper(lake.context).sweep()
     assert report.registered == (f"{DATASET}/0000000001",)
     assert lakeapi.get_update(DATASET, "1").catalog_registered
-    [partition] = lake.glue.get_partitions(DatabaseName="edl_local_sensitive",
+    [partition] = lake.glue.get_partitions(DatabaseName="edl_local_sensitive_updates",
                                            TableName=DATASET)["Partitions"]
-    assert partition["Values"] == ["0000000001"]
+    assert partition["Values"] == ["1", "0000000001", "snapshot"]
     assert Sweeper(lake.context).sweep().registered == ()

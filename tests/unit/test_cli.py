@@ -15,7 +15,7 @@ from edl.installed_scripts.dl import main
 CONFIG = load_config()
 COMMAND_NAMES = ("deploy-core", "deploy-dataset", "plan", "diff", "status", "destroy", "render",
                  "validate", "local")
-TEMPLATES = ("artifacts.yaml", "buckets.yaml", "default_acls.yaml", "folder_acls.yaml",
+TEMPLATES = ("artifacts.yaml", "athena.yaml", "buckets.yaml", "default_acls.yaml", "folder_acls.yaml",
              "ingest_job.yaml", "metadata.yaml", "rest_api.yaml", "sweeper.yaml")
 
 
@@ -131,7 +131,7 @@ def test_validate_lints_everything_and_says_all_pass(capsys, aws_calls):
 def test_render_to_a_folder_writes_template_and_parameters_per_stack(capsys, tmp_path, aws_calls):
     out = tmp_path / "rendered"
     code, _, err = run(capsys, "render", "--instance", "dev01", "--out", str(out))
-    stacks = ["edl-dev01-artifacts-us-east-1", "edl-dev01-metadata", "edl-dev01-default-acls",
+    stacks = ["edl-dev01-artifacts-us-east-1", "edl-dev01-athena-us-east-1", "edl-dev01-metadata", "edl-dev01-default-acls",
               "edl-dev01-dataset-example-dataset", "edl-dev01-ingest-job",
               "edl-dev01-rest-api", "edl-dev01-sweeper",
               *(f"edl-dev01-buckets-{t}-us-east-1"

@@ -20,7 +20,7 @@ from edl.errors import TemplateError
 from edl.paths import cache_dir
 
 CONFIG = load_config()
-TEMPLATES = ("artifacts.yaml", "buckets.yaml", "default_acls.yaml", "folder_acls.yaml",
+TEMPLATES = ("artifacts.yaml", "athena.yaml", "buckets.yaml", "default_acls.yaml", "folder_acls.yaml",
              "ingest_job.yaml", "metadata.yaml", "rest_api.yaml", "sweeper.yaml")
 
 CLEAN_BODY = """\

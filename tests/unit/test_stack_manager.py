@@ -36,6 +36,7 @@ CORE = {
     *(f"edl-local-artifacts-{r}" for r in REGIONS),
     *(f"edl-local-buckets-{t}-{r}" for t in ("internal", "restricted", "sensitive")
       for r in REGIONS),
+    *(f"edl-local-athena-{r}" for r in REGIONS),
     "edl-local-metadata",
     "edl-local-default-acls",
     "edl-local-ingest-job",
@@ -168,7 +169,8 @@ def test_a_changed_bucket_stack_updates_the_stack_that_takes_its_outputs(fake_cl
     plan = manager(fake_clouds).plan("core of local", SPECS)
     assert {n: a for n, a in actions(plan).items() if a is not Action.UNCHANGED} == \
         {bucket: Action.UPDATE, "edl-local-default-acls": Action.UPDATE,
-         "edl-local-ingest-job": Action.UPDATE, "edl-local-rest-api": Action.UPDATE}
+         "edl-local-ingest-job": Action.UPDATE, "edl-local-rest-api": Action.UPDATE,
+         "edl-local-athena-eu-west-1": Action.UPDATE}
 
 
 def test_a_stack_whose_first_create_failed_is_recreated(fake_clouds):
@@ -178,9 +180,10 @@ def test_a_stack_whose_first_create_failed_is_recreated(fake_clouds):
     failed.resource_status = {logical: "DELETE_COMPLETE" for logical in failed.resources}
     stacks = manager(fake_clouds)
     plan = stacks.plan("core of local", SPECS)
-    # Its readers, and theirs: the tiers' buckets (its log bucket), the stacks of their keys.
+    # Its readers, and theirs: the tiers' buckets and the Athena results bucket (its log
+    # bucket), the stacks of their keys.
     readers = {*(f"edl-local-buckets-{t}-eu-west-1" for t in naming.TIERS),
-               "edl-local-default-acls", "edl-local-ingest-job", "edl-local-rest-api"}
+               "edl-local-athena-eu-west-1", "edl-local-default-acls", "edl-local-ingest-job", "edl-local-rest-api"}
     assert {s.name: s.action for s in plan.changes} == \
         {"edl-local-artifacts-eu-west-1": Action.RECREATE, **dict.fromkeys(readers, Action.UPDATE)}
     results = stacks.execute(plan)
@@ -354,7 +357,11 @@ def test_the_order_comes_from_the_outputs_a_stack_reads():
 # -- destroy ---------------------------------------------------------------------------------------
 
 class NothingOutsideCloudFormation:
-    """Glue, SSM, S3, KMS and DynamoDB of an account where EDL made nothing outside its stacks."""
+    """Glue, Athena, SSM, S3, KMS and DynamoDB of an account where EDL made nothing outside its
+    stacks."""
+
+    def list_work_groups(self, **kwargs):
+        return {"WorkGroups": [{"Name": "primary"}]}
 
     def get_paginator(self, operation: str):
         def paginate(**kwargs):

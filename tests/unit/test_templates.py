@@ -99,14 +99,14 @@ def test_getatt_only_on_types_moto_creates(instance, name):
 
 # --- buckets ---------------------------------------------------------------------------------
 
-BUCKET_TEMPLATES = ("artifacts.yaml", "buckets.yaml")
+BUCKET_TEMPLATES = {"artifacts.yaml": 2, "athena.yaml": 1, "buckets.yaml": 2}
 
 
-@pytest.mark.parametrize("name", BUCKET_TEMPLATES)
+@pytest.mark.parametrize("name", sorted(BUCKET_TEMPLATES))
 def test_every_bucket_is_versioned_private_owned_and_logged(instance, name):
     template = rendered(instance, name)
     buckets = resources(template, "AWS::S3::Bucket")
-    assert len(buckets) == 2
+    assert len(buckets) == BUCKET_TEMPLATES[name]
     for logical_id, bucket in buckets.items():
         props = bucket["Properties"]
         assert props["VersioningConfiguration"] == {"Status": "Enabled"}, logical_id
@@ -124,7 +124,7 @@ def test_every_bucket_is_versioned_private_owned_and_logged(instance, name):
             assert logging_["LogFilePrefix"] == {"Fn::Sub": f"${{{name_param}}}/"}
 
 
-@pytest.mark.parametrize("name", BUCKET_TEMPLATES)
+@pytest.mark.parametrize("name", sorted(BUCKET_TEMPLATES))
 def test_every_bucket_refuses_requests_without_tls(instance, name):
     template = rendered(instance, name)
     for logical_id, bucket in resources(template, "AWS::S3::Bucket").items():
@@ -332,6 +332,74 @@ def test_no_user_facing_role_can_write_a_datasets_data_or_raw(instance, template
     assert may(instance, "ingest_job.yaml", "Role", "s3:PutObject", arn)
 
 
+def test_athena_workgroups_are_enforced_encrypted_capped_and_pinned(instance):
+    template = rendered(instance, "athena.yaml")
+    groups = resources(template, "AWS::Athena::WorkGroup")
+    assert sorted(groups) == ["InternalWorkGroup", "RestrictedWorkGroup", "SensitiveWorkGroup"]
+    spec = spec_of(instance, "athena.yaml")
+    parameters = dict(spec.parameters)
+    inst = CONFIG.instance(instance)
+    results = naming.athena_results_bucket(CONFIG.bucket_prefix, inst.name, inst.default_region)
+    for tier in naming.TIERS:
+        props = groups[f"{tier.title()}WorkGroup"]["Properties"]
+        config = props["WorkGroupConfiguration"]
+        assert parameters[props["Name"]["Ref"]] == f"edl-{tier}" == naming.athena_workgroup(tier)
+        assert config["EnforceWorkGroupConfiguration"] is True
+        assert config["EngineVersion"] == {"SelectedEngineVersion": "Athena engine version 3"}
+        assert config["BytesScannedCutoffPerQuery"] == {"Ref": "BytesScannedCutoffPerQuery"}
+        result = config["ResultConfiguration"]
+        assert parameters[result["OutputLocation"]["Ref"]] == f"s3://{results}/{tier}/"
+        assert result["EncryptionConfiguration"]["EncryptionOption"] == "SSE_KMS"
+        # the tier's own key, from its buckets stack
+        key = parameters[result["EncryptionConfiguration"]["KmsKey"]["Ref"]]
+        assert key.stack == f"edl-{inst.name}-buckets-{tier}-{inst.default_region}"
+    assert int(parameters["BytesScannedCutoffPerQuery"]) >= 10_000_000
+    # no GetAtt on a workgroup: moto skips the type (the local deploy creates them by API)
+    assert not [n for n in walk(template) if isinstance(n, dict) and "Fn::GetAtt" in n]
+
+
+def test_athena_results_expire(instance):
+    template = rendered(instance, "athena.yaml")
+    (bucket,) = resources(template, "AWS::S3::Bucket").values()
+    (rule,) = bucket["Properties"]["LifecycleConfiguration"]["Rules"]
+    assert rule["Status"] == "Enabled" and rule["ExpirationInDays"] == \
+        {"Ref": "ResultsExpirationDays"}
+    assert int(dict(spec_of(instance, "athena.yaml").parameters)["ResultsExpirationDays"]) > 0
+
+
+def results_object(instance: str, tier: str, name: str = "0a1b.csv") -> str:
+    inst = CONFIG.instance(instance)
+    bucket = naming.athena_results_bucket(CONFIG.bucket_prefix, inst.name, inst.default_region)
+    return f"arn:aws:s3:::{bucket}/{tier}/{name}"
+
+
+@pytest.mark.parametrize("template, role, tier", USER_FACING)
+def test_user_facing_roles_query_in_their_tier_only(instance, template, role, tier):
+    inst = CONFIG.instance(instance)
+    region, account = inst.default_region, inst.account_id
+    for action in ("athena:StartQueryExecution", "athena:GetQueryResults",
+                   "athena:StopQueryExecution", "athena:GetWorkGroup"):
+        assert may(instance, template, role, action,
+                   naming.athena_workgroup_arn(region, account, tier))
+        assert not may(instance, template, role, action,
+                       naming.athena_workgroup_arn(region, account, "primary"))
+    for action in ("s3:GetObject", "s3:PutObject"):
+        assert may(instance, template, role, action, results_object(instance, tier))
+        for other in set(naming.TIERS) - {tier}:
+            assert not may(instance, template, role, action, results_object(instance, other))
+    catalog = (naming.glue_database(inst.name, tier), naming.glue_updates_database(inst.name, tier))
+    mine = "*" if role == "Role" else DATASET
+    tables = [f"arn:aws:glue:{region}:{account}:table/{d}/{DATASET}" for d in catalog]
+    for action in ("glue:GetTable", "glue:GetPartitions"):
+        for arn in tables:
+            assert may(instance, template, role, action, arn)
+        if not inst.is_local:   # moto checks Glue against "*" (DESIGN §8)
+            other = f"arn:aws:glue:{region}:{account}:table/{catalog[0]}/other_dataset"
+            assert may(instance, template, role, action, other) == (mine == "*")
+            elsewhere = f"arn:aws:glue:{region}:{account}:table/edl_{inst.name}_x/{DATASET}"
+            assert not may(instance, template, role, action, elsewhere)
+
+
 @pytest.mark.parametrize("template, role, tier", USER_FACING)
 def test_user_facing_roles_read_their_datasets(instance, template, role, tier):
     arn = data_object(instance, tier, f"{DATASET}/data/00000000000000000001/part-0.parquet")
@@ -365,10 +433,21 @@ def test_no_role_deletes_and_dataset_roles_list_only_their_prefixes(instance):
         assert "s3:DeleteObject" not in actions(template, role, "s3")
         for statement in statements(template, role):
             if "s3:ListBucket" in as_list(statement["Action"]):
-                prefixes = statement["Condition"]["StringLike"]["s3:prefix"]
-                assert all("${Dataset}" in p["Fn::Sub"] for p in prefixes), prefixes
-    assert actions(rendered(instance, "default_acls.yaml"), "Role", "s3") == {
-        "s3:GetObject", "s3:ListBucket", "s3:GetBucketLocation"}
+                prefixes = as_list(statement["Condition"]["StringLike"]["s3:prefix"])
+                # the dataset's prefixes; in the Athena results bucket, the tier's results
+                scope = "${ResultsPrefix}" if statement["Resource"] == \
+                    {"Ref": "ResultsBucketArns"} else "${Dataset}"
+                assert all(scope in p["Fn::Sub"] for p in prefixes), prefixes
+    default = rendered(instance, "default_acls.yaml")
+    assert actions(default, "Role", "s3") == {
+        "s3:GetObject", "s3:ListBucket", "s3:GetBucketLocation",
+        "s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"}
+    # the default role writes only query results, under the internal tier's prefix
+    for body, roles in ((default, ("Role",)), (template, ("ReadRole",))):
+        for role in roles:
+            writing = [st for st in statements(body, role)
+                       if "s3:PutObject" in as_list(st["Action"])]
+            assert [st["Resource"] for st in writing] == [{"Ref": "ResultsObjectArns"}]
 
 
 # --- the credential broker ---------------------------------------------------------------------
@@ -500,6 +579,7 @@ def test_each_role_has_its_own_rights_on_each_metadata_table(instance, template)
 
 RETAINED = {"buckets.yaml": {"Key", "DataBucket", "DropBucket"},
             "artifacts.yaml": {"LogsBucket"},
+            "athena.yaml": {"ResultsBucket"},
             "metadata.yaml": {f"{t.title()}Table" for t in naming.METADATA_TABLES}}
 
 
@@ -529,8 +609,9 @@ def test_ingest_job_role_trusts_glue_and_the_admin_and_gets_rights_from_attached
     granted = {a for p in attached for s in p["Properties"]["PolicyDocument"]["Statement"]
                for a in as_list(s["Action"])}
     assert {"s3:PutObject", "dynamodb:UpdateItem", "glue:CreatePartition", "kms:Decrypt"} <= granted
-    # Deleting only objects of data buckets: what a failed update left behind.
-    assert [a for a in granted if "Delete" in a] == ["s3:DeleteObject"]
+    # Deleting only objects of data buckets (what a failed update left behind) and a dataset's
+    # old-style Glue table, which gives way to its view (`edl.utils.catalog`).
+    assert sorted(a for a in granted if "Delete" in a) == ["glue:DeleteTable", "s3:DeleteObject"]
     (deleting,) = [s for p in attached for s in p["Properties"]["PolicyDocument"]["Statement"]
                    if "s3:DeleteObject" in as_list(s["Action"])]
     assert deleting["Resource"] == {"Ref": "DataObjectArns"}

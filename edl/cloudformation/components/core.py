@@ -1,7 +1,7 @@
 """The core of an instance (`edl deploy-core`).
 
 Per region: the artifacts and access-log buckets, then one stack per tier with its KMS key, data
-bucket and drop bucket. In the default region: the metadata tables, and the role that reads every
+bucket and drop bucket, then the Athena workgroups of every tier and their results bucket. In the default region: the metadata tables, and the role that reads every
 internal-tier dataset (which trusts the credential broker: it deploys after the REST API). The order follows from the outputs each stack reads (`OutputRef`): a tier's
 buckets log into the artifacts stack's log bucket, the reader role takes the internal keys of
 every region.
@@ -41,6 +41,36 @@ def key_arn(instance: Instance, tier: str, region: str) -> OutputRef:
                      naming.kms_key_arn(region, instance.account_id, "{}"))
 
 
+# Query results are working copies: deleted after this many days.
+RESULTS_EXPIRATION_DAYS = 30
+# A query that would scan more than this is cancelled by Athena (100 GiB, about $0.50).
+BYTES_SCANNED_CUTOFF = 100 * 2**30
+
+
+def athena_stack(instance: Instance, region: str) -> str:
+    return naming.stack_name(instance.name, "athena", region)
+
+
+def query_rights(config: LakeConfig, instance: Instance, tier: str,
+                 dataset: str) -> tuple[tuple[str, tuple | str], ...]:
+    """The parameters that let a role query `dataset` (`"*"`: every dataset of the tier): its
+    tier's workgroups, the Glue items of the dataset (or "*" on the local instance, where moto
+    authorises Glue against "*", DESIGN §8), and the tier's prefix of the results buckets."""
+    results = [naming.athena_results_bucket(config.bucket_prefix, instance.name, r)
+               for r in instance.regions]
+    prefix = naming.athena_results_prefix(tier)
+    catalog: tuple = ("*",) if instance.is_local else naming.glue_dataset_arns(
+        instance.name, tier, dataset, instance.regions, instance.account_id)
+    return (
+        ("WorkGroupArns", tuple(naming.athena_workgroup_arn(r, instance.account_id, tier)
+                                for r in instance.regions)),
+        ("CatalogResourceArns", catalog),
+        ("ResultsBucketArns", tuple(naming.bucket_arn(b) for b in results)),
+        ("ResultsObjectArns", tuple(naming.object_arn(b, f"{prefix}*") for b in results)),
+        ("ResultsPrefix", prefix),
+    )
+
+
 def table_resources(instance: Instance, *tables: str, indexes: bool = True) -> tuple[str, ...]:
     """The IAM resources of the named metadata tables: their exact ARNs, or "*" on the local
     instance, where moto authorises DynamoDB calls against "*" (it computes no table ARN, so a
@@ -74,6 +104,21 @@ def core_stacks(config: LakeConfig, instance: Instance) -> list[StackSpec]:
                     ("KeyAliasName", naming.kms_alias(name, tier)),
                 ),
             ))
+        specs.append(StackSpec(
+            name=athena_stack(instance, region), region=region, template="athena.yaml",
+            parameters=(
+                ("ResultsBucketName", naming.athena_results_bucket(prefix, name, region)),
+                ("LogsBucketName", OutputRef(artifacts_stack(instance, region), "LogsBucket")),
+                ("ResultsExpirationDays", str(RESULTS_EXPIRATION_DAYS)),
+                ("BytesScannedCutoffPerQuery", str(BYTES_SCANNED_CUTOFF)),
+                *((f"{tier.capitalize()}{key}", value) for tier in naming.TIERS
+                  for key, value in (
+                      ("WorkGroupName", naming.athena_workgroup(tier)),
+                      ("OutputLocation", f"s3://{naming.athena_results_bucket(prefix, name, region)}"
+                                         f"/{naming.athena_results_prefix(tier)}"),
+                      ("KeyArn", key_arn(instance, tier, region)))),
+            ),
+        ))
     specs.append(StackSpec(
         name=naming.stack_name(name, "metadata"), region=instance.default_region,
         template="metadata.yaml", parameters=(("TablePrefix", naming.table_prefix(name)),),
@@ -91,6 +136,7 @@ def core_stacks(config: LakeConfig, instance: Instance) -> list[StackSpec]:
             ("ObjectArns", tuple(naming.object_arn(b) for b in internal_buckets)),
             ("WorkingAreaObjectArns", tuple(naming.object_arn(b, "_*") for b in internal_buckets)),
             ("KeyArns", tuple(key_arn(instance, "internal", r) for r in instance.regions)),
+            *query_rights(config, instance, "internal", "*"),
         ),
     ))
     ingest_stacks, rest_api_stacks, sweeper_stacks = _later_components()

@@ -12,7 +12,7 @@ written to the metadata table once the stack is done.
 from __future__ import annotations
 
 from edl import naming
-from edl.cloudformation.components.core import key_arn
+from edl.cloudformation.components.core import key_arn, query_rights
 from edl.cloudformation.components.rest_api import broker_trust
 from edl.cloudformation.plan import StackSpec
 from edl.config import Instance, LakeConfig
@@ -44,5 +44,6 @@ def dataset_stacks(config: LakeConfig, instance: Instance, dataset: str,
             ("DropObjectArns", tuple(naming.object_arn(b, f"{area}*") for b in drops
                                      for area in naming.drop_areas(dataset))),
             ("KeyArns", tuple(key_arn(instance, tier, r) for r in instance.regions)),
+            *query_rights(config, instance, tier, dataset),
         ),
     )]

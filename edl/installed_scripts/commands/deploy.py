@@ -109,6 +109,8 @@ def _execute(ui: UI, factory: Factory, plan: Plan, allow_replace: list[str]) -> 
     if factory.instance.is_local:
         for role in factory.local_trust().refresh(plan):
             ui.info(f"role {role}: trust policy brought up to date through IAM")
+        for workgroup in factory.local_workgroups().ensure(plan):
+            ui.info(f"workgroup {workgroup}: created through the Athena API")
 
 
 def _deploy(ui: UI, factory: Factory, plan: Plan, allow_replace: list[str]) -> None:

@@ -11,7 +11,10 @@ secrets. Bodies of large S3 writes go to the blob store; the record holds their 
 What counts as a write: for S3 (REST), any method but GET/HEAD/OPTIONS; for the JSON and query
 protocols, any action that is not a read by its name (`Describe*`, `Get*`, `List*`, `Query`,
 `Scan`, ...; STS's `GetSessionToken` and `GetFederationToken` do create sessions and are
-journaled). moto's own control API (`/moto-api/...`) is not journaled: it is not the lake.
+journaled). moto's own control API (`/moto-api/...`) is not journaled: it is not the lake; nor
+are the local Athena's query calls (`StartQueryExecution`, `StopQueryExecution`): a query is not
+a change to the lake, a restart must not run it again, and the result objects it writes go
+through S3 like any other write.
 
 Some of moto's randomness is not `mock_random` but the OS: STS session tokens, S3 multipart
 upload ids, KMS key material (measured: a replayed `AssumeRole` otherwise hands out another
@@ -44,6 +47,7 @@ _READ_METHODS = {"GET", "HEAD", "OPTIONS"}
 _READ_PREFIXES = ("Describe", "Get", "List", "Query", "Scan", "BatchGet", "Head", "Search",
                   "Lookup", "Select", "Validate", "Estimate", "TransactGet", "Check")
 _WRITES_BY_READ_NAME = {"GetSessionToken", "GetFederationToken"}
+_NOT_THE_LAKE_TARGETS = {"AmazonAthena.StartQueryExecution", "AmazonAthena.StopQueryExecution"}
 _ENVIRON_STRINGS = ("REQUEST_METHOD", "SCRIPT_NAME", "PATH_INFO", "QUERY_STRING", "RAW_URI",
                     "REQUEST_URI", "SERVER_NAME", "SERVER_PORT", "SERVER_PROTOCOL",
                     "CONTENT_TYPE", "CONTENT_LENGTH", "REMOTE_ADDR", "wsgi.url_scheme")
@@ -110,6 +114,8 @@ def _service(environ: dict) -> str | None:
 def is_write(environ: dict, body: bytes) -> bool:
     """Whether a request to moto may change the lake (and so is journaled)."""
     if environ.get("PATH_INFO", "").startswith("/moto-api"):
+        return False
+    if environ.get("HTTP_X_AMZ_TARGET") in _NOT_THE_LAKE_TARGETS:
         return False
     action = None if _service(environ) == "s3" else _action(environ, body)
     if action is None:

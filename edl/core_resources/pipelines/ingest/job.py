@@ -140,8 +140,8 @@ class IngestJob:
                 "complete update is registered in the catalog",
                 hint="pick a complete update from lake.list_updates(...)")
         try:
-            GlueCatalog(self.ctx.glue(dataset.home_region), self.ctx.instance).register_update(
-                dataset, update)
+            GlueCatalog(self.ctx.glue(dataset.home_region), self.ctx.instance,
+                        self.ctx.updates).register_update(dataset, update)
             self.ctx.updates.mark_registered(dataset.dataset, update.update_id)
         except Exception as exc:
             raise CatalogRegistrationError(
