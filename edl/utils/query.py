@@ -19,8 +19,9 @@ differs. A query is planned before it is sent:
    session reads the query's datasets, so a query reads either internal datasets only (the
    default reader role) or one dataset of a higher tier (its read role) - never two of those;
 4. it runs in the workgroup of the highest tier it reads (`edl-<tier>`), which sets where the
-   result goes. States are polled with a growing interval and reported; a query still running
-   at its timeout - or when Ctrl-C is pressed - is stopped (`StopQueryExecution`).
+   result goes. Its state is polled every 50 ms for a second, then ever less often, and
+   reported; a query still running at its timeout - or when Ctrl-C is pressed - is stopped
+   (`StopQueryExecution`).
 
 The result is read from the CSV object Athena wrote (never paged through `GetQueryResults`),
 typed by the columns Athena reports.
@@ -43,6 +44,7 @@ SUCCEEDED, FAILED, CANCELLED = "SUCCEEDED", "FAILED", "CANCELLED"
 FINAL_STATES = (SUCCEEDED, FAILED, CANCELLED)
 DEFAULT_TIMEOUT_SECONDS = 600.0
 _POLL_FIRST, _POLL_MAX = 0.05, 1.0
+_POLL_FAST_FOR = 1.0   # seconds polled every _POLL_FIRST before backing off
 
 Progress = Callable[[str, float, Mapping[str, Any]], None]   # (state, seconds, statistics)
 
@@ -229,7 +231,8 @@ class AthenaQueries:
                                    "and was stopped (CANCELLED)",
                                    hint="give it longer with --timeout, or narrow it")
             self.sleep(interval)
-            interval = min(interval * 2, _POLL_MAX)
+            if self.clock() - started >= _POLL_FAST_FOR:   # most queries end within a second
+                interval = min(interval * 2, _POLL_MAX)
 
     def _stop(self, query_id: str) -> None:
         # Best effort: the error (or Ctrl-C) that led here is what the caller must hear of.
