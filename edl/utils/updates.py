@@ -63,6 +63,8 @@ KINDS = ("snapshot", "delta")
 # The Glue catalog's layout (edl.utils.catalog): 1, a table per dataset mixing every update;
 # 2, a view per dataset over a table of its updates.
 CATALOG_LAYOUT = 2
+# Ids tried when the dataset's counter lags behind its updates (allocate_update).
+_ALLOCATE_ATTEMPTS = 5
 ID_WIDTH = 10
 MANIFEST = naming.MANIFEST_NAME
 
@@ -256,19 +258,42 @@ class UpdateStore:
     def allocate_update(self, dataset: str, kind: str, source: str, bucket: str, *,
                         requested_by: str = "", job_id: str = "",
                         options: dict[str, Any] | None = None) -> UpdateRecord:
-        """Take the next id from the dataset's counter and write the pending update."""
+        """Take the next id from the dataset's counter and write the pending update.
+
+        An id already taken means the counter lags (a restored table, or moto, whose `ADD` is
+        not atomic under concurrent callers): the next ids are tried, a few of them; a counter
+        far behind is an error that says how to repair it."""
         naming.validate_dataset_name(dataset)
         if kind not in KINDS:
             raise UpdateStateError(f"unknown update kind {kind!r}",
                                    hint=f"choose one of: {', '.join(KINDS)}")
+        for _attempt in range(_ALLOCATE_ATTEMPTS):
+            record = UpdateRecord(
+                dataset=dataset, update_id=format_update_id(self._next_seq(dataset)), kind=kind,
+                status=PENDING, source=source, bucket=bucket, requested_by=requested_by,
+                job_id=job_id, created_at=self._now(), options=dict(options or {}),
+            )
+            try:
+                self._table("updates").put_item(
+                    Item=record.to_item(), ConditionExpression="attribute_not_exists(update_id)")
+                return record
+            except ClientError as exc:
+                if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                    raise
+        raise UpdateStateError(
+            f"{dataset} update {record.update_id} already exists; the dataset's update counter "
+            "is behind its updates",
+            hint="raise update_seq on the dataset's item above its newest update id")
+
+    def _next_seq(self, dataset: str) -> int:
         try:
-            seq = self._table("datasets").update_item(
+            return int(self._table("datasets").update_item(
                 Key={"dataset": dataset},
                 UpdateExpression="ADD update_seq :one",
                 ConditionExpression="attribute_exists(dataset)",
                 ExpressionAttributeValues={":one": 1},
                 ReturnValues="UPDATED_NEW",
-            )["Attributes"]["update_seq"]
+            )["Attributes"]["update_seq"])
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
                 raise UnknownDatasetError(
@@ -276,23 +301,6 @@ class UpdateStore:
                     hint=f"deploy it first: edl deploy-dataset {dataset} --instance "
                     f"{self.instance} ...") from None
             raise
-        now = self._now()
-        record = UpdateRecord(
-            dataset=dataset, update_id=format_update_id(int(seq)), kind=kind, status=PENDING,
-            source=source, bucket=bucket, requested_by=requested_by, job_id=job_id,
-            created_at=now, options=dict(options or {}),
-        )
-        try:
-            self._table("updates").put_item(
-                Item=record.to_item(), ConditionExpression="attribute_not_exists(update_id)")
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                raise UpdateStateError(
-                    f"{dataset} update {record.update_id} already exists; the dataset's "
-                    "update counter is behind its updates",
-                    hint="raise update_seq on the dataset's item above its newest update id") from None
-            raise
-        return record
 
     def claim_update(self, dataset: str, update_id: str, job_id: str) -> UpdateRecord:
         """Mark a pending update as worked on by `job_id`; refused if it is not pending or

@@ -46,6 +46,29 @@ def test_concurrent_allocations_get_distinct_ids(store):
     assert len(store.list_updates("clinical_trials")) == 24
 
 
+def _set_counter(store: UpdateStore, value: int) -> None:
+    store._table("datasets").update_item(Key={"dataset": "clinical_trials"},
+                                         UpdateExpression="SET update_seq = :v",
+                                         ExpressionAttributeValues={":v": value})
+
+
+def test_a_counter_a_little_behind_moves_on_to_the_next_free_id(store):
+    for _ in range(3):
+        allocate(store)
+    _set_counter(store, 1)                      # e.g. a table restored from an older backup
+    assert allocate(store).update_id == "0000000004"
+
+
+def test_a_counter_far_behind_is_an_error_that_says_how_to_repair_it(store):
+    for _ in range(8):
+        allocate(store)
+    _set_counter(store, 0)
+    with pytest.raises(UpdateStateError, match="counter is behind") as caught:
+        allocate(store)
+    assert "update_seq" in caught.value.hint
+    assert len(store.list_updates("clinical_trials")) == 8
+
+
 def test_unknown_dataset_is_refused(store):
     with pytest.raises(UnknownDatasetError, match="no_such"):
         store.allocate_update("no_such", "snapshot", "s3://x/y", BUCKET)
