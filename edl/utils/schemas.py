@@ -148,66 +148,58 @@ def describe_schema(schema: pa.Schema) -> list[dict[str, str]]:
     return [{"name": f.name, "type": str(f.type)} for f in schema]
 
 
+def _is_byte(t: pa.DataType) -> bool:
+    return pa.types.is_int8(t) or pa.types.is_uint8(t)
+
+
+def _is_short(t: pa.DataType) -> bool:
+    return pa.types.is_int16(t) or pa.types.is_uint16(t)
+
+
+def _is_binary(t: pa.DataType) -> bool:
+    return pa.types.is_binary(t) or pa.types.is_large_binary(t)
+
+
+# (Arrow type test, Glue/Hive name, Trino name); the first test that holds wins. Athena reads
+# Parquet timestamps as `timestamp(3)`.
+_SCALARS = (
+    (pa.types.is_boolean, "boolean", "boolean"),
+    (_is_byte, "tinyint", "tinyint"),
+    (_is_short, "smallint", "smallint"),
+    (pa.types.is_int32, "int", "integer"),
+    (pa.types.is_integer, "bigint", "bigint"),
+    (pa.types.is_float32, "float", "real"),
+    (pa.types.is_floating, "double", "double"),
+    (pa.types.is_date, "date", "date"),
+    (pa.types.is_timestamp, "timestamp", "timestamp(3)"),
+    (_is_binary, "binary", "varbinary"),
+)
+
+
 def glue_type(t: pa.DataType) -> str:
     """The Hive/Athena type for an Arrow type, as the Glue catalog wants it."""
-    if pa.types.is_boolean(t):
-        return "boolean"
-    if pa.types.is_int8(t) or pa.types.is_uint8(t):
-        return "tinyint"
-    if pa.types.is_int16(t) or pa.types.is_uint16(t):
-        return "smallint"
-    if pa.types.is_int32(t):
-        return "int"
-    if pa.types.is_integer(t):
-        return "bigint"
-    if pa.types.is_float32(t):
-        return "float"
-    if pa.types.is_floating(t):
-        return "double"
+    for test, glue, _trino in _SCALARS:
+        if test(t):
+            return glue
     if pa.types.is_decimal(t):
         return f"decimal({t.precision},{t.scale})"
-    if pa.types.is_date(t):
-        return "date"
-    if pa.types.is_timestamp(t):
-        return "timestamp"
-    if pa.types.is_binary(t) or pa.types.is_large_binary(t):
-        return "binary"
     if pa.types.is_list(t) or pa.types.is_large_list(t):
         return f"array<{glue_type(t.value_type)}>"
     if pa.types.is_struct(t):
         inner = ",".join(f"{t.field(i).name}:{glue_type(t.field(i).type)}"
                          for i in range(t.num_fields))
         return f"struct<{inner}>"
-    if pa.types.is_null(t):
-        return "string"
-    return "string"
+    return "string"   # null columns and anything else
 
 
 def trino_type(t: pa.DataType) -> str:
     """The Trino (Athena engine 3) type of a column whose Glue type is `glue_type(t)`: what a
-    Presto view's column list declares. Athena reads Parquet timestamps as `timestamp(3)`."""
-    if pa.types.is_boolean(t):
-        return "boolean"
-    if pa.types.is_int8(t) or pa.types.is_uint8(t):
-        return "tinyint"
-    if pa.types.is_int16(t) or pa.types.is_uint16(t):
-        return "smallint"
-    if pa.types.is_int32(t):
-        return "integer"
-    if pa.types.is_integer(t):
-        return "bigint"
-    if pa.types.is_float32(t):
-        return "real"
-    if pa.types.is_floating(t):
-        return "double"
+    Presto view's column list declares."""
+    for test, _glue, trino in _SCALARS:
+        if test(t):
+            return trino
     if pa.types.is_decimal(t):
         return f"decimal({t.precision},{t.scale})"
-    if pa.types.is_date(t):
-        return "date"
-    if pa.types.is_timestamp(t):
-        return "timestamp(3)"
-    if pa.types.is_binary(t) or pa.types.is_large_binary(t):
-        return "varbinary"
     if pa.types.is_list(t) or pa.types.is_large_list(t):
         return f"array({trino_type(t.value_type)})"
     if pa.types.is_struct(t):

@@ -13,18 +13,14 @@ import datetime as dt
 import io
 from decimal import Decimal
 
+import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
+import sqlglot
 
 from edl.utils import lake as lakeapi
 from edl.utils.catalog import as_of_sql, decode_presto_view
 from tests.functional.ingest_helpers import DATASET, ingest
-
-duckdb = pytest.importorskip("duckdb", reason="duckdb is not installed (the local Athena's "
-                             "engine; it comes with the local Athena part of #10)")
-sqlglot = pytest.importorskip("sqlglot", reason="sqlglot is not installed (it comes with the "
-                              "local Athena part of #10)")
 
 VIEWS, TABLES = "edl_local_sensitive", "edl_local_sensitive_updates"
 PRICE = pa.decimal128(10, 2)
