@@ -114,3 +114,19 @@ def ingest_in_process(spark, dataset: str, source: str, *args: str) -> int:
         "local", role_arn=role_arn(naming.ingest_job_role("local")))
     return ingest_main(["--instance", "local", "--dataset", dataset, "--source", source, *args],
                        spark=spark, context=context)
+
+
+def edl_api(*args: str, user: str) -> subprocess.CompletedProcess:
+    return run_tool("edl-api", *args, user=user)
+
+
+def ok(done: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    assert done.returncode == 0, done.stderr
+    return done
+
+
+def refused(done: subprocess.CompletedProcess, *words: str) -> str:
+    assert done.returncode != 0, done.stdout
+    for word in words:
+        assert word in done.stderr, done.stderr
+    return done.stderr

@@ -24,29 +24,13 @@ from edl import naming
 from edl.local import control
 from edl.paths import local_credentials_file
 from tests.e2e.conftest import LocalCloud
-from tests.e2e.helpers import BIN, PREFIX, client, free_port, run_tool
+from tests.e2e.helpers import BIN, PREFIX, client, edl_api, free_port, ok, refused
 
 SENSITIVE = "acc_trials"
 NEIGHBOUR = "acc_other"
 INTERNAL = "acc_stats"
 RESTRICTED = "acc_plans"
 CSV = "trial_id,site,enrolled,started\nT1,Lyon,10,2026-01-05\nT2,Zürich,20,2026-02-11\n"
-
-
-def edl_api(*args: str, user: str) -> subprocess.CompletedProcess:
-    return run_tool("edl-api", *args, user=user)
-
-
-def ok(done: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
-    assert done.returncode == 0, done.stderr
-    return done
-
-
-def refused(done: subprocess.CompletedProcess, *words: str) -> str:
-    assert done.returncode != 0, done.stdout
-    for word in words:
-        assert word in done.stderr, done.stderr
-    return done.stderr
 
 
 def as_json(done: subprocess.CompletedProcess) -> dict:

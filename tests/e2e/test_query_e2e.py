@@ -24,7 +24,8 @@ import yaml
 
 from edl import naming
 from edl.utils import lake
-from tests.e2e.helpers import BIN, PREFIX, client, ingest_in_process, run_tool
+from tests.e2e import helpers
+from tests.e2e.helpers import BIN, PREFIX, client, edl_api, ingest_in_process, ok, run_tool
 from tests.functional.athena_helpers import SITES, UPDATES
 
 CORPUS = yaml.safe_load((Path(__file__).parents[1] / "functional" / "athena_corpus.yaml")
@@ -38,21 +39,10 @@ SECRET_UPDATES = ["id,site,dose,op\n1,Lyon,1.50,I\n2,Zürich,2.25,I\n3,Nice,3.00
                   "id,site,dose,op\n2,Zürich,9.75,U\n3,,,D\n4,Tōkyō,4.00,I\n"]
 
 
-def edl_api(*args: str, user: str) -> subprocess.CompletedProcess:
-    return run_tool("edl-api", *args, user=user)
-
-
-def ok(done: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
-    assert done.returncode == 0, done.stderr
-    return done
-
-
 def refused(done: subprocess.CompletedProcess, *words: str) -> str:
-    assert done.returncode != 0, done.stdout
+    """Refused with a message, never a traceback."""
     assert "Traceback" not in done.stderr, done.stderr
-    for word in words:
-        assert word in done.stderr, done.stderr
-    return done.stderr
+    return helpers.refused(done, *words)
 
 
 def _put_parquet(s3, bucket: str, key: str, table: pa.Table) -> str:
