@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from edl import paths
+from edl.local import in_process
 from edl.local.state.store import LakeState, LoadReport, LocalStateError, has_lake
 from edl.local.wsgi import ServerThread
 
@@ -139,11 +140,7 @@ class MotoService:
         return f"http://{self.host}:{self.port}"
 
     def start(self) -> None:
-        from moto.moto_server.werkzeug_app import (
-            DomainDispatcherApplication,
-            MotoRequestHandler,
-            create_backend_app,
-        )
+        from moto.moto_server.werkzeug_app import MotoRequestHandler, create_backend_app
         # moto builds some URLs it hands out (Lambda, Batch) from MOTO_PORT, as its own server does.
         os.environ.setdefault("MOTO_PORT", str(self.port))
         from edl.local import control_api
@@ -170,7 +167,7 @@ class MotoService:
                 return AthenaApi(app, athena)
             return app
 
-        moto_app: Any = DomainDispatcherApplication(backend_app)
+        moto_app: Any = _moto_dispatcher(backend_app)
         if self.state is not None:  # the saved lake is loaded before the port opens
             self.load_report = self.state.load(moto_app)
             moto_app = self.state.wrap(moto_app)
@@ -178,9 +175,12 @@ class MotoService:
         # moto cannot authenticate presigned URLs under IAM enforcement; the shim does it.
         app = CurrentSessionsOnly(PresignedUrls(CopySourceCheck(moto_app, keys), keys))
         # Binds now, so a taken port fails here rather than in the serving thread.
-        self._server = ServerThread("moto", LoopbackOnly(app, lambda: self.port), self.host,
-                                    self.port, request_handler=MotoRequestHandler)
+        served = LoopbackOnly(app, lambda: self.port)
+        self._server = ServerThread("moto", served, self.host, self.port,
+                                    request_handler=MotoRequestHandler)
         self.port = self._server.start()
+        # The runtime's own clients (API handlers, jobs, sweep) skip the socket, nothing else.
+        in_process.serve_in_process(self.url, served)
         self._configure()
 
     def _configure(self) -> None:
@@ -192,6 +192,7 @@ class MotoService:
 
     def stop(self) -> None:
         if self._server is not None:
+            in_process.withdraw(self.url)
             self._server.stop()
             self._server = None
         if self._athena is not None:  # running queries are cancelled: none outlives the port
@@ -200,6 +201,23 @@ class MotoService:
         if self.state is not None:
             self.state.close()
             self.state = None
+
+
+def _moto_dispatcher(create_app: Any) -> Any:
+    """moto's dispatcher by service, less one cost: to find the backend of a request's service
+    it lists moto's package folder (some 200 `isdir` calls) and then tries some 300 URL patterns,
+    on every request. Its answer depends on the service's host name only, so it is kept."""
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    known: dict[str | None, Any] = {}
+
+    class Dispatcher(DomainDispatcherApplication):
+        def get_backend_for_host(self, host: str | None) -> Any:
+            if host not in known:   # moto calls this under its lock
+                known[host] = super().get_backend_for_host(host)
+            return known[host]
+
+    return Dispatcher(create_app)
 
 
 def default_services(port: int, instance_name: str = "local", api_port: int | None = None,
