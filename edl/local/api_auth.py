@@ -86,9 +86,9 @@ class KeyStore(Protocol):
 class MotoKeyStore:
     """Access keys of the moto backends running in this process, for one account.
 
-    Uses moto internals (`iam_backends[account]["aws"].users[*].access_keys`,
-    `sts_backends[account]["aws"].assumed_roles`), the same ones moto's own IAM enforcement reads
-    in `moto/iam/access_control.py`; stable across moto 4 and 5.
+    Uses moto internals (`iam_backends[account]["aws"].users[*].access_keys`, and the sessions
+    of `sts_backends`, through `sts_guard.find_session`), the same ones moto's own IAM
+    enforcement reads in `moto/iam/access_control.py`; stable across moto 4 and 5.
     """
 
     def __init__(self, account_id: str, partition: str = "aws") -> None:
@@ -111,19 +111,16 @@ class MotoKeyStore:
 
     def _find_role_key(self, access_key_id: str) -> CallerKey | None:
         from moto.core.utils import utcnow
-        from moto.sts.models import sts_backends
 
-        from edl.local.sts_guard import session_is_current
+        from edl.local.sts_guard import find_session, session_is_current
 
-        backend = sts_backends[self.account_id][self.partition]
-        for role in reversed(list(backend.assumed_roles)):
-            if role.access_key_id != access_key_id:
-                continue
-            if role.expiration <= utcnow() or not session_is_current(role):
-                return None
-            return CallerKey(access_key_id, role.secret_access_key, role.arn, role.user_id,
-                             self.account_id, session_token=role.session_token)
-        return None
+        role = find_session(access_key_id)
+        if role is None or role.account_id != self.account_id or role.partition != self.partition:
+            return None
+        if role.expiration <= utcnow() or not session_is_current(role):
+            return None
+        return CallerKey(access_key_id, role.secret_access_key, role.arn, role.user_id,
+                         self.account_id, session_token=role.session_token)
 
 
 @dataclass(frozen=True)

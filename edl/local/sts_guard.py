@@ -28,8 +28,10 @@ from __future__ import annotations
 import io
 import logging
 import re
+import threading
 import uuid
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import unquote
 from xml.sax.saxutils import escape
 
@@ -112,16 +114,40 @@ def check_assume_role(role_arn: str | None, duration: int) -> StsRefusal | None:
 
 # -- sessions pinned to their role ------------------------------------------------------------
 
+class _SessionIndex:
+    """moto's sessions by access key. moto keeps each backend's sessions in a list that only
+    grows (every AssumeRole adds one) and is replaced on reset; looking a key up in it costs a
+    pass over every session minted so far, on every request. The index reads each list's new
+    entries once."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_key: dict[str, Any] = {}
+        self._seen: dict[int, tuple[list, int]] = {}   # id(list) -> (the list, entries read)
+
+    def find(self, access_key_id: str):
+        from moto.sts.models import sts_backends
+
+        with self._lock:
+            lists = [backend.assumed_roles for account in list(sts_backends.keys())
+                     for backend in list(sts_backends[account].values())]
+            if {id(x) for x in lists} != set(self._seen):   # a reset, or a new account
+                self._by_key.clear()
+                self._seen = {id(x): (x, 0) for x in lists}
+            for sessions in lists:
+                _, read = self._seen[id(sessions)]
+                for session in sessions[read:]:
+                    self._by_key[session.access_key_id] = session
+                self._seen[id(sessions)] = (sessions, len(sessions))
+            return self._by_key.get(access_key_id)
+
+
+_sessions = _SessionIndex()
+
+
 def find_session(access_key_id: str):
     """moto's session (an `AssumedRole`) holding this temporary key, in any account, or None."""
-    from moto.sts.models import sts_backends
-
-    for account in list(sts_backends.keys()):
-        for backend in list(sts_backends[account].values()):
-            for session in reversed(list(backend.assumed_roles)):
-                if session.access_key_id == access_key_id:
-                    return session
-    return None
+    return _sessions.find(access_key_id)
 
 
 def pin_session(access_key_id: str, role_id: str) -> None:
