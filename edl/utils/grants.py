@@ -20,9 +20,19 @@ Beside each grant item the table holds two small items of the same dataset, whic
 - the *active pointer* `active#<level>#<grantee>` (`points_to`, `expires_at`) exists while the
   grant is active: the broker's check is one GetItem of it (`active_grant`), never a scan.
 
+And the sweep finds the grants whose time is up without a scan (a scan reads the whole table,
+which on the local cloud's moto holds the process for seconds at 100,000 items): the partition
+`#expiry` (no dataset's name starts with `#`) holds the *expiry schedule*, one small item per hour
+and shard, `<yyyy-mm-ddThh>#<shard>`, whose string set `grants` lists the grants that expire in
+that hour, and the `cursor` item, the first hour not yet cleared. The sweep reads the hours from
+the cursor to now by key (16 GetItems an hour), and moves the cursor past an hour once none of
+its grants is active any more. A lake from before the schedule has no cursor: the first sweep
+scans once, schedules what it finds and sets it.
+
 Every grant write is conditional on the state it was read in, so a race is a 409 too. The order
-of the writes keeps every crash on the safe side: activation commits the grant, then writes the
-pointer (a crash between leaves an active grant that vends nothing); revoke and expiry delete
+of the writes keeps every crash on the safe side: activation schedules the expiry, commits the
+grant, then writes the pointer (a crash between leaves an active grant that vends nothing, or a
+schedule entry of a grant that is not active, which the sweep drops); revoke and expiry delete
 the pointer first (refusing new credentials at once), then commit.
 """
 
@@ -30,9 +40,10 @@ from __future__ import annotations
 
 import re
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from boto3.dynamodb.conditions import Attr
@@ -52,6 +63,10 @@ TRANSITIONS: dict[str, tuple[str, str]] = {
 GRANT_ID_RE = re.compile(r"[a-z][a-z0-9_]{2,62}\.[0-9a-f]{12}")
 # A lock whose grant item never appeared (its writer died) is taken over after this long.
 STALE_LOCK_SECONDS = 60
+EXPIRY_PARTITION = "#expiry"
+EXPIRY_CURSOR = "cursor"
+EXPIRY_SHARDS = 16            # an hour's grants over 16 items: ~160,000 before DynamoDB's 400 KB
+SWEEP_HOURS = 48              # hours of the schedule one sweep reads at most (a long stop)
 _CONDITION_FAILED = "ConditionalCheckFailedException"
 
 
@@ -193,6 +208,45 @@ def pointer_key(kind: str, level: str, grantee: str) -> str:
     return f"{kind}#{level}#{grantee}"
 
 
+def pointer_keys(dataset: str, grantee: str, level: str) -> list[dict[str, str]]:
+    """The keys of the active pointers that give `level`, the level itself first: a write
+    grant gives read too."""
+    return [{"dataset": dataset, "grant_id": pointer_key("active", wanted, grantee)}
+            for wanted in ((level, "write") if level == "read" else (level,))]
+
+
+def active_from(pointers: list[dict[str, Any] | None], now: float) -> ActiveGrant | None:
+    """The grant of the first pointer (in `pointer_keys` order; None where there is none) that
+    has not expired."""
+    for item in pointers:
+        if item is None:
+            continue
+        expires = item.get("expires_at")
+        if expires is not None and expires <= format_time(now):
+            continue
+        level = item["grant_id"].split("#", 2)[1]
+        return ActiveGrant(grant_id=item["points_to"], level=level, expires_at=expires)
+    return None
+
+
+def expiry_hour(expires_at: str) -> str:
+    """`2026-12-31T10:00:00Z` -> `2026-12-31T10`, the schedule's hour."""
+    return expires_at[:13]
+
+
+def expiry_key(hour: str, shard: int) -> dict[str, str]:
+    return {"dataset": EXPIRY_PARTITION, "grant_id": f"{hour}#{shard:02d}"}
+
+
+def expiry_shard(grant_id: str) -> int:
+    return zlib.crc32(grant_id.encode()) % EXPIRY_SHARDS
+
+
+def next_hour(hour: str) -> str:
+    later = datetime.strptime(hour, "%Y-%m-%dT%H").replace(tzinfo=UTC) + timedelta(hours=1)
+    return later.strftime("%Y-%m-%dT%H")
+
+
 @dataclass
 class GrantStore:
     """Reads and writes grants through a boto3 Table (`edl-<instance>-grants`)."""
@@ -216,16 +270,11 @@ class GrantStore:
         """The active grant giving `grantee` `level` on `dataset` (a write grant gives read
         too), or None: one keyed GetItem per level looked at. An `expires_at` in the past is
         no grant, whether or not the sweep has run."""
-        for wanted in (level, "write") if level == "read" else (level,):
-            item = self.table.get_item(
-                Key={"dataset": dataset, "grant_id": pointer_key("active", wanted, grantee)},
-                ConsistentRead=True).get("Item")
-            if item is None:
-                continue
-            expires = item.get("expires_at")
-            if expires is not None and expires <= format_time(now):
-                continue
-            return ActiveGrant(grant_id=item["points_to"], level=wanted, expires_at=expires)
+        for key in pointer_keys(dataset, grantee, level):
+            found = active_from([self.table.get_item(Key=key, ConsistentRead=True)
+                                 .get("Item")], now)
+            if found is not None:
+                return found
         return None
 
     # -- writes ---------------------------------------------------------------------------------
@@ -233,6 +282,7 @@ class GrantStore:
     def create(self, grant: Grant) -> Grant:
         """Record a new grant (requested, or active when its maker approved it at once)."""
         self._take_lock(grant)
+        self._schedule_expiry(grant)
         self.table.put_item(Item=grant.to_item(),
                             ConditionExpression="attribute_not_exists(grant_id)")
         if grant.state == ACTIVE:
@@ -242,6 +292,7 @@ class GrantStore:
     def approve(self, grant: Grant, *, actor: str, now: float,
                 reason: str | None = None) -> Grant:
         after = transition(grant, "approve", actor=actor, now=now, reason=reason)
+        self._schedule_expiry(after)
         self._commit(grant, after)
         self._point(after)
         return after
@@ -262,20 +313,83 @@ class GrantStore:
         self._release(grant, "active")
         self._commit(grant, after)
         self._release(after, "open")
+        self._schedule_expiry(after, "DELETE")
         return after
 
     def expired_grants(self, now: float) -> list[Grant]:
-        """Active grants whose `expires_at` has passed (a scan: the sweep's, never the
-        broker's)."""
+        """Active grants whose `expires_at` has passed: the schedule's hours from the cursor to
+        now, read by key (the sweep's; the broker judges `expires_at` itself). An hour before
+        the current one none of whose grants is active any more is cleared: the cursor moves past
+        it and its items go."""
+        cursor = self._read_cursor()
+        if cursor is None:
+            return self._schedule_existing(now)
+        hour, last = cursor, expiry_hour(format_time(now))
+        due: list[Grant] = []
+        clearing = True      # whether every hour so far is cleared: the cursor may pass them
+        for _ in range(SWEEP_HOURS):
+            if hour > last:
+                break
+            shards = [self.table.get_item(Key=expiry_key(hour, n), ConsistentRead=True)
+                      .get("Item") for n in range(EXPIRY_SHARDS)]
+            listed = sorted({g for item in shards if item for g in item.get("grants", ())})
+            active = [g for g in map(self._find, listed) if g is not None and g.state == ACTIVE]
+            due += [g for g in active if g.expired(now)]
+            if clearing and hour < last and not active:
+                for n, item in enumerate(shards):
+                    if item:
+                        self.table.delete_item(Key=expiry_key(hour, n))
+                self._write_cursor(next_hour(hour))
+            else:
+                clearing = False
+            hour = next_hour(hour)
+        return due
+
+    def _schedule_expiry(self, grant: Grant, action: str = "ADD") -> None:
+        """Put the grant in the schedule's hour of its expiry (`ADD`), or take it out
+        (`DELETE`, once it ended)."""
+        if grant.expires_at is None:
+            return
+        self.table.update_item(
+            Key=expiry_key(expiry_hour(grant.expires_at), expiry_shard(grant.grant_id)),
+            UpdateExpression=f"{action} grants :g",
+            ExpressionAttributeValues={":g": {grant.grant_id}})
+
+    def _schedule_existing(self, now: float) -> list[Grant]:
+        """The first sweep of a lake without a schedule: one scan schedules the active grants
+        that expire and returns those already due; the cursor starts at the hour of the
+        earliest of them (so one that fails to end now is read again), else at this one."""
         kwargs: dict[str, Any] = {"FilterExpression": Attr("state").eq(ACTIVE)
-                                  & Attr("expires_at").lt(format_time(now))}
-        found: list[Grant] = []
+                                  & Attr("expires_at").exists()}
+        due: list[Grant] = []
         while True:
             page = self.table.scan(**kwargs)
-            found += [Grant.from_item(i) for i in page["Items"] if "principal" in i]
+            for grant in (Grant.from_item(i) for i in page["Items"] if "principal" in i):
+                self._schedule_expiry(grant)
+                if grant.expired(now):
+                    due.append(grant)
             if "LastEvaluatedKey" not in page:
-                return found
+                break
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        hours = [expiry_hour(g.expires_at) for g in due if g.expires_at]
+        self._write_cursor(min([expiry_hour(format_time(now)), *hours]))
+        return due
+
+    def _read_cursor(self) -> str | None:
+        item = self.table.get_item(
+            Key={"dataset": EXPIRY_PARTITION, "grant_id": EXPIRY_CURSOR},
+            ConsistentRead=True).get("Item")
+        return None if item is None else item["hour"]
+
+    def _write_cursor(self, hour: str) -> None:
+        self.table.put_item(Item={"dataset": EXPIRY_PARTITION, "grant_id": EXPIRY_CURSOR,
+                                  "hour": hour})
+
+    def _find(self, grant_id: str) -> Grant | None:
+        try:
+            return self.get(grant_id)
+        except UnknownGrantError:
+            return None
 
     # -- the items beside the grants -------------------------------------------------------------
 

@@ -12,6 +12,7 @@ Tables and keys (`edl-<instance>-<table>`):
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -83,15 +84,38 @@ class DatasetRecord:
         )
 
 
+_BATCH_ATTEMPTS = 6
+
+
+class Tables:
+    """`tables("grants")`: the instance's boto3 Table of that name, made once. Making one builds
+    its resource class from boto3's models, which costs more than the call it is made for; once
+    made, a Table's calls are its client's, which threads may share."""
+
+    def __init__(self, dynamodb, instance: str) -> None:
+        self.instance = instance
+        self._dynamodb = dynamodb
+        self._made: dict[str, Any] = {}
+        self._lock = threading.Lock()   # resources are made one at a time, as boto3 needs
+
+    def __call__(self, name: str):
+        table = self._made.get(name)
+        if table is None:
+            with self._lock:
+                table = self._made.get(name)
+                if table is None:
+                    table = self._made[name] = self._dynamodb.Table(
+                        naming.table_name(self.instance, name))
+        return table
+
+
 class MetadataStore:
     """Reads and writes the metadata tables of one instance through a boto3 DynamoDB resource."""
 
     def __init__(self, dynamodb, instance: str) -> None:
         self.instance = instance
         self._dynamodb = dynamodb
-
-    def table(self, name: str):
-        return self._dynamodb.Table(naming.table_name(self.instance, name))
+        self.table = Tables(dynamodb, instance)
 
     def put_dataset(self, record: DatasetRecord) -> None:
         """Create or update a dataset's record, keeping its update counter untouched."""
@@ -110,13 +134,38 @@ class MetadataStore:
         )
 
     def get_dataset(self, dataset: str) -> DatasetRecord:
-        item = self.table("datasets").get_item(Key={"dataset": dataset}).get("Item")
+        return self.dataset_from(dataset, self.table("datasets").get_item(
+            Key={"dataset": dataset}).get("Item"))
+
+    def dataset_from(self, dataset: str, item: dict[str, Any] | None) -> DatasetRecord:
+        """The record of the dataset's item as read, or the error that it does not exist."""
         if item is None:
             raise UnknownDatasetError(
                 f"dataset {dataset!r} does not exist in instance {self.instance!r}",
                 hint=f"deploy it first: edl deploy-dataset {dataset} --instance {self.instance} ...",
             )
         return DatasetRecord.from_item(item)
+
+    def get_many(self, keys: dict[str, list[dict[str, Any]]], *,
+                 consistent: tuple[str, ...] = ()) -> dict[str, list[dict[str, Any]]]:
+        """The items of several tables in one BatchGetItem: `{"datasets": [key], "grants":
+        [key, key]}` -> the items found, by table (strongly consistent for the tables named in
+        `consistent`). Keys DynamoDB leaves unprocessed are asked for again."""
+        names = {naming.table_name(self.instance, short): short for short in keys}
+        request = {full: {"Keys": keys[short], "ConsistentRead": short in consistent}
+                   for full, short in names.items() if keys[short]}
+        found: dict[str, list[dict[str, Any]]] = {short: [] for short in keys}
+        for attempt in range(_BATCH_ATTEMPTS):
+            if not request:
+                return found
+            if attempt:
+                time.sleep(0.05 * 2 ** attempt)
+            answer = self._dynamodb.batch_get_item(RequestItems=request)
+            for full, items in answer.get("Responses", {}).items():
+                found[names[full]] += items
+            request = answer.get("UnprocessedKeys") or {}
+        raise EdlError(f"DynamoDB left keys of {', '.join(sorted(request))} unread "
+                       f"{_BATCH_ATTEMPTS} times", hint="try again in a moment")
 
     def list_datasets(self) -> list[DatasetRecord]:
         items = read_all(self.table("datasets").scan)

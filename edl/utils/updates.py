@@ -55,7 +55,7 @@ from botocore.exceptions import ClientError
 from edl import naming
 from edl.errors import EdlError
 from edl.utils.commit_lock import CommitLock
-from edl.utils.metadata import UnknownDatasetError, read_all
+from edl.utils.metadata import Tables, UnknownDatasetError, read_all
 from edl.utils.schemas import describe_schema, schema_from_text
 
 PENDING, COMPLETE, FAILED = "pending", "complete", "failed"
@@ -249,9 +249,7 @@ class UpdateStore:
         self._now = now
         self._clock = clock
         self._sleep = sleep
-
-    def _table(self, name: str):
-        return self._dynamodb.Table(naming.table_name(self.instance, name))
+        self._table = Tables(dynamodb, instance)
 
     # -- lifecycle ------------------------------------------------------------------------------
 

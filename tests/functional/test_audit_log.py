@@ -188,13 +188,17 @@ def test_a_short_grant_expires_refused_at_once_and_swept_as_expired(world):
                                                  path={"grant_id": grant_id}))
     assert status == 200 and shown["state"] == "expired"
     assert shown["reason"] == "expired at 2026-12-02T10:01:30Z"
-    assert [i for i in world.items("grants") if "principal" not in i] == []   # pointer gone
+    beside = [i for i in world.items("grants") if "principal" not in i]
+    assert [i for i in beside if i["dataset"] != "#expiry"] == []   # pointer and lock gone
     expiry = [e for e in world.audit_events("trials") if e["action"] == "expire"]
     assert len(expiry) == 1 and expiry[0]["actor"] == "edl-local-sweeper"
     assert expiry[0]["grant_id"] == grant_id and expiry[0]["at"].startswith("2026-12-02T10:01:31")
     assert not [e for e in world.audit_events("trials") if e["action"] == "revoke"]
 
     assert sweep(world, T0 + 200).expired == ()           # once
+    assert sweep(world, T0 + 3600).expired == ()          # the next hour: 10:00 is cleared
+    assert [(i["grant_id"], i.get("hour")) for i in world.items("grants")
+            if i["dataset"] == "#expiry"] == [("cursor", "2026-12-02T11")]
     assert_refused(world, credentials.get_credentials, event(
         "get_credentials", user="bob", path={"dataset": "trials"}), 403, "no_grant",
         subject="trials")

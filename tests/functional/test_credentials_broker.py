@@ -209,8 +209,8 @@ def test_session_names_are_what_sts_takes(arn, caller_id, name):
 
 def test_the_grant_check_is_one_keyed_read_among_thousands_of_grants(world, sts):
     """5,000 grants over 500 datasets (the bench measures 50,000 against the local API): the
-    vend reads the dataset and the grant's active pointer by key and appends the audit event -
-    no scan, no query - so its cost does not grow with the table."""
+    vend reads the dataset and the grant's active pointers by key, in one call, and appends the
+    audit event - no scan, no query - so its cost does not grow with the table."""
     table = world.metadata.table("grants")
     expires = format_time(world.api.now() + 86400)
     with table.batch_writer() as batch:
@@ -234,4 +234,23 @@ def test_the_grant_check_is_one_keyed_read_among_thousands_of_grants(world, sts)
     finally:
         events.unregister("before-call.dynamodb", count)
     assert status == 200 and got["grant_id"] == made["grant_id"]
-    assert calls == ["GetItem", "GetItem", "PutItem"]   # dataset, active pointer, audit event
+    # the dataset and its active pointers together (BatchGetItem), then the audit event
+    assert calls == ["BatchGetItem", "PutItem"]
+
+
+def test_an_api_role_without_batch_reads_still_vends_by_key(world, sts, monkeypatch, caplog):
+    """A lake whose API role comes from an older deploy-core may not BatchGetItem: the broker
+    reads the same items one by one (and logs that core wants redeploying)."""
+    from botocore.exceptions import ClientError
+
+    made = grant("plans", "read")
+
+    def denied(*args, **kwargs):
+        raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}},
+                          "BatchGetItem")
+
+    monkeypatch.setattr(world.metadata, "get_many", denied)
+    status, got = vend("plans")
+    assert status == 200 and got["basis"] == "grant" and got["grant_id"] == made["grant_id"]
+    assert vend("plans", user="carol")[0] == 403
+    assert "redeploy core" in caplog.text

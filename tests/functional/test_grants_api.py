@@ -90,7 +90,9 @@ def test_a_grant_from_request_to_revoke(world, dataset, level):
     assert vend(dataset, level)[0] == 403
     assert actions(world, dataset) == ["refuse", "request", "refuse", "approve", "vend",
                                        "revoke", "refuse"]
-    assert [i for i in world.items("grants") if "principal" not in i] == []   # no pointer left
+    beside = [i for i in world.items("grants") if "principal" not in i]
+    assert [i for i in beside if i["dataset"] != "#expiry"] == []   # no pointer left
+    assert [i for i in beside if i.get("grants")] == []             # nor a scheduled expiry
 
 
 def test_internal_data_is_read_without_a_grant_and_read_is_not_granted(world):
