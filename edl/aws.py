@@ -21,7 +21,8 @@ import boto3
 from botocore.config import Config
 from botocore.credentials import RefreshableCredentials
 from botocore.exceptions import ClientError
-from botocore.session import get_session
+from botocore.loaders import Loader
+from botocore.session import Session as BotocoreSession
 
 from edl.config import Instance
 from edl.errors import AwsAccessError, LocalCloudError
@@ -29,6 +30,45 @@ from edl.paths import local_config_file, local_credentials_file, local_state_fil
 
 LOCAL_ADMIN_PROFILE = "admin"
 _ROLE_SESSION_SECONDS = 3600
+
+
+class _UniquePaths(list):
+    """A loader's search paths; each boto3 Session appends its own data folder to its loader's,
+    which would grow without end on a shared loader."""
+
+    def append(self, path: str) -> None:
+        if path not in self:
+            super().append(path)
+
+
+_loader: Loader | None = None
+_loader_lock = threading.Lock()
+
+
+def shared_loader() -> Loader:
+    """The process's one botocore model loader. Each botocore session otherwise loads its own
+    copy of every service model and of the endpoint data it uses (tens of thousands of dicts
+    apiece), so a process that makes sessions as it goes - the local runtime, one per role and
+    job - spent its time parsing JSON and collecting garbage."""
+    global _loader
+    with _loader_lock:
+        if _loader is None:
+            extra = [p for p in os.environ.get("AWS_DATA_PATH", "").split(os.pathsep) if p]
+            _loader = Loader(extra_search_paths=_UniquePaths(os.path.expanduser(p)
+                                                             for p in extra))
+        return _loader
+
+
+def get_session(session_vars: dict | None = None) -> BotocoreSession:
+    """A new botocore session on the shared model loader (`shared_loader`)."""
+    session = BotocoreSession(session_vars=session_vars)
+    session.register_component("data_loader", shared_loader())
+    return session
+
+
+def boto3_session(**kwargs) -> boto3.Session:
+    """`boto3.Session(**kwargs)` on a botocore session of `get_session()`."""
+    return boto3.Session(botocore_session=get_session(), **kwargs)
 
 
 def local_endpoint(instance: Instance) -> str:
@@ -106,10 +146,10 @@ class AwsSessions:
     def _make_user_session(self) -> boto3.Session:
         region = self.instance.default_region
         if not self.instance.is_local:
-            return boto3.Session(profile_name=self.identity.profile, region_name=region)
+            return boto3_session(profile_name=self.identity.profile, region_name=region)
         profile = self.identity.profile
         if profile is None and os.environ.get("AWS_ACCESS_KEY_ID"):
-            return boto3.Session(
+            return boto3_session(
                 aws_access_key_id=os.environ["AWS_ACCESS_KEY_ID"],
                 aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY", ""),
                 aws_session_token=os.environ.get("AWS_SESSION_TOKEN"),

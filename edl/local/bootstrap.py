@@ -24,10 +24,9 @@ import logging
 import urllib.error
 from dataclasses import dataclass
 
-import boto3
 from botocore.config import Config
 
-from edl.aws import LOCAL_ADMIN_PROFILE
+from edl.aws import LOCAL_ADMIN_PROFILE, boto3_session
 from edl.config import Instance
 from edl.errors import LocalCloudError
 from edl.local.control_api import call_control_api
@@ -134,7 +133,7 @@ DEPLOYER_POLICY = {
 def _iam_client(endpoint_url: str, region: str):
     # Before enforcement moto accepts any key, and no user's key exists yet: the bootstrap is the
     # one caller that cannot come from edl.aws's credentials-file sessions.
-    return boto3.Session(
+    return boto3_session(
         aws_access_key_id="bootstrap", aws_secret_access_key="bootstrap", region_name=region
     ).client("iam", endpoint_url=endpoint_url,
              config=Config(retries={"mode": "standard", "max_attempts": 3}))

@@ -50,7 +50,9 @@ class S3Access:
 
 @functools.lru_cache(maxsize=8)
 def _client(access: S3Access):
-    return boto3.session.Session().client(
+    from edl.aws import boto3_session
+
+    return boto3_session().client(
         "s3", region_name=access.region, endpoint_url=access.endpoint_url,
         aws_access_key_id=access.access_key, aws_secret_access_key=access.secret_key,
         aws_session_token=access.session_token,

@@ -56,3 +56,21 @@ def test_clients_made_from_many_threads_never_share_the_session_at_once():
         made = list(pool.map(lambda make: make("s3", "eu-west-1"), calls))
     assert made == [("s3", "eu-west-1")] * len(calls)
     assert probe.most_inside == 1
+
+
+def test_sessions_share_one_model_loader_whose_search_paths_stay_put():
+    """Every session made here loads each service model once per process, not once per
+    session; boto3 adds its data folder to the loader at every Session, only once here."""
+    from edl.aws import boto3_session, get_session, shared_loader
+
+    loader = shared_loader()
+    first = boto3_session(region_name="us-east-1")
+    paths = list(loader.search_paths)
+    for _ in range(5):
+        boto3_session(region_name="us-east-1")
+    assert first._loader is loader and get_session().get_component("data_loader") is loader
+    assert loader.search_paths == paths and len(set(paths)) == len(paths)
+    clients = [boto3_session(region_name="us-east-1", aws_access_key_id="a",
+                             aws_secret_access_key="b").client("s3") for _ in range(2)]
+    model = [c.meta.service_model for c in clients]
+    assert model[0]._service_description is model[1]._service_description   # loaded once
