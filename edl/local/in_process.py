@@ -35,8 +35,18 @@ def enabled() -> bool:
     return os.environ.get("EDL_LOCAL_IN_PROCESS", "1") != "0"
 
 
+def install() -> None:
+    """Give every botocore session made from now on the route (it serves nothing until
+    `serve_in_process`): call it before making the clients that should use it."""
+    if not enabled():
+        return
+    with _lock:
+        _install()
+
+
 def serve_in_process(url: str, app: Any) -> None:
-    """From now on, this process's boto3 requests for `url` go to `app` directly."""
+    """From now on, this process's boto3 requests for `url` go to `app` directly (from the
+    sessions made after `install()`)."""
     if not enabled():
         return
     with _lock:
