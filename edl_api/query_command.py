@@ -61,6 +61,7 @@ def parse_as_of(values: list[str] | None) -> dict[str, str]:
 
 def query(opts: argparse.Namespace, s: Session) -> int:
     from edl.utils.context import LakeContext
+    from edl.utils.metadata import DatasetRecord
     from edl.utils.query import query as run_query
 
     form = "json" if opts.json else (opts.format or "table")
@@ -80,7 +81,10 @@ def query(opts: argparse.Namespace, s: Session) -> int:
             seen.append(state)
             s.ui.info(f"{state.lower()} ({seconds:.1f} s)")
 
-    result = run_query(sql, ctx, as_of=as_of, timeout=opts.timeout, progress=progress)
+    # Records through the API this command already talks to (GET /datasets/{d} answers with a
+    # record's fields): no DynamoDB client to make.
+    result = run_query(sql, ctx, as_of=as_of, timeout=opts.timeout, progress=progress,
+                       lookup=lambda name: DatasetRecord.from_item(s.api.get_dataset(name)))
     table = result.table
     if form == "table" and opts.out is None and table.num_rows > TERMINAL_ROWS:
         raise UsageError(f"the result has {table.num_rows} rows, more than a terminal shows "

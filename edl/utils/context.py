@@ -28,6 +28,23 @@ from edl.utils.updates import UpdateStore
 from edl.utils.vended import Broker, VendedAccess
 
 
+class _Lazy:
+    """A boto3 resource made on first use: making DynamoDB's costs ~0.1 s of loading models,
+    which a context that never reads metadata (a query planned through the API) need not pay."""
+
+    def __init__(self, make: Callable[[], object]) -> None:
+        self._make = make
+        self._made: object | None = None
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str):
+        if self._made is None:
+            with self._lock:
+                if self._made is None:
+                    self._made = self._make()
+        return getattr(self._made, name)
+
+
 def resolve_instance(instance: str | None) -> str:
     name = instance or os.environ.get("EDL_INSTANCE")
     if not name:
@@ -70,9 +87,9 @@ class LakeContext:
             session = sessions.assumed_session(role_arn, "edl-ingest", label="the job role")
         else:
             session = sessions.user_session()
-        dynamodb = session.resource("dynamodb", region_name=inst.default_region,
-                                    endpoint_url=sessions.endpoint_url,
-                                    config=sessions.client_config)
+        dynamodb = _Lazy(lambda: session.resource("dynamodb", region_name=inst.default_region,
+                                                  endpoint_url=sessions.endpoint_url,
+                                                  config=sessions.client_config))
         return cls(
             instance=inst.name, config=config,
             metadata=MetadataStore(dynamodb, inst.name),

@@ -19,12 +19,13 @@ differs. A query is planned before it is sent:
    session reads the query's datasets, so a query reads either internal datasets only (the
    default reader role) or one dataset of a higher tier (its read role) - never two of those;
 4. it runs in the workgroup of the highest tier it reads (`edl-<tier>`), which sets where the
-   result goes. Its state is polled every 50 ms for a second, then ever less often, and
-   reported; a query still running at its timeout - or when Ctrl-C is pressed - is stopped
-   (`StopQueryExecution`).
+   result goes. Its state is polled every 10 ms for a quarter of a second, every 50 ms to the
+   end of the first, then ever less often, and reported; a query still running at its timeout - or when Ctrl-C is
+   pressed - is stopped (`StopQueryExecution`).
 
-The result is read from the CSV object Athena wrote (never paged through `GetQueryResults`),
-typed by the columns Athena reports.
+A result of up to 999 rows comes with the first `GetQueryResults` page; a longer one is read
+from the CSV object Athena wrote (never paged through). Either way it is typed by the columns
+Athena reports, through the same CSV reader.
 """
 
 from __future__ import annotations
@@ -43,8 +44,9 @@ from edl.utils.metadata import DatasetRecord
 SUCCEEDED, FAILED, CANCELLED = "SUCCEEDED", "FAILED", "CANCELLED"
 FINAL_STATES = (SUCCEEDED, FAILED, CANCELLED)
 DEFAULT_TIMEOUT_SECONDS = 600.0
-_POLL_FIRST, _POLL_MAX = 0.05, 1.0
-_POLL_FAST_FOR = 1.0   # seconds polled every _POLL_FIRST before backing off
+_POLL_FIRST, _POLL_FAST, _POLL_MAX = 0.01, 0.05, 1.0
+_POLL_FIRST_FOR, _POLL_FAST_FOR = 0.25, 1.0   # seconds polled every _POLL_FIRST, _POLL_FAST
+_PAGE_ROWS = 1000      # GetQueryResults' largest page
 
 Progress = Callable[[str, float, Mapping[str, Any]], None]   # (state, seconds, statistics)
 
@@ -108,11 +110,17 @@ def parse(sql: str):
     return tree
 
 
-def plan(sql: str, ctx: LakeContext, as_of: Mapping[str, str] | None = None) -> PlannedQuery:
+Lookup = Callable[[str], DatasetRecord]   # a dataset's record by name, or UnknownDatasetError
+
+
+def plan(sql: str, ctx: LakeContext, as_of: Mapping[str, str] | None = None, *,
+         lookup: Lookup | None = None) -> PlannedQuery:
     """Qualify the query's tables with their datasets' databases (or --as-of CTEs), and pick
-    the workgroup; every dataset it names must exist."""
+    the workgroup; every dataset it names must exist. Records come from `lookup` (default:
+    the lake's metadata, as the caller)."""
     from sqlglot import exp
 
+    lookup = lookup or ctx.metadata.get_dataset
     tree = parse(sql)
     as_of = dict(as_of or {})
     ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
@@ -127,7 +135,7 @@ def plan(sql: str, ctx: LakeContext, as_of: Mapping[str, str] | None = None) -> 
             raise QueryError(f"table {db}.{name} is not in the lake: its databases are "
                              f"{', '.join(sorted(databases))}",
                              hint=f"name the dataset alone: FROM {name}")
-        record = records.get(name) or ctx.metadata.get_dataset(name)
+        record = records.get(name) or lookup(name)
         records[name] = record
         if db and databases[db] != record.tier:
             raise QueryError(f"dataset {name} is {record.tier}-tier, not in {db}",
@@ -189,10 +197,11 @@ def reading_dataset(planned: PlannedQuery, ctx: LakeContext) -> DatasetRecord:
 class AthenaQueries:
     """Runs planned queries through Athena's API with one set of credentials."""
 
-    def __init__(self, athena_client, s3_client, *, sleep: Callable[[float], None] = time.sleep,
+    def __init__(self, athena_client, s3_client: Callable[[], Any], *,
+                 sleep: Callable[[float], None] = time.sleep,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.athena = athena_client
-        self.s3 = s3_client
+        self.s3 = s3_client     # made when a result is too long for one page
         self.sleep = sleep
         self.clock = clock
 
@@ -231,8 +240,12 @@ class AthenaQueries:
                                    "and was stopped (CANCELLED)",
                                    hint="give it longer with --timeout, or narrow it")
             self.sleep(interval)
-            if self.clock() - started >= _POLL_FAST_FOR:   # most queries end within a second
-                interval = min(interval * 2, _POLL_MAX)
+            # every 10 ms for a quarter of a second, every 50 ms to the end of the first (most
+            # queries end within it), then ever less often
+            elapsed = self.clock() - started
+            if elapsed >= _POLL_FIRST_FOR:
+                interval = min(interval * 2,
+                               _POLL_FAST if elapsed < _POLL_FAST_FOR else _POLL_MAX)
 
     def _stop(self, query_id: str) -> None:
         # Best effort: the error (or Ctrl-C) that led here is what the caller must hear of.
@@ -240,18 +253,34 @@ class AthenaQueries:
             self.athena.stop_query_execution(QueryExecutionId=query_id)
 
     def _result(self, query_id: str, planned: PlannedQuery, execution: dict) -> QueryResult:
-        page = self.athena.get_query_results(QueryExecutionId=query_id, MaxResults=1)
+        """A result of one page (up to 1,000 rows, the header row among them) comes with
+        `GetQueryResults`; a longer one is read from the CSV object Athena wrote."""
+        page = self.athena.get_query_results(QueryExecutionId=query_id,
+                                             MaxResults=_PAGE_ROWS)
         info = page["ResultSet"]["ResultSetMetadata"]["ColumnInfo"]
         columns = tuple((c["Name"], _with_precision(c)) for c in info)
         location = execution["ResultConfiguration"]["OutputLocation"]
-        bucket, _, key = location.removeprefix("s3://").partition("/")
-        body = self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        if page.get("NextToken"):
+            bucket, _, key = location.removeprefix("s3://").partition("/")
+            body = self.s3().get_object(Bucket=bucket, Key=key)["Body"].read()
+        else:
+            body = page_csv(page["ResultSet"]["Rows"])
         stats = execution.get("Statistics", {})
         return QueryResult(
             table=read_result_csv(body, columns), query_execution_id=query_id,
             workgroup=planned.workgroup, output_location=location,
             seconds=stats.get("TotalExecutionTimeInMillis", 0) / 1000,
             bytes_scanned=int(stats.get("DataScannedInBytes", 0)), columns=columns)
+
+
+def page_csv(rows: list[dict]) -> bytes:
+    """A page's rows (the header row first) as Athena's result CSV: every value quoted, quotes
+    doubled, NULL (a Datum without a value) an unquoted empty field."""
+    def field(datum: dict) -> str:
+        text = datum.get("VarCharValue")
+        return "" if text is None else '"' + text.replace('"', '""') + '"'
+
+    return "".join(",".join(field(d) for d in row["Data"]) + "\n" for row in rows).encode()
 
 
 def read_result_csv(body: bytes, columns: tuple[tuple[str, str], ...]):
@@ -307,22 +336,23 @@ def arrow_type(athena_type: str):
 # -- as a user ----------------------------------------------------------------------------------
 
 def query(sql: str, ctx: LakeContext, *, as_of: Mapping[str, str] | None = None,
-          timeout: float = DEFAULT_TIMEOUT_SECONDS,
-          progress: Progress | None = None) -> QueryResult:
+          timeout: float = DEFAULT_TIMEOUT_SECONDS, progress: Progress | None = None,
+          lookup: Lookup | None = None) -> QueryResult:
     """Plan `sql`, get the broker's read credentials for it and run it through Athena."""
     import boto3
-    import botocore.session
+
+    from edl.aws import get_session
 
     if ctx.dataset_access is None or not hasattr(ctx.dataset_access, "credentials"):
         raise UsageError("a query runs as a user, with the broker's credentials",
                          hint="use LakeContext.for_reader(instance, profile)")
-    planned = plan(sql, ctx, as_of)
+    planned = plan(sql, ctx, as_of, lookup=lookup)
     reader = reading_dataset(planned, ctx)
     # Only the vended credentials count: the caller's profile is not looked up (AWS_PROFILE may
     # name one of the local cloud's own profiles, which ~/.aws does not hold).
-    core = botocore.session.Session(session_vars={"profile": (None, None, None, None)})
+    core = get_session(session_vars={"profile": (None, None, None, None)})
     core._credentials = ctx.dataset_access.credentials(reader.dataset)  # refreshes by itself
     session = boto3.Session(botocore_session=core, region_name=reader.home_region)
     athena = session.client("athena", endpoint_url=ctx.endpoint_url)
-    s3 = session.client("s3", endpoint_url=ctx.endpoint_url)
-    return AthenaQueries(athena, s3).run(planned, timeout=timeout, progress=progress)
+    return AthenaQueries(athena, lambda: session.client("s3", endpoint_url=ctx.endpoint_url)
+                         ).run(planned, timeout=timeout, progress=progress)

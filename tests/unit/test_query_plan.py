@@ -142,9 +142,13 @@ def test_the_result_csv_is_typed_by_athenas_columns_and_keeps_nulls_apart_from_e
 
 
 class FakeAthena:
-    def __init__(self, states: list[str], reason: str = "") -> None:
+    """Athena's API for one query; its result is 42, 12.50 - in one page, or (`paged`) longer
+    than a page, so the client reads the result object."""
+
+    def __init__(self, states: list[str], reason: str = "", *, paged: bool = False) -> None:
         self.states = states
         self.reason = reason
+        self.paged = paged
         self.stopped: list[str] = []
 
     def start_query_execution(self, **kwargs):
@@ -162,16 +166,26 @@ class FakeAthena:
         self.stopped.append(QueryExecutionId)
 
     def get_query_results(self, QueryExecutionId, MaxResults):
-        return {"ResultSet": {"ResultSetMetadata": {"ColumnInfo": [
+        assert MaxResults == 1000
+        rows = [{"Data": [{"VarCharValue": "n"}, {"VarCharValue": "dose"}]},
+                {"Data": [{"VarCharValue": "42"}, {"VarCharValue": "12.50"}]},
+                {"Data": [{}, {"VarCharValue": 'say "a"'}]}]
+        page = {"ResultSet": {"Rows": rows, "ResultSetMetadata": {"ColumnInfo": [
             {"Name": "n", "Type": "bigint"},
-            {"Name": "dose", "Type": "decimal", "Precision": 10, "Scale": 2}]}}}
+            {"Name": "dose", "Type": "varchar"}]}}}
+        if self.paged:
+            page["NextToken"] = "more"
+        return page
 
 
 class FakeS3:
+    def __init__(self) -> None:
+        self.read: list[str] = []
+
     def get_object(self, Bucket, Key):
         import io
-        assert (Bucket, Key) == ("results", "sensitive/q-1.csv")
-        return {"Body": io.BytesIO(b'"n","dose"\n"42","12.50"\n')}
+        self.read.append(f"s3://{Bucket}/{Key}")
+        return {"Body": io.BytesIO(b'"n","dose"\n"42","12.50"\n,"say ""a"""\n"7",""\n')}
 
 
 class Clock:
@@ -189,26 +203,62 @@ def _planned():
     return plan("SELECT count(*) AS n FROM trials", FakeContext())
 
 
-def test_a_query_is_followed_to_its_end_and_its_rows_read_from_the_result_object():
-    athena, clock, seen = FakeAthena(["QUEUED", "RUNNING", "SUCCEEDED"]), Clock(), []
-    result = AthenaQueries(athena, FakeS3(), sleep=clock.sleep, clock=clock).run(
-        _planned(), progress=lambda state, s, stats: seen.append(state))
-    assert result.table.to_pylist() == [{"n": 42, "dose": Decimal("12.50")}]
-    assert result.columns == (("n", "bigint"), ("dose", "decimal(10,2)"))
+def test_a_query_is_followed_to_its_end_and_a_short_result_read_from_its_page():
+    athena, clock, seen, s3 = FakeAthena(["QUEUED", "RUNNING", "SUCCEEDED"]), Clock(), [], []
+    result = AthenaQueries(athena, lambda: s3.append("made"), sleep=clock.sleep,
+                           clock=clock).run(_planned(),
+                                            progress=lambda state, s, stats: seen.append(state))
+    assert result.table.to_pylist() == [{"n": 42, "dose": "12.50"},
+                                        {"n": None, "dose": 'say "a"'}]
+    assert result.columns == (("n", "bigint"), ("dose", "varchar"))
     assert (result.seconds, result.bytes_scanned) == (1.5, 2048)
     assert seen == ["QUEUED", "RUNNING", "SUCCEEDED"]
     assert athena.started["WorkGroup"] == "edl-sensitive"
+    assert s3 == []                        # no S3 client is even made
+
+
+def test_a_result_longer_than_a_page_is_read_from_the_result_object():
+    s3 = FakeS3()
+    result = AthenaQueries(FakeAthena(["SUCCEEDED"], paged=True), lambda: s3,
+                           sleep=Clock().sleep, clock=Clock()).run(_planned())
+    assert s3.read == ["s3://results/sensitive/q-1.csv"]
+    assert result.table.to_pylist() == [{"n": 42, "dose": "12.50"},
+                                        {"n": None, "dose": 'say "a"'}, {"n": 7, "dose": ""}]
+
+
+def test_polling_is_every_10_ms_at_first_and_within_50_ms_for_the_first_second():
+    clock = Clock()
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(round(seconds, 3))
+        clock.sleep(seconds)
+
+    AthenaQueries(FakeAthena(["RUNNING"] * 60 + ["SUCCEEDED"]), FakeS3, sleep=sleep,
+                  clock=clock).run(_planned())
+    sums = _running_sums(slept)
+    assert {s for s, at in zip(slept, sums, strict=True) if at < 0.25} == {0.01}
+    assert max(s for s, at in zip(slept, sums, strict=True) if at < 1) == 0.05
+    assert slept[-1] > 0.05                # backing off after the first second
+
+
+def _running_sums(values: list[float]) -> list[float]:
+    total, sums = 0.0, []
+    for value in values:
+        sums.append(total)
+        total += value
+    return sums
 
 
 def test_a_failed_query_is_an_error_with_athenas_reason():
     athena, clock = FakeAthena(["RUNNING", "FAILED"], "TABLE_NOT_FOUND: x"), Clock()
     with pytest.raises(QueryError, match="q-1 failed: TABLE_NOT_FOUND: x"):
-        AthenaQueries(athena, FakeS3(), sleep=clock.sleep, clock=clock).run(_planned())
+        AthenaQueries(athena, FakeS3, sleep=clock.sleep, clock=clock).run(_planned())
 
 
 def test_a_query_past_its_timeout_is_stopped():
     athena, clock = FakeAthena(["RUNNING"]), Clock()
     with pytest.raises(QueryTimeout, match="timeout of 3 s"):
-        AthenaQueries(athena, FakeS3(), sleep=clock.sleep, clock=clock).run(_planned(),
-                                                                           timeout=3)
+        AthenaQueries(athena, FakeS3, sleep=clock.sleep, clock=clock).run(_planned(),
+                                                                         timeout=3)
     assert athena.stopped == ["q-1"]

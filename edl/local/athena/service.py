@@ -24,10 +24,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from edl.aws import boto3_session
 from edl.local.athena.callers import AthenaCaller, AthenaCallers, invalid
 from edl.local.athena.engine import Cancellation, QueryCancelled, QueryEngine
 from edl.local.athena.results import ResultSet
@@ -110,13 +110,16 @@ class Execution:
         }
 
 
+_SINGLE_PUT_BYTES = 64 * 1024 * 1024
+
+
 class AwsClients:
     """boto3 clients for the callers' keys, kept (clients are thread-safe, and making one
     costs a tenth of a second): one session's loaders serve them all."""
 
     def __init__(self, size: int = 64) -> None:
         self.size = size
-        self._session = boto3.session.Session()
+        self._session = boto3_session()
         self._clients: OrderedDict[tuple, Any] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -286,9 +289,13 @@ class LocalAthena:
     def _write_result(self, execution: Execution, result: ResultSet) -> None:
         bucket, _, key = execution.output_location.removeprefix("s3://").partition("/")
         s3 = self.client("s3", self.endpoint(), execution.caller.credentials)
+        body = result.csv_bytes()
         try:
-            s3.upload_fileobj(io.BytesIO(result.csv_bytes()), bucket, key,
-                              ExtraArgs={"ContentType": "text/csv"})
+            if len(body) <= _SINGLE_PUT_BYTES:   # one request, no transfer threads to start
+                s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="text/csv")
+            else:
+                s3.upload_fileobj(io.BytesIO(body), bucket, key,
+                                  ExtraArgs={"ContentType": "text/csv"})
             s3.put_object(Bucket=bucket, Key=f"{key}.metadata", Body=result.metadata_bytes())
         except (ClientError, BotoCoreError) as error:
             if is_access_denied(error):
