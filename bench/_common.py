@@ -79,8 +79,11 @@ def median(values: Sequence[float]) -> float:
 def clean_env(edl_home: Path | None = None, **extra: str) -> dict[str, str]:
     """The environment a command runs with: no AWS identity or config of the user's leaks in
     (the local instance acts as its admin when no AWS_* variable is set), and the bench's own
-    EDL home, so the user's local cloud and lint cache are never touched."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    EDL home, so the user's local cloud and lint cache are never touched. Python writes and
+    reads bytecode as it does for a user (a development shell's PYTHONDONTWRITEBYTECODE would
+    have every command compile `edl`'s modules anew; the untimed warm-up writes them)."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("AWS_") and k != "PYTHONDONTWRITEBYTECODE"}
     env["AWS_CONFIG_FILE"] = os.devnull
     env["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
     if edl_home is not None:
