@@ -110,8 +110,8 @@ def _call(app: Any, request: Any, parts: Any) -> Any:
             if not name.lower().startswith("x-amz-meta-"):
                 continue
             preserved[key] = name
-        if key == "CONTENT_LENGTH":
-            continue      # the body's own length, whatever the header said
+        if key in ("CONTENT_LENGTH", "HTTP_TRANSFER_ENCODING"):
+            continue      # the whole body is handed over, with its own length
         environ[key] = f"{environ[key]},{value}" if key in environ and key != "HTTP_HOST" \
             else value
     environ[_PRESERVED_NAMES] = preserved

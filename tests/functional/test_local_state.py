@@ -87,6 +87,10 @@ def restartable_lake(tmp_path) -> Iterator[Lake]:
     """A lake bootstrapped the way `bootstrap.py` does it: an admin with a key, then IAM on."""
     from moto.core.base_backend import BackendDict
 
+    # moto's backends are process-wide: whatever a module run before in this worker left (a
+    # bootstrapped admin, say) is not part of this lake
+    BackendDict.reset()
+    set_iam_enforced(False)
     restartable_lake = Lake(tmp_path / "state")
     restartable_lake.start()
     iam = restartable_lake.client("iam")
