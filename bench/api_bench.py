@@ -104,6 +104,7 @@ def _bulk_load(cloud: LocalCloud) -> float:
                     finished_at="2026-01-01T00:00:05.000+00:00", rows=1000 + seq,
                     bytes=40_000 + seq, part_count=1, file_count=1,
                     columns=({"name": "id", "type": "int64"}, {"name": "site", "type": "string"}),
+                    catalog_registered=True,   # as an ingest leaves it: no sweep backlog
                 ).to_item())
     seconds = time.perf_counter() - started
     counted = datasets.scan(Select="COUNT")["Count"]

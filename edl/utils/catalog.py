@@ -104,23 +104,27 @@ def dataset_sql(updates_database: str, dataset: str, columns: Sequence[str],
                            hint="rename the column in the source files")
     op = convention.op_column if convention else None
     output = ", ".join(quote(c) for c in names if c != op or snapshot_has_op)
-    bound = "" if as_of_commit_seq is None else \
-        f"\n  WHERE \"commit_seq\" <= {int(as_of_commit_seq)}"
-    every = "".join(f"{quote(c)}, " for c in names)
+    table = f"{quote(updates_database)}.{quote(dataset)}"
+    bound = "" if as_of_commit_seq is None else f'"commit_seq" <= {int(as_of_commit_seq)}'
+    base_bound = f" AND {bound}" if bound else ""
+    live_bound = f'"u".{bound} AND ' if bound else ""
+    every = "".join(f'"u".{quote(c)}, ' for c in names)
+    # The table is read twice, not once into a CTE that both parts read: an engine may then
+    # materialise every row before filtering, where the newest snapshot needs the partition
+    # keys only and a query's filters can reach the data.
     sql = (
-        f'WITH "updates" AS (\n'
-        f'  SELECT {every}"commit_seq", "update_id", "kind"\n'
-        f"  FROM {quote(updates_database)}.{quote(dataset)}{bound}\n"
-        f'), "base" AS (\n'
-        f'  SELECT "commit_seq", "update_id" FROM "updates" WHERE "kind" = \'snapshot\'\n'
+        f'WITH "base" AS (\n'
+        f'  SELECT "commit_seq", "update_id" FROM {table}\n'
+        f"  WHERE \"kind\" = 'snapshot'{base_bound}\n"
         f'  GROUP BY "commit_seq", "update_id"\n'
         f'  ORDER BY "commit_seq" DESC, "update_id" DESC LIMIT 1\n'
         f'), "live" AS (\n'
-        f'  SELECT "updates".* FROM "updates" LEFT JOIN "base" ON TRUE\n'
-        f'  WHERE "base"."commit_seq" IS NULL\n'
-        f'     OR "updates"."commit_seq" > "base"."commit_seq"\n'
-        f'     OR ("updates"."commit_seq" = "base"."commit_seq"\n'
-        f'         AND "updates"."update_id" >= "base"."update_id")\n'
+        f'  SELECT {every}"u"."commit_seq", "u"."update_id", "u"."kind"\n'
+        f'  FROM {table} AS "u" LEFT JOIN "base" ON TRUE\n'
+        f'  WHERE {live_bound}("base"."commit_seq" IS NULL\n'
+        f'     OR "u"."commit_seq" > "base"."commit_seq"\n'
+        f'     OR ("u"."commit_seq" = "base"."commit_seq"\n'
+        f'         AND "u"."update_id" >= "base"."update_id"))\n'
         f")")
     if convention is None:
         return sql + f'\nSELECT {output} FROM "live"'

@@ -57,6 +57,10 @@ log = logging.getLogger(__name__)
 
 INGEST_JOB_TIMEOUT = timedelta(minutes=2880)   # ingest_job.yaml's Glue `Timeout`
 PENDING_DEADLINE = INGEST_JOB_TIMEOUT + timedelta(minutes=15)
+# Catalog registrations one sweep makes at most: a backlog (a lake moved to a new catalog
+# layout, thousands of updates) is worked off over several sweeps instead of holding one - and,
+# on the local runtime, the job runner that sweeps between jobs - for as long as it takes.
+REGISTER_LIMIT = 50
 
 
 def _utcnow() -> datetime:
@@ -81,10 +85,12 @@ class SweepReport:
 
 class Sweeper:
     def __init__(self, context: LakeContext, *, deadline: timedelta = PENDING_DEADLINE,
-                 now: Callable[[], datetime] = _utcnow) -> None:
+                 now: Callable[[], datetime] = _utcnow,
+                 register_limit: int = REGISTER_LIMIT) -> None:
         self.ctx = context
         self.deadline = deadline
         self._now = now
+        self.register_limit = register_limit
 
     def sweep(self) -> SweepReport:
         failed: list[str | None] = []
@@ -101,9 +107,12 @@ class Sweeper:
         for update in self.ctx.updates.scan_updates(FAILED):
             if not update.files_removed:
                 self._guard(errors, update, partial(_collect, cleaned, self._clean, update))
-        for update in self.ctx.updates.scan_updates(COMPLETE):
-            if not update.catalog_registered:
-                self._guard(errors, update, partial(_collect, registered, self._register, update))
+        backlog = [u for u in self.ctx.updates.scan_updates(COMPLETE) if not u.catalog_registered]
+        for update in backlog[:self.register_limit]:   # the rest at the next sweeps
+            self._guard(errors, update, partial(_collect, registered, self._register, update))
+        if len(backlog) > self.register_limit:
+            log.info("sweep - %d complete update(s) still to register in the catalog",
+                     len(backlog) - self.register_limit)
         self._guard_staging(errors, cleaned)
         expired = self.expire_grants(errors)
         report = SweepReport(tuple(u for u in failed if u), tuple(cleaned), tuple(registered),

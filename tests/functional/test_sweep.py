@@ -101,3 +101,17 @@ def test_an_update_registered_in_the_old_catalog_layout_is_moved_to_the_view(lak
     assert table["TableType"] == "VIRTUAL_VIEW"
     assert lakeapi.get_update(DATASET, "1", context=lake.context).catalog_registered
     assert Sweeper(lake.context).sweep().registered == ()
+
+
+def test_a_backlog_of_registrations_is_worked_off_a_bounded_number_per_sweep(lake, spark):
+    """Three complete updates not in the catalog (a lake kept from an older layout) and a
+    sweep that registers two at most: two now, the third at the next sweep, then none."""
+    for n in range(3):
+        assert ingest(lake, spark, lake.put(f"{n}.csv", f"id,val\n{n},v\n".encode())) == 0
+    for n in (1, 2, 3):
+        lake.context.metadata.table("updates").update_item(
+            Key={"dataset": DATASET, "update_id": f"{n:010d}"}, UpdateExpression="REMOVE #l",
+            ExpressionAttributeNames={"#l": "catalog_layout"})
+    sweeps = [Sweeper(lake.context, register_limit=2).sweep().registered for _ in range(3)]
+    assert [len(s) for s in sweeps] == [2, 1, 0]
+    assert sorted(sweeps[0] + sweeps[1]) == [f"{DATASET}/{n:010d}" for n in (1, 2, 3)]

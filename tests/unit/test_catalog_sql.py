@@ -42,8 +42,11 @@ def test_the_view_text_decodes_back_to_what_was_encoded():
 def test_time_travel_bounds_the_commit_position_and_nothing_else():
     now = dataset_sql("db_updates", "trials", ["id", "val", "op"], CONVENTION, False)
     then = dataset_sql("db_updates", "trials", ["id", "val", "op"], CONVENTION, False, 3)
-    assert then == now.replace('FROM "db_updates"."trials"\n',
-                               'FROM "db_updates"."trials"\n  WHERE "commit_seq" <= 3\n')
+    # both reads of the table are bounded: the newest snapshot's and the rows'
+    assert then == now.replace("WHERE \"kind\" = 'snapshot'\n",
+                               "WHERE \"kind\" = 'snapshot' AND \"commit_seq\" <= 3\n").replace(
+        '  WHERE ("base"', '  WHERE "u"."commit_seq" <= 3 AND ("base"')
+    assert then.count("<= 3") == 2
 
 
 def test_the_op_column_is_selected_only_when_the_snapshot_has_it():
