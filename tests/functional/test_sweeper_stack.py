@@ -54,10 +54,11 @@ def test_the_sweeper_stack_makes_a_scheduled_function_with_its_own_role(aws):
                ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
     assert "dynamodb:Scan" in actions and "s3:DeleteObject" in actions
     assert "s3:GetObject" not in actions and "s3:PutObject" not in actions
-    # it expires grants (deleting their active pointers) and audits that, append-only
+    # it expires grants (deleting their active pointers, writing the expired grant over the
+    # active one, moving the expiry schedule's cursor) and audits that, append-only
     by_sid = {s["Sid"]: s for s in document["Statement"]}
     assert set(by_sid["ExpireGrants"]["Action"]) == {
-        "dynamodb:GetItem", "dynamodb:Query", "dynamodb:Scan", "dynamodb:UpdateItem",
-        "dynamodb:DeleteItem"}
+        "dynamodb:GetItem", "dynamodb:Query", "dynamodb:Scan", "dynamodb:PutItem",
+        "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
     assert by_sid["AuditExpiries"]["Action"] == "dynamodb:PutItem"
     assert not any(a.startswith(("sts:", "iam:")) for a in actions)

@@ -519,25 +519,26 @@ def table(instance: str, name: str, index: bool = False) -> str:
 
 
 DYNAMODB_WRITES = ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem")
-DYNAMODB_ACTIONS = ("dynamodb:GetItem", "dynamodb:Query", "dynamodb:Scan", *DYNAMODB_WRITES)
+DYNAMODB_ACTIONS = ("dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query",
+                    "dynamodb:Scan", *DYNAMODB_WRITES)
 
 # template -> table -> what its role may do there (in the cloud, where ARNs are exact)
 TABLE_RIGHTS = {
-    "rest_api.yaml": {
-        "datasets": {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:Scan", "dynamodb:PutItem",
-                     "dynamodb:UpdateItem"},
-        "updates": {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:Scan", "dynamodb:PutItem",
-                    "dynamodb:UpdateItem"},
-        "jobs": {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:Scan", "dynamodb:PutItem",
-                 "dynamodb:UpdateItem"},
+    "rest_api.yaml": {   # BatchGetItem: the broker reads a dataset and its grant pointers at once
+        "datasets": {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query",
+                     "dynamodb:Scan", "dynamodb:PutItem", "dynamodb:UpdateItem"},
+        "updates": {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query",
+                    "dynamodb:Scan", "dynamodb:PutItem", "dynamodb:UpdateItem"},
+        "jobs": {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:Scan",
+                 "dynamodb:PutItem", "dynamodb:UpdateItem"},
         "grants": set(DYNAMODB_ACTIONS),  # DeleteItem: the active pointers
         "audit": {"dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:Query", "dynamodb:Scan"},
     },
     "ingest_job.yaml": {
-        "datasets": {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem",
-                     "dynamodb:UpdateItem"},
-        "updates": {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:PutItem",
-                    "dynamodb:UpdateItem"},
+        "datasets": {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query",
+                     "dynamodb:PutItem", "dynamodb:UpdateItem"},
+        "updates": {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query",
+                    "dynamodb:PutItem", "dynamodb:UpdateItem"},
         "jobs": set(), "grants": set(), "audit": set(),
     },
     "sweeper.yaml": {
@@ -546,8 +547,9 @@ TABLE_RIGHTS = {
         "updates": {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:Scan", "dynamodb:PutItem",
                     "dynamodb:UpdateItem"},
         "jobs": set(),
-        "grants": {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:Scan", "dynamodb:UpdateItem",
-                   "dynamodb:DeleteItem"},
+        # PutItem: the expired grant over the active one, and the expiry schedule's cursor
+        "grants": {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:Scan", "dynamodb:PutItem",
+                   "dynamodb:UpdateItem", "dynamodb:DeleteItem"},
         "audit": {"dynamodb:PutItem"},
     },
 }
