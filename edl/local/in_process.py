@@ -10,7 +10,8 @@ check, the presigned-URL and copy-source checks, moto's IAM enforcement and the 
 see these requests exactly as they see one from the socket. Only the socket is skipped.
 
 It works as moto's own in-process mock does: a `before-send` handler in botocore's built-in
-handlers, so every botocore session made after `install()` has it; a request for any other URL
+handlers, so every botocore session made after `install()` has it (and boto3's default session,
+if one was made before); a request for any other URL
 (or made in another process: Spark's Python workers, `edl-api`) goes over HTTP as before.
 `EDL_LOCAL_IN_PROCESS=0` switches it off, for a packet capture of everything.
 """
@@ -63,9 +64,12 @@ def _install() -> None:
     global _installed
     if _installed:
         return
+    import boto3
     from botocore.handlers import BUILTIN_HANDLERS
 
     BUILTIN_HANDLERS.append(("before-send", dispatch))
+    if boto3.DEFAULT_SESSION is not None:   # made before: `boto3.client()` uses it
+        boto3.DEFAULT_SESSION.events.register("before-send", dispatch)
     _installed = True
 
 

@@ -341,6 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     # One line per request would make the log grow without bound during a long session.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    in_process.install()   # before the services make any boto3 session
     try:
         state = None if args.ephemeral else LakeState.open(args.state or paths.local_state_dir())
     except LocalStateError as exc:
