@@ -252,11 +252,13 @@ def access_denied(what: str, error: BaseException) -> QueryFailure:
 
 
 class GlueTables:
-    """Resolves the tables of one query, as its caller."""
+    """Resolves the tables of one query, as its caller. A table named twice (a dataset's view
+    reads its table of updates twice) is looked up and listed once."""
 
     def __init__(self, glue: Any, reads: S3Reads) -> None:
         self.glue = glue
         self.reads = reads
+        self._resolved: dict[str, ResolvedView | ResolvedTable] = {}
 
     def resolve(self, table: TableName, default_database: str | None,
                 position: str = "") -> ResolvedView | ResolvedTable:
@@ -269,6 +271,12 @@ class GlueTables:
                                "session schema is not set (give a database in the query or in "
                                "the QueryExecutionContext)")
         name = f"{database}.{table.name}"
+        if name not in self._resolved:
+            self._resolved[name] = self._lookup(table, database, name, position)
+        return self._resolved[name]
+
+    def _lookup(self, table: TableName, database: str, name: str,
+                position: str) -> ResolvedView | ResolvedTable:
         try:
             found = self.glue.get_table(DatabaseName=database, Name=table.name)["Table"]
         except ClientError as error:
