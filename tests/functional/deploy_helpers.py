@@ -7,6 +7,7 @@ credentials files point them at it.
 
 from __future__ import annotations
 
+import socket
 import urllib.request
 from dataclasses import dataclass
 
@@ -14,6 +15,13 @@ import boto3
 
 from edl.config import Instance
 from edl.installed_scripts.dl import main
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now (for a server a test starts itself)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def post(url: str, body: bytes, content_type: str) -> None:

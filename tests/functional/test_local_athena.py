@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import socket
 import time
 from decimal import Decimal
 from pathlib import Path
@@ -35,6 +34,7 @@ from tests.functional.athena_helpers import (
     AthenaLake,
     build_lake,
 )
+from tests.functional.deploy_helpers import free_port
 
 CORPUS = yaml.safe_load((Path(__file__).parent / "athena_corpus.yaml").read_text())
 TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED")
@@ -42,10 +42,7 @@ TERMINAL = ("SUCCEEDED", "FAILED", "CANCELLED")
 
 @pytest.fixture(scope="module")
 def athena_lake():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    service = MotoService(port)
+    service = MotoService(free_port())
     service.start()
     url = service.url
     try:

@@ -8,7 +8,6 @@ process-wide, so both are reset at teardown.
 from __future__ import annotations
 
 import json
-import socket
 import stat
 from urllib.parse import urlencode
 
@@ -24,15 +23,11 @@ from botocore.exceptions import ClientError
 
 from edl.local.control_api import SECRET_HEADER, call_control_api
 from edl.local.runtime import MotoService
+from tests.functional.deploy_helpers import free_port
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +35,7 @@ def front(tmp_path_factory):
     """The AWS endpoint with alice, who may assume roles (as the local users may), and two roles
     that trust her: `reader` (MaxSessionDuration 1 h) and `long` (12 h); IAM enforced."""
     secret_file = tmp_path_factory.mktemp("edl-home") / "control-secret"
-    service = MotoService(_free_port(), secret_file=secret_file)
+    service = MotoService(free_port(), secret_file=secret_file)
     service.start()
     url = service.url
     try:
@@ -124,7 +119,7 @@ def test_the_secret_is_private_and_new_at_every_start(front, tmp_path):
     service, _alice, _arn = front
     assert service.secret_file.read_text().strip() == service.secret
     assert stat.S_IMODE(service.secret_file.stat().st_mode) == 0o600
-    other = MotoService(_free_port(), secret_file=tmp_path / "control-secret")
+    other = MotoService(free_port(), secret_file=tmp_path / "control-secret")
     other.start()
     try:
         assert other.secret and other.secret != service.secret

@@ -9,7 +9,6 @@ own (they obtain dataset roles from the credential broker), while the platform a
 from __future__ import annotations
 
 import json
-import socket
 import urllib.request
 
 import boto3
@@ -19,15 +18,11 @@ from moto.server import ThreadedMotoServer
 
 from edl.config import get_config
 from edl.local.bootstrap import ADMIN_POLICY, DEMO_USERS, USERS_GROUP, bootstrap
+from tests.functional.deploy_helpers import free_port
 
 REGION = "us-east-1"
 TEMPLATE = json.dumps({"Resources": {"Bucket": {"Type": "AWS::S3::Bucket"}}})
 
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _moto_api(endpoint: str, path: str, body: bytes) -> None:
@@ -51,7 +46,7 @@ def bootstrapped(instance, tmp_path_factory):
         missing = tmp_path_factory.mktemp("no-aws")
         mp.setenv("AWS_CONFIG_FILE", str(missing / "config"))
         mp.setenv("AWS_SHARED_CREDENTIALS_FILE", str(missing / "credentials"))
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=_free_port(), verbose=False)
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
         server.start()
         host, port = server.get_host_and_port()
         endpoint = f"http://{host}:{port}"

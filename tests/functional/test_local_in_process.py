@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import socket
 
 import boto3
 import pytest
@@ -18,20 +17,16 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 from edl.local import in_process
 from edl.local.control_api import call_control_api
 from edl.local.runtime import MotoService
+from tests.functional.deploy_helpers import free_port
 
 REGION = "us-east-1"
 
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture
 def service(tmp_path):
     """The AWS endpoint with IAM enforced; alice may use S3 (nothing else)."""
-    service = MotoService(_free_port(), secret_file=tmp_path / "control-secret")
+    service = MotoService(free_port(), secret_file=tmp_path / "control-secret")
     service.start()
     try:
         call_control_api(service.url, "reset", service.secret, body=b"")

@@ -8,7 +8,6 @@ enforcement is process-wide in moto, so it is switched off and moto reset at tea
 from __future__ import annotations
 
 import json
-import socket
 
 import boto3
 import pytest
@@ -17,6 +16,7 @@ from botocore.config import Config
 
 from edl.local.control_api import call_control_api
 from edl.local.runtime import MotoService
+from tests.functional.deploy_helpers import free_port
 
 KEY = "uploads/sites/ab c (1).csv"
 
@@ -25,10 +25,7 @@ KEY = "uploads/sites/ab c (1).csv"
 def presign_cloud():
     """moto behind the shim, with a bucket `drop`, a user who may put and get objects there, one
     who may not, and a bucket `vault` with an object neither may read; IAM enforced."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    service = MotoService(port)
+    service = MotoService(free_port())
     service.start()
     url = service.url
     try:

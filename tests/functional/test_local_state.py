@@ -9,7 +9,6 @@ the next start replays. Every service the issue lists is checked through boto3, 
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from botocore.config import Config
 from edl.local.runtime import MotoService
 from edl.local.state.recorder import set_iam_enforced
 from edl.local.state.store import LakeState, LocalStateError
+from tests.functional.deploy_helpers import free_port
 
 REGION = "us-east-1"
 BIG_BODY = bytes(range(256)) * 1024  # 256 KB: kept in a blob, not inline in the journal
@@ -33,11 +33,6 @@ TEMPLATE = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
 
 class Lake:
     """moto with its state in `folder`; `restart(clean)` as `edl local stop/start` or a kill."""
@@ -48,7 +43,7 @@ class Lake:
         self.key: tuple[str, str] | None = None
 
     def start(self) -> MotoService:
-        self.service = MotoService(_free_port(), state=LakeState.open(self.folder))
+        self.service = MotoService(free_port(), state=LakeState.open(self.folder))
         self.service.start()
         return self.service
 
