@@ -16,6 +16,7 @@ import json
 import os
 import threading
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import boto3
 from botocore.config import Config
@@ -23,6 +24,7 @@ from botocore.credentials import RefreshableCredentials
 from botocore.exceptions import ClientError
 from botocore.loaders import Loader
 from botocore.session import Session as BotocoreSession
+from botocore.utils import parse_timestamp
 
 from edl.config import Instance
 from edl.errors import AwsAccessError, LocalCloudError
@@ -30,6 +32,10 @@ from edl.paths import local_config_file, local_credentials_file, local_state_fil
 
 LOCAL_ADMIN_PROFILE = "admin"
 _ROLE_SESSION_SECONDS = 3600
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 class _UniquePaths(list):
@@ -230,8 +236,14 @@ class AwsSessions:
                 "expiry_time": creds["Expiration"].isoformat(),
             }
 
-        credentials = RefreshableCredentials.create_from_metadata(
-            metadata=fetch(), refresh_using=fetch, method="sts-assume-role"
+        first = fetch()
+        # botocore asks the time before every call to see whether to refresh; its default
+        # clock reads the local time zone through dateutil, a good part of a call's cost in the
+        # local runtime. The expiry is in UTC, so a UTC clock answers the same.
+        credentials = RefreshableCredentials(
+            first["access_key"], first["secret_key"], first["token"],
+            parse_timestamp(first["expiry_time"]), refresh_using=fetch,
+            method="sts-assume-role", time_fetcher=_utc_now,
         )
         botocore_session = get_session()
         botocore_session._credentials = credentials  # the documented way to hand in refreshable creds

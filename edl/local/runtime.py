@@ -22,6 +22,7 @@ with exit code 2 and the reason in `paths.local_runtime_error_file()`.
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import json
 import logging
@@ -159,8 +160,13 @@ class MotoService:
             control_api.write_secret(self.secret, self.secret_file)
         athena = self._athena = LocalAthena(lambda: self.url, self.account_id)
 
+        _lighten_moto()
+
         def backend_app(service: str):
             app = create_backend_app(service)  # type: ignore[arg-type]  # moto types it as a Literal
+            # moto's server turns on Flask's debug mode, whose request hooks cost every call and
+            # whose error pages are not for a service: a failed call is a plain 500.
+            app.debug = False
             if control_api.is_control_backend(service):
                 return control_api.ControlApiGuard(app, self.secret)
             if service == "sts":
@@ -203,6 +209,16 @@ class MotoService:
         if self.state is not None:
             self.state.close()
             self.state = None
+
+
+def _lighten_moto() -> None:
+    """moto lists a response class's methods with `inspect.getmembers` on every request, to
+    check that the action exists; the list depends on the class alone, so it is kept."""
+    from moto.core import responses
+
+    if not hasattr(responses.method_names_from_class, "cache_info"):
+        responses.method_names_from_class = functools.cache(
+            responses.method_names_from_class)
 
 
 def _moto_dispatcher(create_app: Any) -> Any:
