@@ -14,7 +14,7 @@ from edl.errors import NamingError
 
 TIERS = ("internal", "restricted", "sensitive")
 ACCESS_LEVELS = ("read", "write")
-METADATA_TABLES = ("datasets", "updates", "grants", "audit", "jobs")
+METADATA_TABLES = ("datasets", "updates", "grants", "audit", "jobs", "pipelines")
 
 _DATASET_RE = re.compile(r"[a-z][a-z0-9_]{2,62}")
 _INSTANCE_RE = re.compile(r"[a-z][a-z0-9]{1,15}")
@@ -209,6 +209,22 @@ def ingest_job_role(instance: str) -> str:
     """The role the ingest job runs as (ingest_job.yaml): the Glue job's role in the cloud, the
     role the local job runner assumes on the local cloud."""
     return f"edl-{instance}-ingest-job"
+
+
+def pipeline_role(instance: str, pipeline: str) -> str:
+    """The role a pipeline runs as (pipeline.yaml): read on its inputs, write on its outputs;
+    shortened with a hash past IAM's 64 characters."""
+    name = f"edl-{instance}-pipe-{pipeline}"
+    if len(name) <= _ROLE_NAME_MAX:
+        return name
+    digest = hashlib.sha256(pipeline.encode()).hexdigest()[:8]
+    keep = _ROLE_NAME_MAX - len(f"edl-{instance}-pipe--{digest}")
+    return f"edl-{instance}-pipe-{pipeline[:keep]}-{digest}"
+
+
+def pipeline_job_name(instance: str, pipeline: str) -> str:
+    """The pipeline's Glue job (pipeline.yaml)."""
+    return f"edl-{instance}-pipeline-{pipeline}"
 
 
 def ingest_job_name(instance: str) -> str:

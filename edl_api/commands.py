@@ -70,6 +70,17 @@ def updates(opts: argparse.Namespace, s: Session) -> int:
     return 0
 
 
+def lineage(opts: argparse.Namespace, s: Session) -> int:
+    items = [u for u in s.api.list_updates(opts.name) if opts.all or u.get("lineage")]
+    if opts.json:
+        report.print_json(s.ui, {"dataset": opts.name, "items": [
+            {"update_id": u.get("update_id"), "status": u.get("status"),
+             "kind": u.get("kind"), "lineage": u.get("lineage") or None} for u in items]})
+    else:
+        report.lineage_table(s.ui, opts.name, items)
+    return 0
+
+
 def update(opts: argparse.Namespace, s: Session) -> int:
     record = s.api.get_update(opts.name, opts.update_id)
     if opts.json:

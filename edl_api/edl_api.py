@@ -48,6 +48,7 @@ examples:
   edl-api datasets --instance local
   edl-api dataset clinical_trials
   edl-api updates clinical_trials --status complete
+  edl-api lineage trials_by_site
   edl-api ingest clinical_trials --source ./batch1.zip --kind snapshot --wait --profile alice
   edl-api job JOB_ID --json
   edl-api grant request trials --level read --for 30d --justification "Q3 review" --profile bob
@@ -100,6 +101,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--status", choices=("pending", "complete", "failed"),
                    help="only updates with this status")
     p.add_argument("--limit", type=_positive, help="show at most N updates (default: all)")
+
+    p = add("lineage", "which pipeline runs and input updates made a dataset's updates",
+            commands.lineage,
+            description="Each update a pipeline wrote: the pipeline, its run and code hash, and "
+                        "the input updates it read (the update each input was read as of, and "
+                        "the snapshot and deltas that made it). Ingested updates have none.")
+    p.add_argument("name", type=_dataset_name, help="the dataset's name")
+    p.add_argument("--all", action="store_true",
+                   help="also list the updates no pipeline wrote (ingests)")
 
     p = add("update", "one update: status, source, rows, files and schema", commands.update)
     p.add_argument("name", type=_dataset_name, help="the dataset's name")

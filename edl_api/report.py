@@ -165,6 +165,27 @@ def updates_table(ui: UI, dataset: str, updates: Sequence[dict[str, Any]]) -> No
     ui.info(f"{len(rows)} update{'s' if len(rows) != 1 else ''}")
 
 
+def lineage_table(ui: UI, dataset: str, updates: Sequence[dict[str, Any]]) -> None:
+    def inputs(lineage: dict[str, Any]) -> str:
+        lines = []
+        for i in lineage.get("inputs") or []:
+            made_of = i.get("updates") or []
+            lines.append(f"{i.get('dataset')} as of {i.get('update_id')}"
+                         + (f" ({', '.join(made_of)})" if len(made_of) > 1 else ""))
+        return "\n".join(lines) or "-"
+
+    rows = []
+    for u in updates:
+        lineage = u.get("lineage") or {}
+        rows.append((first(u, "update_id", "id"), u.get("status"),
+                     lineage.get("pipeline") or "(ingest)", inputs(lineage) if lineage else "-",
+                     str(lineage.get("run_id", ""))[:8], str(lineage.get("code_hash", ""))[:12]))
+    table(ui, f"lineage of {dataset}",
+          ("update", "status", "made by", "from", "run", "code"), rows)
+    ui.info(f"{len(rows)} update{'s' if len(rows) != 1 else ''}"
+            + ("" if rows else " written by a pipeline (--all lists every update)"))
+
+
 def update_details(ui: UI, update: dict[str, Any]) -> None:
     details(ui, f"update {first(update, 'update_id', 'id')} of {update.get('dataset', '')}", [
         ("kind", update.get("kind")),

@@ -43,6 +43,7 @@ updates table, which the ingest job role may not).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -58,10 +59,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from edl.errors import EdlError
 from edl.local.jobs_table import FAILED, SUCCEEDED, JobsTable
+from edl.utils.pipelines import COMPACT_PIPELINE, PIPELINE_JOB, queue_triggered_runs
 
 log = logging.getLogger("edl.local.jobs")
 
-INGEST_LOGGER = "edl.core_resources.pipelines.ingest"
+# The jobs' own loggers (the ingest job's and the pipeline wrapper's) feed the job's progress.
+JOB_LOGGER = "edl.core_resources.pipelines"
 _FIELD_ARGUMENTS = (("dataset", "--dataset"), ("source", "--source"), ("kind", "--kind"),
                     ("update_id", "--update"), ("requested_by", "--requested-by"))
 
@@ -111,6 +114,9 @@ def ingest_arguments(item: dict) -> list[str]:
             name = name if name.startswith("--") else f"--{name}"
             if isinstance(value, bool):
                 argv += [name] if value else []
+            elif isinstance(value, list):
+                for each in value:
+                    argv += [name, str(each)]
             else:
                 argv += [name, str(value)]
     else:
@@ -154,8 +160,16 @@ class JobRunner:
                  poll_seconds: float = 1.0, warm_up: bool = True, owns_spark: bool = True,
                  status_url: Callable[[], str] | None = None,
                  clock: Callable[[], float] = time.monotonic,
-                 sweeper: Callable[[], Any] | None = None, sweep_seconds: float = 30.0) -> None:
+                 sweeper: Callable[[], Any] | None = None, sweep_seconds: float = 30.0,
+                 pipelines: Callable[[], Any] | None = None,
+                 pipeline_lake: Callable[[str | None], Any] | None = None,
+                 package: Callable[[str], Any] | None = None,
+                 instance_name: str = "local") -> None:
         self._jobs_factory = jobs
+        self._pipelines_factory = pipelines
+        self._pipeline_lake_factory = pipeline_lake
+        self._package_factory = package
+        self._instance_name = instance_name
         self._sweeper_factory = sweeper
         self.sweep_seconds = sweep_seconds
         self.runner_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
@@ -210,8 +224,33 @@ class JobRunner:
             return Sweeper(LakeContext.for_instance(instance.name,
                                                     role_arn=instance.cfn_role_arn))
 
+        pipeline_lakes: dict[str | None, Any] = {}
+
+        def pipeline_lake(role_arn: str | None):
+            """A pipeline runs as its own role (assumed as the platform admin, as Glue would
+            run it as that role)."""
+            if role_arn not in pipeline_lakes:
+                pipeline_lakes[role_arn] = LakeContext.for_instance(instance.name,
+                                                                    role_arn=role_arn)
+            return pipeline_lakes[role_arn]
+
+        def pipelines():
+            from edl.utils.pipelines import PipelineStore
+
+            dynamodb = roles.admin_sessions().deploy_resource("dynamodb")
+            return PipelineStore(dynamodb.Table(naming.table_name(instance.name, "pipelines")),
+                                 instance.name)
+
+        def package(url: str):
+            from edl import paths
+            from edl.utils.pipelines import fetch_package
+
+            return fetch_package(roles.admin_sessions().deploy_client("s3"), url,
+                                 paths.local_dir() / "pipelines")
+
         return cls(jobs=jobs, lake=lake, warm_up=warm_up, sweeper=sweeper,
-                   sweep_seconds=sweep_seconds)
+                   sweep_seconds=sweep_seconds, pipelines=pipelines,
+                   pipeline_lake=pipeline_lake, package=package, instance_name=instance.name)
 
     # -- the service ----------------------------------------------------------------------------
 
@@ -357,18 +396,22 @@ class JobRunner:
         self._current = job_id
         started = time.monotonic()
         progress = _ProgressLog(lambda text: jobs.progress(job_id, text))
-        ingest_logger = logging.getLogger(INGEST_LOGGER)
+        ingest_logger = logging.getLogger(JOB_LOGGER)
         previous_level = ingest_logger.level
         if ingest_logger.getEffectiveLevel() > logging.INFO:
             ingest_logger.setLevel(logging.INFO)
         ingest_logger.addHandler(progress)
         log.info("%s - running", job_id)
         try:
-            fields = self._ingest(item)
+            fields = self._pipeline(item) if item.get("type") == PIPELINE_JOB \
+                else self._ingest(item)
             status = SUCCEEDED
         except Exception as exc:
             status = FAILED
             fields = {"error": self._reason(exc)}
+            events = getattr(exc, "events", None)
+            if events:
+                fields["openlineage"] = json.dumps(list(events))
             update_id = getattr(exc, "update_id", None) or item.get("update_id") or \
                 (item.get("arguments") or {}).get("--update")
             if update_id:
@@ -385,6 +428,82 @@ class JobRunner:
         jobs.finish(job_id, status, fields)
         self._finished += 1
         log.info("%s - %s in %.1f s", job_id, status, duration)
+        if status == SUCCEEDED:
+            self._trigger(item, fields)
+
+    def _trigger(self, item: dict, fields: dict) -> None:
+        """Queue the on_update runs the job's new updates start (never twice for one update)."""
+        if self._pipelines_factory is None:
+            return
+        produced_by = item.get("pipeline") if item.get("type") == PIPELINE_JOB else None
+        if produced_by == COMPACT_PIPELINE:   # the same rows again: nothing new to react to
+            return
+        if produced_by is not None:
+            made = [(o["dataset"], o["update_id"]) for o in fields.get("outputs", {}).values()]
+        else:
+            made = [(fields["dataset"], fields["update_id"])] if fields.get("update_id") else []
+        try:
+            store = self._pipelines_factory()
+            for dataset, update_id in made:
+                for job_id in queue_triggered_runs(store, self._jobs_table(), dataset, update_id,
+                                                   produced_by=produced_by):
+                    log.info("%s - queued: %s update %s is complete", job_id, dataset,
+                             update_id)
+        except Exception as exc:  # noqa: BLE001 - the job's outcome stands; triggers are logged
+            log.warning("jobs - could not queue the runs %s triggers: %s", item["job_id"],
+                        str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+
+    def _package(self, url: str):
+        if self._package_factory is None:
+            raise EdlError("this job runner cannot fetch pipeline packages")
+        return self._package_factory(url)
+
+    def _pipeline_lake(self, role_arn: str | None):
+        if self._pipeline_lake_factory is None:
+            return self._lake_factory()
+        return self._pipeline_lake_factory(role_arn)
+
+    def _jobs_table(self):
+        jobs = self._jobs or self._jobs_factory()
+        return jobs.table
+
+    def _pipeline(self, item: dict) -> dict:
+        """Run a pipeline job (a deployed pipeline, or the built-in compaction) with the
+        wrapper, as the pipeline's role; → the job item's outcome fields."""
+        from edl.core_resources.pipelines.wrapper.__main__ import (
+            parse_args,
+            pipeline_config,
+            pipeline_role_arn,
+        )
+        from edl.core_resources.pipelines.wrapper.__main__ import (
+            parse_as_of as as_of_pairs,
+        )
+        from edl.core_resources.pipelines.wrapper.run import PipelineRun, RunRequest
+
+        argv = ingest_arguments(item)   # the same flags-from-arguments rule
+        name = item.get("pipeline") or (item.get("arguments") or {}).get("--pipeline", "")
+        argv = [a for a in argv if a not in ("--pipeline", name)]
+        if "--compact" not in argv:
+            if self._pipelines_factory is None:
+                raise EdlError("this job runner has no pipelines table to find "
+                               f"pipeline {name!r} in")
+            registration = self._pipelines_factory().get(name)
+            folder = self._package(registration["package"])
+            argv += ["--pipeline-dir", str(folder)]
+        try:
+            args = parse_args(["--instance", self._instance_name, *argv])
+        except SystemExit:
+            raise EdlError(f"job {item['job_id']} has invalid arguments: {argv}") from None
+        config = pipeline_config(args)
+        request = RunRequest(config, as_of_pairs(args.as_of), job_id=item["job_id"],
+                             requested_by=args.requested_by)
+        ctx = self._pipeline_lake(pipeline_role_arn(args, config.name))
+        result = PipelineRun(self.spark(), ctx).run(request)
+        return {"run_id": result.run_id, "pipeline": name or config.name,
+                "inputs": [i.to_record() for i in result.inputs],
+                "outputs": {alias: {"dataset": u.dataset, "update_id": u.update_id,
+                                    "rows": u.rows} for alias, u in result.outputs.items()},
+                "openlineage": json.dumps(list(result.events))}
 
     def _ingest(self, item: dict) -> dict:
         from edl.core_resources.pipelines.ingest.__main__ import build_request, parse_args

@@ -164,3 +164,27 @@ def check_text(text: str | None, *, what: str, required: bool = False) -> str | 
         raise PolicyRefusal(400, "text_too_long",
                             f"the {what} has {len(text)} characters; at most {TEXT_MAX} are kept")
     return text
+
+
+class TierOrderError(EdlError):
+    """A pipeline would write data of a higher tier into a lower one."""
+
+
+def check_output_tiers(inputs: dict[str, str], outputs: dict[str, str]) -> None:
+    """A pipeline's outputs are at least as protected as its most protected input (DESIGN §4):
+    `inputs` and `outputs` map dataset → tier; `TierOrderError` names the datasets otherwise."""
+    from edl.naming import TIERS
+
+    if not inputs:
+        return
+    highest = max(inputs.values(), key=TIERS.index)
+    sources = sorted(d for d, tier in inputs.items() if tier == highest)
+    lower = sorted(f"{d} ({tier})" for d, tier in outputs.items()
+                   if TIERS.index(tier) < TIERS.index(highest))
+    if lower:
+        raise TierOrderError(
+            f"output(s) {', '.join(lower)} are of a lower tier than input(s) "
+            f"{', '.join(sources)} ({highest}): {highest} data may only go to {highest} "
+            "datasets" + (" or higher" if highest != TIERS[-1] else ""),
+            hint=f"write to a dataset of tier {highest}"
+            + (" or higher" if highest != TIERS[-1] else "") + ", or drop the input")

@@ -140,6 +140,8 @@ class UpdateRecord:
     manifest_sha256: str = ""
     catalog_registered: bool = False   # in the catalog's current layout
     files_removed: bool = False
+    # a pipeline's output: the run that made it (edl.utils.lineage); {} for an ingest
+    lineage: dict[str, Any] = field(default_factory=dict)
 
     @property
     def raw_prefix(self) -> str:
@@ -187,6 +189,7 @@ class UpdateRecord:
             "catalog_registered": self.catalog_registered or None,
             "catalog_layout": CATALOG_LAYOUT if self.catalog_registered else None,
             "files_removed": self.files_removed or None,
+            "lineage": self.lineage or None,
         }
         return {k: v for k, v in item.items() if v not in ("", None, [], {})}
 
@@ -211,6 +214,7 @@ class UpdateRecord:
             catalog_registered=bool(item.get("catalog_registered", False))
             and int(item.get("catalog_layout", 1)) >= CATALOG_LAYOUT,
             files_removed=bool(item.get("files_removed", False)),
+            lineage=_plain(item.get("lineage") or {}),
         )
 
 
@@ -350,11 +354,13 @@ class UpdateStore:
         with contextlib.suppress(UpdateStateError):
             self.fail_update(dataset, update_id, reason)
 
-    def fail_update(self, dataset: str, update_id: str, reason: str) -> UpdateRecord:
-        """Mark a pending update failed with `reason`; refused (`UpdateStateError`) if it is
-        finished already."""
+    def fail_update(self, dataset: str, update_id: str, reason: str, *,
+                    lineage: dict[str, Any] | None = None) -> UpdateRecord:
+        """Mark a pending update failed with `reason` (and, for a pipeline's output, the run's
+        `lineage`); refused (`UpdateStateError`) if it is finished already."""
         current = self.get_update(dataset, update_id)
-        failed = replace(current, status=FAILED, finished_at=self._now(), reason=reason[:4000])
+        failed = replace(current, status=FAILED, finished_at=self._now(), reason=reason[:4000],
+                         lineage=dict(lineage) if lineage else current.lineage)
         self._write_final(failed)
         return failed
 

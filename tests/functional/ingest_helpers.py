@@ -42,6 +42,7 @@ _KEYS = {
     "updates": ([("dataset", "HASH"), ("update_id", "RANGE")],
                 [("dataset", "S"), ("update_id", "S")]),
     "jobs": ([("job_id", "HASH")], [("job_id", "S")]),
+    "pipelines": ([("pipeline", "HASH")], [("pipeline", "S")]),
     # the sweep expires grants (and audits it) on every run
     "grants": ([("dataset", "HASH"), ("grant_id", "RANGE")],
                [("dataset", "S"), ("grant_id", "S")]),

@@ -4,6 +4,7 @@ refused before any AWS call (no endpoint runs in unit tests; a call would be a b
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import botocore.client
 import pytest
@@ -16,7 +17,7 @@ CONFIG = load_config()
 COMMAND_NAMES = ("deploy-core", "deploy-dataset", "plan", "diff", "status", "destroy", "render",
                  "validate", "local")
 TEMPLATES = ("artifacts.yaml", "athena.yaml", "buckets.yaml", "default_acls.yaml", "folder_acls.yaml",
-             "ingest_job.yaml", "metadata.yaml", "rest_api.yaml", "sweeper.yaml")
+             "ingest_job.yaml", "metadata.yaml", "pipeline.yaml", "rest_api.yaml", "sweeper.yaml")
 
 
 @pytest.fixture(autouse=True)
@@ -161,9 +162,29 @@ def test_render_prints_each_template_once_to_stdout(capsys, aws_calls):
     assert code == 0
     context = template_context(CONFIG, CONFIG.instance("prod"))
     for name in TEMPLATES:
-        assert out.count(f"# ---- {name} (instance prod) ----") == 1
-        assert render_template(name, context).body in out
+        shown = 0 if name == "pipeline.yaml" else 1   # a pipeline's only with --pipeline
+        assert out.count(f"# ---- {name} (instance prod) ----") == shown
+        if shown:
+            assert render_template(name, context).body in out
     assert aws_calls == []
+
+
+def test_render_with_a_pipeline_writes_its_glue_job_stack(capsys, aws_calls, tmp_path):
+    example = Path(__file__).resolve().parents[2] / "pipelines" / "example"
+    code, _, _ = run(capsys, "render", "--instance", "dev01", "--pipeline", str(example),
+                     "--tier", "sensitive", "--out", str(tmp_path))
+    assert code == 0 and aws_calls == []
+    body = (tmp_path / "edl-dev01-pipeline-trials-by-site.yaml").read_text()
+    assert "AWS::Glue::Job" in body and 'GlueVersion: "5.0"' in body
+    parameters = json.loads((tmp_path / "edl-dev01-pipeline-trials-by-site.parameters.json")
+                            .read_text())["Parameters"]
+    assert parameters["RoleName"] == "edl-dev01-pipe-trials_by_site"
+    region = CONFIG.instance("dev01").default_region
+    assert parameters["InputObjectArns"] == \
+        f"arn:aws:s3:::sanofi-datalake-dev01-sensitive-{region}/clinical_trials/*"
+    assert "/trials_by_site/*" in parameters["OutputObjectArns"]
+    assert "_edl_staging/trials_by_site/*" in parameters["OutputObjectArns"]
+    assert parameters["PackageLocation"].startswith("s3://")
 
 
 # -- destroy's confirmation ------------------------------------------------------------------------

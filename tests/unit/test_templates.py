@@ -199,6 +199,7 @@ EXPECTED_KEYS = {
     "grants": [("dataset", "HASH"), ("grant_id", "RANGE")],
     "audit": [("subject", "HASH"), ("event_id", "RANGE")],
     "jobs": [("job_id", "HASH")],
+    "pipelines": [("pipeline", "HASH")],
 }
 
 

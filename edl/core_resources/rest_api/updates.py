@@ -28,7 +28,7 @@ from edl.utils.updates import COMPLETE, UpdateRecord, format_update_id
 
 _SUMMARY = ("dataset", "update_id", "kind", "status", "source", "requested_by", "job_id",
             "created_at", "started_at", "finished_at", "rows", "bytes", "file_count", "reason",
-            "commit_seq", "catalog_registered")
+            "commit_seq", "catalog_registered", "lineage")
 
 
 def update_summary(item: dict[str, Any]) -> dict[str, Any]:

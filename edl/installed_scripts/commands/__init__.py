@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from edl.installed_scripts.commands import deploy, local, templates
+from edl.installed_scripts.commands import deploy, local, pipelines, templates
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,17 @@ COMMANDS: dict[str, Command] = {
     "deploy-dataset": Command(deploy.DeployDatasetOptions, deploy.deploy_dataset,
                               "deploy one dataset: its roles and its record",
                               deploy.DEPLOY_DATASET_HELP),
+    "deploy-pipeline": Command(pipelines.DeployPipelineOptions, pipelines.deploy_pipeline,
+                               "check, package and deploy a pipeline folder, and register it",
+                               pipelines.DEPLOY_PIPELINE_HELP),
+    "run-pipeline": Command(pipelines.RunPipelineOptions, pipelines.run_pipeline,
+                            "start a run of a deployed pipeline (--wait to follow it)",
+                            pipelines.RUN_PIPELINE_HELP),
+    "pipelines": Command(pipelines.PipelinesOptions, pipelines.pipelines,
+                         "list the deployed pipelines, their triggers and last runs"),
+    "compact": Command(pipelines.CompactOptions, pipelines.compact,
+                       "fold a dataset's deltas into one snapshot update",
+                       pipelines.COMPACT_HELP),
     "plan": Command(deploy.DeployCoreOptions, deploy.plan_only,
                     "show what a deploy would create, update or leave alone (no change made)",
                     deploy.PLAN_HELP),

@@ -8,6 +8,7 @@ from typing import Optional
 
 from edl.cloudformation.components.core import core_stacks
 from edl.cloudformation.components.dataset import dataset_stacks
+from edl.cloudformation.components.pipeline import pipeline_stacks
 from edl.cloudformation.render import (
     lint_templates,
     render_template,
@@ -16,7 +17,9 @@ from edl.cloudformation.render import (
 )
 from edl.config import get_config
 from edl.installed_scripts.commands.options import CommonOptions
+from edl.pipeline_config import load_pipeline
 from edl.ui import UI
+from edl.utils.metadata import DatasetRecord
 
 # A dataset to render folder_acls.yaml with when none is named.
 _SAMPLE_DATASET = ("example_dataset", "internal")
@@ -29,7 +32,11 @@ class RenderOptions(CommonOptions):
                 "(default: print each template once to stdout)"})
     dataset: Optional[str] = field(default=None, metadata={
         "help": "also render this dataset's stack (with --tier)"})
-    tier: str = field(default="internal", metadata={"help": "the dataset's tier"})
+    tier: str = field(default="internal", metadata={
+        "help": "the dataset's tier (and, with --pipeline, the tier of its datasets)"})
+    pipeline: Optional[str] = field(default=None, metadata={
+        "metavar": "DIR", "help": "also render this pipeline folder's stack (its Glue job, role "
+        "and schedule; its datasets taken to be of --tier, no AWS is asked)"})
 
 
 @dataclass
@@ -44,6 +51,12 @@ def render(options: RenderOptions, ui: UI) -> int:
     context = template_context(config, instance)
     dataset, tier = (options.dataset, options.tier) if options.dataset else _SAMPLE_DATASET
     specs = core_stacks(config, instance) + dataset_stacks(config, instance, dataset, tier)
+    if options.pipeline:
+        pipeline = load_pipeline(options.pipeline)
+        records = {d: DatasetRecord(dataset=d, tier=options.tier, owner="",
+                                    home_region=instance.default_region)
+                   for d in {*pipeline.input_datasets(), *pipeline.output_datasets()}}
+        specs += pipeline_stacks(config, instance, pipeline, records)
     rendered = {name: render_template(name, context) for name in {s.template for s in specs}}
     if options.out is None:
         for name in sorted(rendered):
