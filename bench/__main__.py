@@ -1,5 +1,5 @@
 """`python -m bench [GROUP ...] [--rounds N]`: run EDL's benchmarks and check them against their
-targets. Groups: deploy, sceptre, validate, ingest, api, grants, state, query (default: all, in
+targets. Groups: deploy, sceptre, validate, ingest, api, grants, state, query, pipelines (default: all, in
 that order).
 Prints every measurement with the baseline measured in the same run, the ratio and PASS/FAIL,
 and writes bench/results/latest.json. Exit code: 0 all passed, 1 a target was missed, 2 a benchmark could
@@ -22,6 +22,7 @@ from bench import (
     grants_bench,
     ingest_bench,
     local_state,
+    pipeline_bench,
     query_bench,
     sceptre_compare,
     validate,
@@ -45,6 +46,8 @@ GROUPS = {
     "grants": (grants_bench.measure, "credential vends among 50,000 grants vs a bare AssumeRole"),
     "state": (local_state.measure, "the kept local lake: write overhead, start-up of a big lake"),
     "query": (query_bench.measure, "edl-api query vs DuckDB over the same files; vs datasets"),
+    "pipelines": (pipeline_bench.measure, "run-pipeline vs the same job by hand; reads after "
+                  "compact"),
 }
 
 

@@ -135,3 +135,44 @@ edl-api credentials clinical_trials --profile bob || echo "(refused, as it shoul
 
 step "the audit log shows every request, decision, vend and refusal"
 edl-api audit --dataset clinical_trials --since 1h --profile alice
+
+step "pipelines: datasets for the outputs, the PySpark example (on_update) and the SQL example"
+edl deploy-dataset trials_by_site --tier sensitive --owner alice \
+    --description "Demo: trials and enrolment per site (pipelines/example)" --instance local
+edl deploy-dataset trials_by_phase --tier sensitive --owner alice \
+    --description "Demo: trials and enrolment per phase (pipelines/sql_example)" --instance local
+edl deploy-pipeline pipelines/example --instance local
+edl deploy-pipeline pipelines/sql_example --instance local
+
+step "edl run-pipeline trials_by_phase --wait   (the SQL pipeline, started by hand)"
+edl run-pipeline trials_by_phase --wait --instance local
+
+step "a new delta of clinical_trials starts trials_by_site (its trigger is on_update)"
+edl-api ingest clinical_trials --source examples/data/clinical_trials_delta2.csv \
+    --kind delta --wait --profile alice
+python - <<'PY'
+import json
+import subprocess
+import time
+
+deadline = time.monotonic() + 120
+while True:
+    listing = json.loads(subprocess.run(["edl", "pipelines", "--json", "--instance", "local"],
+                                        check=True, capture_output=True, text=True).stdout)
+    runs = next(p for p in listing["items"] if p["pipeline"] == "trials_by_site")["last_runs"]
+    if runs and runs[0]["status"] in ("succeeded", "failed"):
+        print(f"run {runs[0]['job_id']} ({runs[0]['trigger']}): {runs[0]['status']}")
+        raise SystemExit(0 if runs[0]["status"] == "succeeded" else 1)
+    if time.monotonic() > deadline:
+        raise SystemExit("the triggered run did not end within 120 s")
+    time.sleep(0.5)
+PY
+edl pipelines --instance local
+
+step "lineage: which clinical_trials updates made each trials_by_site update"
+edl-api lineage trials_by_site --profile alice
+edl-api query "SELECT site, trials, enrolled FROM trials_by_site ORDER BY site" --profile alice
+
+step "edl compact clinical_trials   (its deltas folded into one snapshot; reads start there)"
+edl compact clinical_trials --instance local
+edl-api lineage clinical_trials --all --profile alice

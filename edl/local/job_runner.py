@@ -167,6 +167,7 @@ class JobRunner:
                  instance_name: str = "local") -> None:
         self._jobs_factory = jobs
         self._pipelines_factory = pipelines
+        self._pipelines: Any = None
         self._pipeline_lake_factory = pipeline_lake
         self._package_factory = package
         self._instance_name = instance_name
@@ -442,8 +443,10 @@ class JobRunner:
             made = [(o["dataset"], o["update_id"]) for o in fields.get("outputs", {}).values()]
         else:
             made = [(fields["dataset"], fields["update_id"])] if fields.get("update_id") else []
+        if not made:
+            return
         try:
-            store = self._pipelines_factory()
+            store = self._pipeline_store()
             for dataset, update_id in made:
                 for job_id in queue_triggered_runs(store, self._jobs_table(), dataset, update_id,
                                                    produced_by=produced_by):
@@ -452,6 +455,12 @@ class JobRunner:
         except Exception as exc:  # noqa: BLE001 - the job's outcome stands; triggers are logged
             log.warning("jobs - could not queue the runs %s triggers: %s", item["job_id"],
                         str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+
+    def _pipeline_store(self):
+        """The pipelines table (made once: its session refreshes itself)."""
+        if self._pipelines is None and self._pipelines_factory is not None:
+            self._pipelines = self._pipelines_factory()
+        return self._pipelines
 
     def _package(self, url: str):
         if self._package_factory is None:
@@ -487,7 +496,7 @@ class JobRunner:
             if self._pipelines_factory is None:
                 raise EdlError("this job runner has no pipelines table to find "
                                f"pipeline {name!r} in")
-            registration = self._pipelines_factory().get(name)
+            registration = self._pipeline_store().get(name)
             folder = self._package(registration["package"])
             argv += ["--pipeline-dir", str(folder)]
         try:
@@ -535,3 +544,30 @@ class JobRunner:
             return str(exc)[:4000]
         text = str(exc).splitlines()[0] if str(exc) else ""
         return f"internal error: {type(exc).__name__}: {text}"[:4000]
+
+
+class WakeOnJobWrite:
+    """WSGI middleware in front of moto: a job item written by anyone (`edl run-pipeline`,
+    `edl compact` write the jobs table directly) wakes the runner at once, as the API server
+    does after its own writes, instead of at its next poll. Only DynamoDB `PutItem`s are looked
+    at, by the table name in their (small) body, which is handed on unread."""
+
+    def __init__(self, app, table: str, wake: Callable[[], None]) -> None:
+        self.app = app
+        self.marker = f'"{table}"'.encode()
+        self.wake = wake
+
+    def __call__(self, environ: dict, start_response):
+        if environ.get("HTTP_X_AMZ_TARGET", "").endswith(".PutItem"):
+            import io
+
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            body = environ["wsgi.input"].read(length) if length else b""
+            environ["wsgi.input"] = io.BytesIO(body)
+            if self.marker in body:
+                try:
+                    return self.app(environ, start_response)
+                finally:
+                    self.wake()
+        return self.app(environ, start_response)
+

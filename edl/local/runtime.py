@@ -31,11 +31,12 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from edl import paths
+from edl import naming, paths
 from edl.local import in_process
 from edl.local.state.store import LakeState, LoadReport, LocalStateError, has_lake
 from edl.local.wsgi import ServerThread
@@ -126,13 +127,17 @@ class MotoService:
     name = "aws"
 
     def __init__(self, port: int, host: str = LOOPBACK, account_id: str | None = None,
-                 secret_file: Path | None = None, state: LakeState | None = None) -> None:
+                 secret_file: Path | None = None, state: LakeState | None = None,
+                 on_jobs_write: Callable[[], None] | None = None,
+                 jobs_table: str = "") -> None:
         self.host = host
         self.port = port
         self.account_id = account_id or os.environ.get("MOTO_ACCOUNT_ID", "123456789012")
         self.secret_file = secret_file
         self.secret = ""
         self.state = state  # None: an ephemeral lake, in memory only
+        self.on_jobs_write = on_jobs_write   # a job item was written (wake the job runner)
+        self.jobs_table = jobs_table
         self.load_report: LoadReport | None = None
         self._server: ServerThread | None = None
         self._athena: Any = None  # edl.local.athena.service.LocalAthena, while started
@@ -181,7 +186,11 @@ class MotoService:
             moto_app = self.state.wrap(moto_app)
         keys = MotoKeyStore(self.account_id)
         # moto cannot authenticate presigned URLs under IAM enforcement; the shim does it.
-        app = CurrentSessionsOnly(PresignedUrls(CopySourceCheck(moto_app, keys), keys))
+        app: Any = CurrentSessionsOnly(PresignedUrls(CopySourceCheck(moto_app, keys), keys))
+        if self.on_jobs_write is not None:
+            from edl.local.job_runner import WakeOnJobWrite
+
+            app = WakeOnJobWrite(app, self.jobs_table, self.on_jobs_write)
         # Binds now, so a taken port fails here rather than in the serving thread.
         served = LoopbackOnly(app, lambda: self.port)
         self._server = ServerThread("moto", served, self.host, self.port,
@@ -261,7 +270,9 @@ def default_services(port: int, instance_name: str = "local", api_port: int | No
                      extra_routes={JOBS_STATUS_PATH: jobs.status})
     jobs.status_url = lambda: f"{api.base_url}{JOBS_STATUS_PATH}"  # known once api listens
     aws = MotoService(port, account_id=instance.account_id,
-                      secret_file=paths.local_control_secret_file(), state=state)
+                      secret_file=paths.local_control_secret_file(), state=state,
+                      on_jobs_write=jobs.wake,
+                      jobs_table=naming.table_name(instance.name, "jobs"))
     return [aws, api, jobs]
 
 

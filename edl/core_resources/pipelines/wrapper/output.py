@@ -126,7 +126,22 @@ class OutputWriter:
         except Exception:  # nobody reads staging; the sweep deletes what is left
             log.warning("%s/%s - could not delete the staging folder", update.dataset,
                         update.update_id, exc_info=True)
-        return complete
+        return self._register(staged.dataset, complete)
+
+    def _register(self, dataset: DatasetRecord, update: UpdateRecord) -> UpdateRecord:
+        """Put the complete update in the Glue catalog (for SQL), as the ingest does; a failure
+        is a warning: the update is complete, and the sweep registers it later."""
+        from edl.utils.catalog import GlueCatalog
+
+        try:
+            GlueCatalog(self.ctx.glue(dataset.home_region), self.ctx.instance,
+                        self.ctx.updates).register_update(dataset, update)
+            self.ctx.updates.mark_registered(dataset.dataset, update.update_id)
+        except Exception as exc:  # noqa: BLE001 - the commit stands; the sweep retries
+            log.warning("%s/%s - complete, but not in the Glue catalog yet (the sweep registers "
+                        "it again): %s", update.dataset, update.update_id, exc)
+            return update
+        return replace(update, catalog_registered=True)
 
     def discard(self, update: UpdateRecord, dataset: DatasetRecord, reason: str,
                 lineage: dict | None = None) -> None:

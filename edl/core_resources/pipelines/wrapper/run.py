@@ -324,20 +324,11 @@ def _checked_outputs(config: PipelineConfig, produced: Any) -> dict[str, Any]:
                 f"no {', '.join(missing)}" if missing else "",
                 f"unknown output(s) {', '.join(extra)}" if extra else "") if part),
             hint=f"its outputs: {', '.join(wanted)}")
-    wrong = [a for a in wanted if not _is_dataframe(produced[a], DataFrame)]
+    # pyspark.sql.DataFrame is the base of the classic and the Spark Connect DataFrames
+    wrong = [a for a in wanted if not isinstance(produced[a], DataFrame)]
     if wrong:
         raise PipelineCodeError(
             f"pipeline {config.name}: run() returned "
             + ", ".join(f"{a} as {type(produced[a]).__name__}" for a in wrong)
             + ", not a Spark DataFrame", hint="return a DataFrame for each output")
     return {a: produced[a] for a in wanted}
-
-
-def _is_dataframe(value: Any, kind: type) -> bool:
-    if isinstance(value, kind):
-        return True
-    try:   # Spark Connect has its own DataFrame class
-        from pyspark.sql.connect.dataframe import DataFrame as ConnectFrame
-    except Exception:  # noqa: BLE001 - no Spark Connect in this environment
-        return False
-    return isinstance(value, ConnectFrame)
