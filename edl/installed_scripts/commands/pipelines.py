@@ -39,6 +39,7 @@ update (every delta applied), so that later reads start from there. Runs on the 
 job runner like a pipeline; lineage names the updates it folded."""
 
 WAIT_POLL_SECONDS = 0.25
+GLUE_POLL_SECONDS = 10.0
 
 
 @dataclass
@@ -148,15 +149,45 @@ def _as_of(values: list[str]) -> dict[str, str]:
     return parse_as_of(values)
 
 
-def start_run(factory: Factory, item: dict) -> None:
-    """Queue the run's job item; in AWS also start the pipeline's Glue job with it."""
-    queue_run(jobs_table(factory), item)
+def start_run(factory: Factory, item: dict) -> str | None:
+    """On the local instance, queue the run's job item for the runtime's job runner; in AWS,
+    start a run of the pipeline's Glue job with the same arguments; → the Glue run id."""
     if factory.instance.is_local:
-        return
+        queue_run(jobs_table(factory), item)
+        return None
     arguments = {key: ",".join(value) if isinstance(value, list) else str(value)
                  for key, value in item["arguments"].items() if key != "--pipeline"}
     glue = factory.sessions.deploy_client("glue")
-    glue.start_job_run(JobName=item["job_name"], Arguments=arguments)
+    return glue.start_job_run(JobName=item["job_name"], Arguments=arguments)["JobRunId"]
+
+
+GLUE_DONE = {"SUCCEEDED": "succeeded", "FAILED": "failed", "ERROR": "failed",
+             "TIMEOUT": "failed", "STOPPED": "failed"}
+
+
+def _follow_glue(ui: UI, factory: Factory, job_name: str, run_id: str, timeout: float) -> int:
+    """Wait for a Glue job run to end (AWS); its state and error are Glue's."""
+    glue = factory.sessions.deploy_client("glue")
+    deadline = time.monotonic() + timeout
+    state = ""
+    while True:
+        job_run = glue.get_job_run(JobName=job_name, RunId=run_id)["JobRun"]
+        if job_run["JobRunState"] != state:
+            state = job_run["JobRunState"]
+            ui.info(f"  {job_name} run {run_id}: {state}")
+        if state in GLUE_DONE:
+            break
+        if time.monotonic() > deadline:
+            raise EdlError(f"Glue run {run_id} of {job_name} is still {state} after "
+                           f"{timeout:.0f} s", hint="it goes on; see it in the Glue console")
+        time.sleep(GLUE_POLL_SECONDS)
+    if GLUE_DONE[state] == "failed":
+        raise EdlError(f"Glue run {run_id} of {job_name} ended {state}: "
+                       f"{job_run.get('ErrorMessage', 'no message')}",
+                       hint="its output updates are failed and invisible; its log is in "
+                       "CloudWatch (/aws-glue/jobs)")
+    ui.success(f"Glue run {run_id} of {job_name} succeeded")
+    return 0
 
 
 def run_pipeline(options: RunPipelineOptions, ui: UI) -> int:
@@ -172,7 +203,13 @@ def run_pipeline(options: RunPipelineOptions, ui: UI) -> int:
     who = factory.sessions.caller_arn() if not factory.instance.is_local else "admin"
     item = run_job_item(options.pipeline, as_of=as_of, requested_by=who)
     item["job_name"] = registration["job_name"]
-    start_run(factory, item)
+    glue_run = start_run(factory, item)
+    if glue_run is not None:
+        ui.info(f"Glue run {glue_run} of {item['job_name']} started (job id {item['job_id']})")
+        if options.json and not options.wait:
+            print(json.dumps({"job_id": item["job_id"], "glue_run_id": glue_run}))
+        return _follow_glue(ui, factory, item["job_name"], glue_run, options.timeout) \
+            if options.wait else 0
     ui.info(f"run {item['job_id']} of pipeline {options.pipeline} queued")
     if not options.wait:
         _print_run(ui, item, options.json)
