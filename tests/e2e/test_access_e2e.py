@@ -21,10 +21,9 @@ import pytest
 from botocore.exceptions import ClientError
 
 from edl import naming
-from edl.local import control
 from edl.paths import local_credentials_file
 from tests.e2e.conftest import LocalCloud
-from tests.e2e.helpers import BIN, PREFIX, client, edl_api, free_port, ok, refused
+from tests.e2e.helpers import BIN, PREFIX, client, edl_api, ok, refused
 
 SENSITIVE = "acc_trials"
 NEIGHBOUR = "acc_other"
@@ -80,35 +79,25 @@ def grant_id(done: subprocess.CompletedProcess) -> str:
 
 
 @pytest.fixture(scope="module")
-def _access_cloud(tmp_path_factory, local_instance):
-    """A local cloud of this module's own: its users and grants are no other test's business.
-    The core and four datasets of alice's (one per case, and a neighbour), each with data."""
-    home = tmp_path_factory.mktemp("edl-access-home")
-    no_aws = tmp_path_factory.mktemp("no-aws")
+def _access_cloud(_session_local_cloud):
+    """The session's local cloud, with the core and four datasets of alice's (one per case, and a
+    neighbour), each with data. Their names (`acc_*`) and the user the test creates are this
+    module's own, so no other test's grants or users meet them (starting a cloud of its own
+    would cost a runtime and a Spark)."""
+    cloud = _session_local_cloud
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("EDL_HOME", str(home))
-        mp.setenv("AWS_CONFIG_FILE", str(no_aws / "config"))
-        mp.setenv("AWS_SHARED_CREDENTIALS_FILE", str(no_aws / "credentials"))
-        mp.setenv("EDL_LOCAL_SWEEP_SECONDS", "3")          # the expiry test waits for a sweep
-        try:
-            port = free_port()
-            status = control.start(local_instance, port=port, ephemeral=True)
-            cloud = LocalCloud(home, port, local_instance, status)
-            edl = str(BIN / "edl")
-            subprocess.run([edl, "deploy-core"], check=True, capture_output=True, timeout=300)
-            batch = no_aws / "batch.csv"
-            batch.write_text(CSV, encoding="utf-8")
-            for name, tier in ((SENSITIVE, "sensitive"), (NEIGHBOUR, "sensitive"),
-                               (INTERNAL, "internal"), (RESTRICTED, "restricted")):
-                subprocess.run([edl, "deploy-dataset", name, "--tier", tier, "--owner", "alice",
-                                "--key", "trial_id"], check=True, capture_output=True,
-                               timeout=300)
-                ok(edl_api("ingest", name, "--source", str(batch), "--kind", "snapshot",
-                           "--wait", user="alice"))
-            yield cloud
-        finally:
-            mp.setenv("EDL_HOME", str(home))
-            control.stop()
+        mp.setenv("EDL_HOME", str(cloud.home))
+        edl = str(BIN / "edl")
+        subprocess.run([edl, "deploy-core"], check=True, capture_output=True, timeout=300)
+        batch = cloud.home / "acc_batch.csv"
+        batch.write_text(CSV, encoding="utf-8")
+        for name, tier in ((SENSITIVE, "sensitive"), (NEIGHBOUR, "sensitive"),
+                           (INTERNAL, "internal"), (RESTRICTED, "restricted")):
+            subprocess.run([edl, "deploy-dataset", name, "--tier", tier, "--owner", "alice",
+                            "--key", "trial_id"], check=True, capture_output=True, timeout=300)
+            ok(edl_api("ingest", name, "--source", str(batch), "--kind", "snapshot", "--wait",
+                       user="alice"))
+    return cloud
 
 
 @pytest.fixture

@@ -38,7 +38,7 @@ COMPACT_HELP = """Write one snapshot update of a dataset equal to reading it as 
 update (every delta applied), so that later reads start from there. Runs on the local runtime's
 job runner like a pipeline; lineage names the updates it folded."""
 
-WAIT_POLL_SECONDS = 0.25
+WAIT_POLL_SECONDS = 0.1
 GLUE_POLL_SECONDS = 10.0
 
 
