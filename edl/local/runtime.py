@@ -273,6 +273,7 @@ def _lighten_moto() -> None:
         return 200, {"Content-Type": "application/x-amz-json-1.0", **self.response_headers}, body
 
     serialized.edl_fast = True  # type: ignore[attr-defined]
+    serialized.edl_generic = generic  # type: ignore[attr-defined]  # moto's own, for tests
     handler.serialized = serialized
 
 
