@@ -178,12 +178,17 @@ def default_reader_role(instance: str) -> str:
 def dataset_role(instance: str, dataset: str, level: str) -> str:
     """`edl-<instance>-<dataset>-<level>`, shortened with a hash when IAM's 64 characters are
     not enough (a long dataset name on a long instance name)."""
-    name = f"edl-{instance}-{dataset}-{level}"
-    if len(name) <= _ROLE_NAME_MAX:
-        return name
-    digest = hashlib.sha256(dataset.encode()).hexdigest()[:8]
-    keep = _ROLE_NAME_MAX - len(f"edl-{instance}--{digest}-{level}")
-    return f"edl-{instance}-{dataset[:keep]}-{digest}-{level}"
+    return _role_name(f"edl-{instance}-", dataset, f"-{level}")
+
+
+def _role_name(head: str, name: str, tail: str = "") -> str:
+    """`<head><name><tail>`; past IAM's 64 characters, `name` is cut and a hash of it added."""
+    whole = f"{head}{name}{tail}"
+    if len(whole) <= _ROLE_NAME_MAX:
+        return whole
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    keep = _ROLE_NAME_MAX - len(f"{head}-{digest}{tail}")
+    return f"{head}{name[:keep]}-{digest}{tail}"
 
 
 STAGING_ROOT = "_edl_staging"
@@ -214,12 +219,7 @@ def ingest_job_role(instance: str) -> str:
 def pipeline_role(instance: str, pipeline: str) -> str:
     """The role a pipeline runs as (pipeline.yaml): read on its inputs, write on its outputs;
     shortened with a hash past IAM's 64 characters."""
-    name = f"edl-{instance}-pipe-{pipeline}"
-    if len(name) <= _ROLE_NAME_MAX:
-        return name
-    digest = hashlib.sha256(pipeline.encode()).hexdigest()[:8]
-    keep = _ROLE_NAME_MAX - len(f"edl-{instance}-pipe--{digest}")
-    return f"edl-{instance}-pipe-{pipeline[:keep]}-{digest}"
+    return _role_name(f"edl-{instance}-pipe-", pipeline)
 
 
 def pipeline_job_name(instance: str, pipeline: str) -> str:

@@ -38,7 +38,7 @@ from typing import Any
 
 import yaml
 
-from edl.errors import ConfigError, EdlError
+from edl.errors import ConfigError, EdlError, UsageError
 from edl.naming import validate_dataset_name
 
 CONFIG_FILE = "pipeline_config.yaml"
@@ -231,6 +231,18 @@ def check_schedule(expression: str, where: str) -> str:
         raise ConfigError(f"{where}: {expression!r}: one of day-of-month and day-of-week "
                           "must be ?", hint='e.g. "cron(0 6 * * ? *)"')
     return expression
+
+
+def parse_as_of(values: list[str]) -> dict[str, str]:
+    """`["visits=4", "sites=0000000002"]` → `{"visits": "4", "sites": "0000000002"}`."""
+    pairs = {}
+    for value in values:
+        alias, sep, update = value.partition("=")
+        if not sep or not alias.strip() or not update.strip():
+            raise UsageError(f"--as-of {value!r} is not ALIAS=UPDATE",
+                             hint="e.g. --as-of visits=0000000004")
+        pairs[alias.strip()] = update.strip()
+    return pairs
 
 
 def code_files(folder: Path) -> Iterator[Path]:

@@ -484,14 +484,13 @@ class JobRunner:
             pipeline_config,
             pipeline_role_arn,
         )
-        from edl.core_resources.pipelines.wrapper.__main__ import (
-            parse_as_of as as_of_pairs,
-        )
         from edl.core_resources.pipelines.wrapper.run import PipelineRun, RunRequest
+        from edl.pipeline_config import parse_as_of
 
-        argv = ingest_arguments(item)   # the same flags-from-arguments rule
-        name = item.get("pipeline") or (item.get("arguments") or {}).get("--pipeline", "")
-        argv = [a for a in argv if a not in ("--pipeline", name)]
+        arguments = dict(item.get("arguments") or {})
+        name = item.get("pipeline") or arguments.get("--pipeline", "")
+        arguments.pop("--pipeline", None)   # the wrapper takes the pipeline's folder instead
+        argv = ingest_arguments({**item, "arguments": arguments})   # the same flags rule
         if "--compact" not in argv:
             if self._pipelines_factory is None:
                 raise EdlError("this job runner has no pipelines table to find "
@@ -504,7 +503,7 @@ class JobRunner:
         except SystemExit:
             raise EdlError(f"job {item['job_id']} has invalid arguments: {argv}") from None
         config = pipeline_config(args)
-        request = RunRequest(config, as_of_pairs(args.as_of), job_id=item["job_id"],
+        request = RunRequest(config, parse_as_of(args.as_of), job_id=item["job_id"],
                              requested_by=args.requested_by)
         ctx = self._pipeline_lake(pipeline_role_arn(args, config.name))
         result = PipelineRun(self.spark(), ctx).run(request)

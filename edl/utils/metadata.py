@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from edl import naming
@@ -31,6 +32,17 @@ def read_all(operation: Callable[..., dict], **kwargs: Any) -> list[dict[str, An
         if "LastEvaluatedKey" not in page:
             return items
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def plain(value: Any) -> Any:
+    """DynamoDB's Decimals (and sets) as JSON-friendly ints, floats and lists."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [plain(v) for v in value]
+    return value
 
 
 class UnknownDatasetError(EdlError):

@@ -34,7 +34,7 @@ from typing import Any
 from edl.errors import EdlError
 from edl.naming import staging_prefix
 from edl.utils.storage import copy_object, delete_prefix
-from edl.utils.updates import FileRecord, UpdateRecord, part_name
+from edl.utils.updates import FAILED, FileRecord, UpdateRecord, UpdateStateError, part_name
 
 log = logging.getLogger(__name__)
 PROMOTE_THREADS = 16
@@ -123,3 +123,28 @@ def remove_update_files(client, update: UpdateRecord) -> int:
                    update.data_prefix):
         removed += delete_prefix(client, update.bucket, prefix)
     return removed
+
+
+def fail_and_remove(store, client, update: UpdateRecord, reason: str, *,
+                    lineage: dict[str, Any] | None = None) -> None:
+    """Fail a pending update with `reason` (a pipeline's output: with its run's `lineage`) and
+    delete what it wrote, staged or promoted; `store` is the `UpdateStore`. An update failed
+    meanwhile (the sweep, or a committer fencing this one off) is still cleaned up; one that
+    cannot be marked failed stays pending, invisible, and the sweep fails it later; files
+    that cannot be deleted are never read, and the sweep retries them."""
+    unit = f"{update.dataset}/{update.update_id}"
+    try:
+        failed = store.fail_update(update.dataset, update.update_id, reason, lineage=lineage)
+    except UpdateStateError:
+        failed = store.get_update(update.dataset, update.update_id)
+        if failed.status != FAILED:
+            return
+    except Exception:
+        log.exception("%s - could not mark the update failed", unit)
+        return
+    try:
+        remove_update_files(client, failed)
+        store.mark_files_removed(failed.dataset, failed.update_id)
+    except Exception:
+        log.warning("%s - could not delete the update's files", unit, exc_info=True)
+

@@ -47,7 +47,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -55,7 +54,7 @@ from botocore.exceptions import ClientError
 from edl import naming
 from edl.errors import EdlError
 from edl.utils.commit_lock import CommitLock
-from edl.utils.metadata import Tables, UnknownDatasetError, read_all
+from edl.utils.metadata import Tables, UnknownDatasetError, plain, read_all
 from edl.utils.schemas import describe_schema, schema_from_text
 
 PENDING, COMPLETE, FAILED = "pending", "complete", "failed"
@@ -208,13 +207,13 @@ class UpdateRecord:
             files=tuple(FileRecord.from_item(f) for f in item.get("files", [])),
             columns=tuple(columns),
             arrow_schema=arrow_schema, reason=item.get("reason", ""),
-            options=_plain(item.get("options", {})),
+            options=plain(item.get("options", {})),
             commit_seq=int(item.get("commit_seq", 0)),
             manifest_sha256=item.get("manifest_sha256", ""),
             catalog_registered=bool(item.get("catalog_registered", False))
             and int(item.get("catalog_layout", 1)) >= CATALOG_LAYOUT,
             files_removed=bool(item.get("files_removed", False)),
-            lineage=_plain(item.get("lineage") or {}),
+            lineage=plain(item.get("lineage") or {}),
         )
 
 
@@ -229,17 +228,6 @@ def item_columns(item: dict[str, Any]) -> list[dict[str, str]]:
 
 def part_name(index: int) -> str:
     return f"part-{index:05d}.parquet"
-
-
-def _plain(value: Any) -> Any:
-    """DynamoDB's Decimals back to ints/floats."""
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
 
 
 class UpdateStore:

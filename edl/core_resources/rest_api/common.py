@@ -63,6 +63,7 @@ from edl.errors import NamingError
 from edl.utils.audit import AuditLog
 from edl.utils.context import LakeContext
 from edl.utils.grants import GrantStore
+from edl.utils.metadata import plain
 
 # Handlers, the local runtime and tests import these from here: the module is the handlers' one
 # entry to what they share (errors, the caller, authorization and page tokens live beside it).
@@ -413,16 +414,3 @@ def read_page(api: ApiContext, request: Request, scope: str,
     next_token = api.page_tokens.encode(scope, {k: str(start[k]) for k in key_names}) \
         if start else None
     return items, next_token
-
-
-def plain(value: Any) -> Any:
-    """DynamoDB's Decimals and sets as JSON-friendly values."""
-    from decimal import Decimal
-
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set)):
-        return [plain(v) for v in value]
-    return value

@@ -17,9 +17,9 @@ from edl.errors import EdlError, UsageError
 from edl.installed_scripts.commands.deploy import ReplaceOptions, _execute
 from edl.installed_scripts.commands.options import CommonOptions
 from edl.installed_scripts.factory import Factory
-from edl.pipeline_config import PipelineConfig, code_hash, load_pipeline
+from edl.pipeline_config import PipelineConfig, code_hash, load_pipeline, parse_as_of
 from edl.ui import UI
-from edl.utils.metadata import DatasetRecord, UnknownDatasetError
+from edl.utils.metadata import DatasetRecord, UnknownDatasetError, plain
 from edl.utils.pipelines import PipelineStore, queue_run, run_job_item
 from edl.utils.tier_policy import check_output_tiers
 
@@ -143,12 +143,6 @@ def jobs_table(factory: Factory):
 
 # -- run ------------------------------------------------------------------------------------------
 
-def _as_of(values: list[str]) -> dict[str, str]:
-    from edl.core_resources.pipelines.wrapper.__main__ import parse_as_of
-
-    return parse_as_of(values)
-
-
 def start_run(factory: Factory, item: dict) -> str | None:
     """On the local instance, queue the run's job item for the runtime's job runner; in AWS,
     start a run of the pipeline's Glue job with the same arguments; → the Glue run id."""
@@ -194,7 +188,7 @@ def run_pipeline(options: RunPipelineOptions, ui: UI) -> int:
     factory = Factory(options.instance, options.profile, ui)
     registration = pipeline_store(factory).get(options.pipeline)
     config = json.loads(registration["config"])
-    as_of = _as_of(options.as_of)
+    as_of = parse_as_of(options.as_of)
     unknown = sorted(set(as_of) - set(config["inputs"]))
     if unknown:
         raise UsageError(f"--as-of names {', '.join(unknown)}, which pipeline "
@@ -241,7 +235,7 @@ def _follow(ui: UI, factory: Factory, job_id: str, timeout: float, as_json: bool
 
 
 def _print_run(ui: UI, item: dict, as_json: bool) -> None:
-    view = {key: _plain(item.get(key)) for key in (
+    view = {key: plain(item.get(key)) for key in (
         "job_id", "pipeline", "status", "trigger", "run_id", "inputs", "outputs", "error",
         "duration_seconds") if item.get(key) not in (None, "", [], {})}
     if as_json:
@@ -250,18 +244,6 @@ def _print_run(ui: UI, item: dict, as_json: bool) -> None:
     for alias, output in (view.get("outputs") or {}).items():
         ui.success(f"{alias}: {output['dataset']} update {output['update_id']} complete, "
                    f"{output.get('rows', '?')} rows")
-
-
-def _plain(value):
-    from decimal import Decimal
-
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
 
 
 # -- inspect ----------------------------------------------------------------------------------------
@@ -280,7 +262,7 @@ def pipelines(options: PipelinesOptions, ui: UI) -> int:
              "schedule": p.get("schedule") or None, "inputs": p["inputs"],
              "outputs": p["outputs"], "code_hash": p["code_hash"],
              "deployed_at": p["deployed_at"],
-             "last_runs": [_plain({k: r.get(k) for k in ("job_id", "status", "created_at",
+             "last_runs": [plain({k: r.get(k) for k in ("job_id", "status", "created_at",
                                                           "trigger", "outputs", "error")})
                            for r in runs.get(p["pipeline"], [])[:5]]}
             for p in registered]}, indent=1, default=str))

@@ -7,7 +7,6 @@ own, which are ignored.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 
@@ -18,6 +17,7 @@ from edl.config import get_config
 from edl.core_resources.pipelines.ingest.archives import ArchiveLimits, GiB, MiB
 from edl.core_resources.pipelines.ingest.formats import FORMAT_NAMES, FormatOptions
 from edl.core_resources.pipelines.ingest.job import IngestJob, IngestRequest
+from edl.core_resources.pipelines.job_cli import build_spark, configure_logging, report_failure
 from edl.errors import EdlError
 from edl.utils.context import LakeContext, resolve_instance
 
@@ -91,65 +91,20 @@ def job_role_arn(args: argparse.Namespace) -> str | None:
     return naming.role_arn(instance.account_id, naming.ingest_job_role(instance.name))
 
 
-def build_spark(on_loopback: bool = False):
-    """Glue or spark-submit hand us their session; run by hand for the local instance, Spark
-    stays on the loopback like everything else there."""
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    if on_loopback:
-        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    from pyspark.sql import SparkSession
-
-    builder = SparkSession.builder.appName("edl-ingest")
-    if on_loopback:
-        builder = (builder.config("spark.driver.bindAddress", "127.0.0.1")
-                   .config("spark.driver.host", "127.0.0.1").config("spark.ui.enabled", "false"))
-    return builder.getOrCreate()
-
-
-class _StderrHandler(logging.StreamHandler):
-    """Writes to whatever `sys.stderr` is at the time (it is replaced under test runners)."""
-
-    @property
-    def stream(self):
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, _value) -> None:
-        pass
-
-
-def configure_logging(debug: bool) -> None:
-    """Progress of the job (EDL's own loggers) on stderr; other libraries stay quiet."""
-    logger = logging.getLogger("edl")
-    logger.setLevel(logging.DEBUG if debug else logging.INFO)
-    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
-        handler = _StderrHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        logger.addHandler(handler)
-
-
 def main(argv: list[str] | None = None, spark=None, context: LakeContext | None = None) -> int:
     args = parse_args(argv)
     configure_logging(args.debug)
     try:
         ctx = context or LakeContext.for_instance(args.instance, role_arn=job_role_arn(args))
-        job = IngestJob(spark or build_spark(on_loopback=ctx.is_local), ctx)
+        job = IngestJob(spark or build_spark("edl-ingest", on_loopback=ctx.is_local), ctx)
         if args.register_update:
             dataset = ctx.metadata.get_dataset(args.dataset)
             job.register(dataset, ctx.updates.get_update(args.dataset, args.register_update))
             print(f"registered {args.dataset} update {args.register_update}")
             return 0
         record = job.run(build_request(args))
-    except EdlError as exc:
-        if args.debug:
-            raise
-        print(f"Error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except (ClientError, BotoCoreError) as exc:
-        if args.debug:
-            raise
-        print(f"Error: AWS call failed: {exc}", file=sys.stderr)
-        return 1
+    except (EdlError, ClientError, BotoCoreError) as exc:
+        return report_failure(exc, args.debug)
     print(f"{record.dataset} update {record.update_id} complete: {record.file_count} file(s), "
           f"{record.rows} rows, {record.bytes} bytes")
     if not record.catalog_registered:

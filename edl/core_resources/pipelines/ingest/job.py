@@ -60,11 +60,10 @@ from edl.utils.schemas import (
     schema_to_text,
     unify_schemas,
 )
-from edl.utils.staging import StagedFile, promote, remove_update_files, write_manifest
+from edl.utils.staging import StagedFile, fail_and_remove, promote, write_manifest
 from edl.utils.storage import S3Access, delete_prefix
 from edl.utils.updates import (
     COMPLETE,
-    FAILED,
     FileRecord,
     UpdateRecord,
     UpdateStateError,
@@ -288,21 +287,7 @@ class IngestJob:
 
     def _fail(self, unit: str, update: UpdateRecord, access: S3Access, reason: str) -> None:
         log.error("%s - failed: %s", unit, reason)
-        try:
-            failed = self.ctx.updates.fail_update(update.dataset, update.update_id, reason)
-        except UpdateStateError:
-            # Failed meanwhile (the sweep, or a committer fencing us off): still ours to clean.
-            failed = self.ctx.updates.get_update(update.dataset, update.update_id)
-            if failed.status != FAILED:
-                return
-        except Exception:  # the update stays pending: invisible, and the sweep fails it later
-            log.exception("%s - could not mark the update failed", unit)
-            return
-        try:
-            remove_update_files(access.client(), failed)
-            self.ctx.updates.mark_files_removed(failed.dataset, failed.update_id)
-        except Exception:  # leftovers of a failed update are never read; the sweep retries
-            log.warning("%s - could not delete the update's files", unit, exc_info=True)
+        fail_and_remove(self.ctx.updates, access.client(), update, reason)
 
 
 def _fetch_one(file, source, sink, limits):

@@ -16,23 +16,11 @@ from botocore.exceptions import BotoCoreError, ClientError
 from edl import naming
 from edl.config import get_config
 from edl.core_resources.pipelines.compact import compaction_config
-from edl.core_resources.pipelines.ingest.__main__ import build_spark, configure_logging
+from edl.core_resources.pipelines.job_cli import build_spark, configure_logging, report_failure
 from edl.core_resources.pipelines.wrapper.run import PipelineRun, PipelineRunError, RunRequest
-from edl.errors import EdlError, UsageError
-from edl.pipeline_config import PipelineConfig, load_pipeline
+from edl.errors import EdlError
+from edl.pipeline_config import PipelineConfig, load_pipeline, parse_as_of
 from edl.utils.context import LakeContext, resolve_instance
-
-
-def parse_as_of(values: list[str]) -> dict[str, str]:
-    """`["visits=4", "sites=0000000002"]` → `{"visits": "4", "sites": "0000000002"}`."""
-    pairs = {}
-    for value in values:
-        alias, sep, update = value.partition("=")
-        if not sep or not alias.strip() or not update.strip():
-            raise UsageError(f"--as-of {value!r} is not ALIAS=UPDATE",
-                             hint="e.g. --as-of visits=0000000004")
-        pairs[alias.strip()] = update.strip()
-    return pairs
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -95,25 +83,12 @@ def main(argv: list[str] | None = None, spark=None, context: LakeContext | None 
                              **({"run_id": args.run_id} if args.run_id else {}))
         ctx = context or LakeContext.for_instance(
             args.instance, role_arn=pipeline_role_arn(args, config.name))
-        result = PipelineRun(spark or build_spark(on_loopback=ctx.is_local), ctx).run(request)
-    except PipelineRunError as exc:
-        if args.debug:
-            raise
-        print(f"Error: {exc}", file=sys.stderr)
-        if exc.updates:
-            print("failed update(s): " + ", ".join(f"{d} {u}" for d, u in exc.updates.items()),
-                  file=sys.stderr)
-        return exc.exit_code
-    except EdlError as exc:
-        if args.debug:
-            raise
-        print(f"Error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except (ClientError, BotoCoreError) as exc:
-        if args.debug:
-            raise
-        print(f"Error: AWS call failed: {exc}", file=sys.stderr)
-        return 1
+        spark = spark or build_spark("edl-pipeline", on_loopback=ctx.is_local)
+        result = PipelineRun(spark, ctx).run(request)
+    except (EdlError, ClientError, BotoCoreError) as exc:
+        failed = exc.updates if isinstance(exc, PipelineRunError) else {}
+        return report_failure(exc, args.debug, "failed update(s): " + ", ".join(
+            f"{d} {u}" for d, u in failed.items()) if failed else None)
     print(json.dumps({
         "pipeline": config.name, "run_id": result.run_id,
         "inputs": [i.to_record() for i in result.inputs],

@@ -24,9 +24,9 @@ from dataclasses import dataclass, replace
 from edl.utils.context import LakeContext
 from edl.utils.metadata import DatasetRecord
 from edl.utils.schemas import describe_schema, schema_from_text, schema_to_text
-from edl.utils.staging import PROMOTE_THREADS, remove_update_files, write_manifest
+from edl.utils.staging import PROMOTE_THREADS, fail_and_remove, write_manifest
 from edl.utils.storage import copy_object, delete_prefix
-from edl.utils.updates import FAILED, UpdateRecord, UpdateStateError, part_name
+from edl.utils.updates import UpdateRecord, part_name
 
 log = logging.getLogger(__name__)
 
@@ -146,20 +146,5 @@ class OutputWriter:
     def discard(self, update: UpdateRecord, dataset: DatasetRecord, reason: str,
                 lineage: dict | None = None) -> None:
         """Fail a pending output update with `reason` and remove what it wrote."""
-        try:
-            failed = self.ctx.updates.fail_update(update.dataset, update.update_id, reason,
-                                                  lineage=lineage)
-        except UpdateStateError:
-            failed = self.ctx.updates.get_update(update.dataset, update.update_id)
-            if failed.status != FAILED:
-                return
-        except Exception:  # it stays pending: invisible, and the sweep fails it later
-            log.exception("%s/%s - could not mark the update failed", update.dataset,
-                          update.update_id)
-            return
-        try:
-            remove_update_files(self.ctx.data_access(dataset).client(), failed)
-            self.ctx.updates.mark_files_removed(failed.dataset, failed.update_id)
-        except Exception:  # leftovers of a failed update are never read; the sweep retries
-            log.warning("%s/%s - could not delete the update's files", update.dataset,
-                        update.update_id, exc_info=True)
+        fail_and_remove(self.ctx.updates, self.ctx.data_access(dataset).client(), update, reason,
+                        lineage=lineage)
