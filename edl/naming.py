@@ -14,7 +14,8 @@ from edl.errors import NamingError
 
 TIERS = ("internal", "restricted", "sensitive")
 ACCESS_LEVELS = ("read", "write")
-METADATA_TABLES = ("datasets", "updates", "grants", "audit", "jobs", "pipelines")
+METADATA_TABLES = ("datasets", "updates", "grants", "audit", "jobs", "pipelines",
+                   "lambdas")
 
 _DATASET_RE = re.compile(r"[a-z][a-z0-9_]{2,62}")
 _INSTANCE_RE = re.compile(r"[a-z][a-z0-9]{1,15}")
@@ -225,6 +226,16 @@ def pipeline_role(instance: str, pipeline: str) -> str:
 def pipeline_job_name(instance: str, pipeline: str) -> str:
     """The pipeline's Glue job (pipeline.yaml)."""
     return f"edl-{instance}-pipeline-{pipeline}"
+
+
+def lambda_role(instance: str, project: str) -> str:
+    """The role a Lambda project runs as (lambda_project.yaml): its datasets at their levels."""
+    return _role_name(f"edl-{instance}-fn-", project)
+
+
+def lambda_function_name(instance: str, project: str) -> str:
+    """A Lambda project's function (Lambda allows 64 characters; names are at most 51)."""
+    return f"edl-{instance}-{project}"[:64]
 
 
 def ingest_job_name(instance: str) -> str:

@@ -40,6 +40,7 @@ import yaml
 
 from edl.errors import ConfigError, EdlError, UsageError
 from edl.naming import validate_dataset_name
+from edl.utils.schedules import parse_schedule
 
 CONFIG_FILE = "pipeline_config.yaml"
 PYSPARK_FILE = "pipeline.py"
@@ -51,10 +52,6 @@ _TOP_KEYS = {"name", "kind", "description", "inputs", "outputs", "trigger", "che
 _NAME = re.compile(r"^[a-z][a-z0-9_]{2,62}$")
 _ALIAS = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _SKIPPED = ("__pycache__", ".", "build")
-# AWS schedule expressions (EventBridge): cron with six fields, or rate(N unit[s]).
-_RATE = re.compile(r"^rate\((\d+) (minute|minutes|hour|hours|day|days)\)$")
-_CRON = re.compile(r"^cron\(([^()]+)\)$")
-_CRON_FIELD = re.compile(r"^[0-9A-Za-z*?,/\-#L W]+$")
 
 
 @dataclass(frozen=True)
@@ -212,24 +209,7 @@ def parse_trigger(value: Any, where: str) -> Trigger:
 
 def check_schedule(expression: str, where: str) -> str:
     """An EventBridge schedule expression, or `ConfigError` saying why not."""
-    rate = _RATE.match(expression)
-    if rate:
-        if int(rate.group(1)) < 1:
-            raise ConfigError(f"{where}: {expression}: a rate is at least 1")
-        return expression
-    cron = _CRON.match(expression)
-    if not cron:
-        raise ConfigError(f"{where}: {expression!r} does not parse as a schedule",
-                          hint='cron(minutes hours day-of-month month day-of-week year), e.g. '
-                          '"cron(0 6 * * ? *)", or "rate(1 hour)"')
-    fields = cron.group(1).split()
-    if len(fields) != 6 or not all(_CRON_FIELD.match(f) for f in fields):
-        raise ConfigError(f"{where}: {expression!r} needs six cron fields, found "
-                          f"{len(fields)}", hint='e.g. "cron(0 6 * * ? *)": minutes hours '
-                          "day-of-month month day-of-week year")
-    if fields[2] != "?" and fields[4] != "?":
-        raise ConfigError(f"{where}: {expression!r}: one of day-of-month and day-of-week "
-                          "must be ?", hint='e.g. "cron(0 6 * * ? *)"')
+    parse_schedule(expression, where)
     return expression
 
 

@@ -80,6 +80,16 @@ def edl_files() -> dict[str, bytes]:
     return tree_files(Path(edl.__file__).parent, "edl")
 
 
+def yaml_files() -> dict[str, bytes]:
+    """PyYAML's pure-Python modules (Lambda's runtime has no PyYAML; the C extension is built
+    for this machine, not Lambda's, and PyYAML works without it)."""
+    import yaml
+
+    root = Path(yaml.__file__).parent
+    return {name: data for name, data in tree_files(root, "yaml").items()
+            if name.endswith(".py")}
+
+
 @functools.lru_cache(maxsize=1)
 def package_edl() -> Package:
     """The installed `edl` package as a zip that Glue (`--extra-py-files`) or Lambda imports."""

@@ -59,6 +59,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from edl.errors import EdlError
 from edl.local.jobs_table import FAILED, SUCCEEDED, JobsTable
+from edl.utils.lambdas import LAMBDA_JOB
 from edl.utils.pipelines import COMPACT_PIPELINE, PIPELINE_JOB, queue_triggered_runs
 
 log = logging.getLogger("edl.local.jobs")
@@ -193,6 +194,9 @@ class JobRunner:
         self._current: str | None = None
         self._finished = 0
         self._waiting_reason: str | None = None
+        # Called with the (dataset, update_id, rows) a job made complete: the Lambda runner's
+        # on_update invocations.
+        self.after_updates: Callable[[list[tuple[str, str, Any]]], list[str]] | None = None
 
     @classmethod
     def for_instance(cls, instance, *, warm_up: bool = True,
@@ -347,6 +351,8 @@ class JobRunner:
                 log.warning("jobs - sweep failed (next in %.0f s): %s", self.sweep_seconds,
                             str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         for item in self._jobs.queued():
+            if item.get("type") == LAMBDA_JOB:   # the Lambda runner's
+                continue
             claimed = self._jobs.claim(item["job_id"], self.runner_id)
             if claimed is not None:
                 self._run(claimed)
@@ -433,21 +439,32 @@ class JobRunner:
             self._trigger(item, fields)
 
     def _trigger(self, item: dict, fields: dict) -> None:
-        """Queue the on_update runs the job's new updates start (never twice for one update)."""
-        if self._pipelines_factory is None:
-            return
+        """Queue the on_update runs and Lambda invocations the job's new updates start (never
+        twice for one update)."""
         produced_by = item.get("pipeline") if item.get("type") == PIPELINE_JOB else None
         if produced_by == COMPACT_PIPELINE:   # the same rows again: nothing new to react to
             return
         if produced_by is not None:
-            made = [(o["dataset"], o["update_id"]) for o in fields.get("outputs", {}).values()]
+            made = [(o["dataset"], o["update_id"], o.get("rows"))
+                    for o in fields.get("outputs", {}).values()]
         else:
-            made = [(fields["dataset"], fields["update_id"])] if fields.get("update_id") else []
+            made = [(fields["dataset"], fields["update_id"], fields.get("rows"))] \
+                if fields.get("update_id") else []
         if not made:
+            return
+        if self.after_updates is not None:
+            try:
+                for job_id in self.after_updates(made):
+                    log.info("%s - queued: an update it watches is complete", job_id)
+            except Exception as exc:  # noqa: BLE001 - the job's outcome stands
+                log.warning("jobs - could not queue the invocations %s triggers: %s",
+                            item["job_id"], str(exc).splitlines()[0] if str(exc) else
+                            type(exc).__name__)
+        if self._pipelines_factory is None:
             return
         try:
             store = self._pipeline_store()
-            for dataset, update_id in made:
+            for dataset, update_id, _rows in made:
                 for job_id in queue_triggered_runs(store, self._jobs_table(), dataset, update_id,
                                                    produced_by=produced_by):
                     log.info("%s - queued: %s update %s is complete", job_id, dataset,

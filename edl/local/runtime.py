@@ -43,6 +43,7 @@ from edl.local.wsgi import ServerThread
 
 LOOPBACK = "127.0.0.1"
 JOBS_STATUS_PATH = "/_local/jobs"
+LAMBDAS_STATUS_PATH = "/_local/lambdas"
 # The runtime acts as the platform admin (the local profile `admin`), whatever identity the shell
 # that started it had.
 _CALLER_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
@@ -312,6 +313,7 @@ def default_services(port: int, instance_name: str = "local", api_port: int | No
     from edl.local.api_context import LocalApiContext
     from edl.local.api_server import ApiService
     from edl.local.job_runner import JobRunner
+    from edl.local.lambda_runner import LambdaRunner
 
     instance = get_config().instance(instance_name)
     warm_up = os.environ.get("EDL_LOCAL_SPARK_WARMUP", "1") != "0"
@@ -320,16 +322,25 @@ def default_services(port: int, instance_name: str = "local", api_port: int | No
     # Spark's JVM is this process's child and ends with it; a graceful spark.stop() would only
     # add seconds to every `edl local stop` (the state is saved before the process exits).
     jobs.owns_spark = False
+    lambdas = LambdaRunner.for_instance(instance)
+    jobs.after_updates = lambdas.on_updates
     api = ApiService(instance, port + 1 if api_port is None else api_port,
                      any_port_if_taken=api_port is None,
                      prepare_handlers=LocalApiContext(instance), after_write=jobs.wake,
-                     extra_routes={JOBS_STATUS_PATH: jobs.status})
+                     extra_routes={JOBS_STATUS_PATH: jobs.status,
+                                   LAMBDAS_STATUS_PATH: lambdas.status})
     jobs.status_url = lambda: f"{api.base_url}{JOBS_STATUS_PATH}"  # known once api listens
+    lambdas.status_url = lambda: f"{api.base_url}{LAMBDAS_STATUS_PATH}"
+
+    def wake_runners() -> None:
+        jobs.wake()
+        lambdas.wake()
+
     aws = MotoService(port, account_id=instance.account_id,
                       secret_file=paths.local_control_secret_file(), state=state,
-                      on_jobs_write=jobs.wake,
+                      on_jobs_write=wake_runners,
                       jobs_table=naming.table_name(instance.name, "jobs"))
-    return [aws, api, jobs]
+    return [aws, api, jobs, lambdas]
 
 
 class LocalRuntime:

@@ -82,6 +82,13 @@ def run_job_item(pipeline: str, *, job_id: str | None = None, as_of: dict[str, s
             "arguments": arguments}
 
 
+def glue_run_arguments(arguments: dict[str, Any]) -> dict[str, str]:
+    """A run's `arguments` as its Glue job takes them: each a string, a repeated one (`--as-of`)
+    comma-joined, and no `--pipeline` (the job knows its own; its package is its default)."""
+    return {key: ",".join(value) if isinstance(value, list) else str(value)
+            for key, value in arguments.items() if key != "--pipeline"}
+
+
 def queue_run(jobs_table, item: dict[str, Any]) -> bool:
     """Write a queued run's item unless one with its id exists; → whether it was written."""
     try:
@@ -118,17 +125,18 @@ def queue_triggered_runs(store: PipelineStore, jobs_table, dataset: str, update_
     return queued
 
 
-def fetch_package(client, url: str, cache: Path) -> Path:
-    """The pipeline folder of the package at `url` (`s3://bucket/key`), unpacked once under
-    `cache` (by the package's key, which names its content); → the folder."""
+def fetch_package(client, url: str, cache: Path, folder: str = "pipeline") -> Path:
+    """The code folder (`pipeline/`, or a Lambda project's `project/`) of the package at `url`
+    (`s3://bucket/key`), unpacked once under `cache` (by the package's key, which names its
+    content); → the folder."""
     import shutil
     import tempfile
     import zipfile
 
     bucket, _, key = url.removeprefix("s3://").partition("/")
     target = cache / hashlib.sha256(url.encode()).hexdigest()[:24]
-    if (target / "pipeline").is_dir():
-        return target / "pipeline"
+    if (target / folder).is_dir():
+        return target / folder
     cache.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(dir=cache, prefix=".unpacking-"))
     try:
@@ -140,8 +148,8 @@ def fetch_package(client, url: str, cache: Path) -> Path:
                 name = Path(member.filename)
                 if name.is_absolute() or ".." in name.parts:
                     raise EdlError(f"package {url} holds a path outside its folder: "
-                                   f"{member.filename}", hint="deploy the pipeline again")
-                if member.filename.startswith("pipeline/"):
+                                   f"{member.filename}", hint="deploy it again")
+                if member.filename.startswith(f"{folder}/"):
                     archive.extract(member, work)
         archive_path.unlink()
         try:
@@ -151,4 +159,4 @@ def fetch_package(client, url: str, cache: Path) -> Path:
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
-    return target / "pipeline"
+    return target / folder

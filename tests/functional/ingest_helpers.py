@@ -43,6 +43,7 @@ _KEYS = {
                 [("dataset", "S"), ("update_id", "S")]),
     "jobs": ([("job_id", "HASH")], [("job_id", "S")]),
     "pipelines": ([("pipeline", "HASH")], [("pipeline", "S")]),
+    "lambdas": ([("name", "HASH")], [("name", "S")]),
     # the sweep expires grants (and audits it) on every run
     "grants": ([("dataset", "HASH"), ("grant_id", "RANGE")],
                [("dataset", "S"), ("grant_id", "S")]),

@@ -143,6 +143,7 @@ def test_metadata_stack_makes_the_tables_with_their_keys(cfn):
         "audit": [("subject", "HASH"), ("event_id", "RANGE")],
         "jobs": [("job_id", "HASH")],
         "pipelines": [("pipeline", "HASH")],
+        "lambdas": [("name", "HASH")],
     }
     grants = dynamodb.describe_table(TableName=naming.table_name(LOCAL.name, "grants"))["Table"]
     (index,) = grants["GlobalSecondaryIndexes"]

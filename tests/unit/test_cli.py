@@ -17,7 +17,8 @@ CONFIG = load_config()
 COMMAND_NAMES = ("deploy-core", "deploy-dataset", "plan", "diff", "status", "destroy", "render",
                  "validate", "local")
 TEMPLATES = ("artifacts.yaml", "athena.yaml", "buckets.yaml", "default_acls.yaml", "folder_acls.yaml",
-             "ingest_job.yaml", "metadata.yaml", "pipeline.yaml", "rest_api.yaml", "sweeper.yaml")
+             "ingest_job.yaml", "lambda_project.yaml", "metadata.yaml", "pipeline.yaml", "rest_api.yaml",
+             "sweeper.yaml")
 
 
 @pytest.fixture(autouse=True)
@@ -162,7 +163,7 @@ def test_render_prints_each_template_once_to_stdout(capsys, aws_calls):
     assert code == 0
     context = template_context(CONFIG, CONFIG.instance("prod"))
     for name in TEMPLATES:
-        shown = 0 if name == "pipeline.yaml" else 1   # a pipeline's only with --pipeline
+        shown = 0 if name in ("pipeline.yaml", "lambda_project.yaml") else 1   # only with --pipeline
         assert out.count(f"# ---- {name} (instance prod) ----") == shown
         if shown:
             assert render_template(name, context).body in out

@@ -21,7 +21,8 @@ from edl.paths import cache_dir
 
 CONFIG = load_config()
 TEMPLATES = ("artifacts.yaml", "athena.yaml", "buckets.yaml", "default_acls.yaml", "folder_acls.yaml",
-             "ingest_job.yaml", "metadata.yaml", "pipeline.yaml", "rest_api.yaml", "sweeper.yaml")
+             "ingest_job.yaml", "lambda_project.yaml", "metadata.yaml", "pipeline.yaml", "rest_api.yaml",
+             "sweeper.yaml")
 
 CLEAN_BODY = """\
 AWSTemplateFormatVersion: "2010-09-09"

@@ -28,9 +28,10 @@ from edl.config import load_config
 CONFIG = load_config()
 INSTANCES = sorted(CONFIG.instances)
 # Resource types moto's CloudFormation creates; a GetAtt on any other type breaks the stack there.
-# (RestApi.RootResourceId, Function.Arn and Role.Arn measured in test_rest_api_stack.py.)
+# (RestApi.RootResourceId, Function.Arn and Role.Arn measured in test_rest_api_stack.py, an
+# Events::Rule's Arn in test_lambda_e2e.py, which deploys a project with both kinds of rule.)
 GETATT_SAFE_TYPES = {"AWS::KMS::Key", "AWS::ApiGateway::RestApi", "AWS::Lambda::Function",
-                     "AWS::IAM::Role"}
+                     "AWS::IAM::Role", "AWS::Events::Rule"}
 
 
 def rendered(instance: str, name: str) -> dict:
@@ -200,6 +201,7 @@ EXPECTED_KEYS = {
     "audit": [("subject", "HASH"), ("event_id", "RANGE")],
     "jobs": [("job_id", "HASH")],
     "pipelines": [("pipeline", "HASH")],
+    "lambdas": [("name", "HASH")],
 }
 
 

@@ -14,7 +14,6 @@ it (`broker_trust`), and it may assume exactly those.
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 
 from edl import naming
 from edl.api_config import get_api_config
@@ -24,17 +23,9 @@ from edl.cloudformation.plan import OutputRef, ParamValue, StackSpec, Upload
 from edl.config import Instance, LakeConfig
 
 
-def _yaml_files() -> dict[str, bytes]:
-    import yaml
-
-    root = Path(yaml.__file__).parent
-    return {name: data for name, data in packaging.tree_files(root, "yaml").items()
-            if name.endswith(".py")}  # the C extension is built for this machine, not Lambda
-
-
 @functools.lru_cache(maxsize=1)
 def handler_package() -> packaging.Package:
-    return packaging.build_zip({**packaging.edl_files(), **_yaml_files()})
+    return packaging.build_zip({**packaging.edl_files(), **packaging.yaml_files()})
 
 
 def rest_api_stack(instance: Instance) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from edl.installed_scripts.commands import deploy, local, pipelines, templates
+from edl.installed_scripts.commands import deploy, lambdas, local, pipelines, templates
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,14 @@ COMMANDS: dict[str, Command] = {
     "compact": Command(pipelines.CompactOptions, pipelines.compact,
                        "fold a dataset's deltas into one snapshot update",
                        pipelines.COMPACT_HELP),
+    "deploy-lambda": Command(lambdas.DeployLambdaOptions, lambdas.deploy_lambda,
+                             "check, package and deploy a Lambda project folder, and register it",
+                             lambdas.DEPLOY_LAMBDA_HELP),
+    "invoke-lambda": Command(lambdas.InvokeLambdaOptions, lambdas.invoke_lambda,
+                             "invoke a deployed Lambda project with an event; print its answer",
+                             lambdas.INVOKE_LAMBDA_HELP),
+    "lambdas": Command(lambdas.LambdasOptions, lambdas.lambdas,
+                       "list the deployed Lambda projects, their triggers and last invocations"),
     "plan": Command(deploy.DeployCoreOptions, deploy.plan_only,
                     "show what a deploy would create, update or leave alone (no change made)",
                     deploy.PLAN_HELP),
