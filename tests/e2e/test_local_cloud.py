@@ -49,7 +49,8 @@ def test_status_shows_the_running_cloud(local_cloud):
     assert status.endpoint_url == url
     api = status.services["api"].removesuffix("/v1")
     assert api.startswith("http://127.0.0.1:") and api != url  # port + 1 unless that is taken
-    assert status.services == {"aws": url, "api": f"{api}/v1", "jobs": f"{api}/_local/jobs"}
+    assert status.services == {"aws": url, "api": f"{api}/v1", "jobs": f"{api}/_local/jobs",
+                               "lambdas": f"{api}/_local/lambdas"}
     assert status.profiles == ("admin", "alice", "bob", "carol")
     assert status.pid and status.started_at and status.started_at <= time.time()
     assert status == local_cloud.status
