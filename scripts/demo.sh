@@ -144,6 +144,10 @@ edl deploy-dataset trials_by_phase --tier sensitive --owner alice \
 edl deploy-pipeline pipelines/example --instance local
 edl deploy-pipeline pipelines/sql_example --instance local
 
+step "a Lambda project: a quality check of each new clinical_trials update (trigger on_update)"
+edl deploy-lambda projects/example_lambda --instance local
+edl invoke-lambda example_lambda --event examples/lambda_event.json --instance local
+
 step "edl run-pipeline trials_by_phase --wait   (the SQL pipeline, started by hand)"
 edl run-pipeline trials_by_phase --wait --instance local
 
@@ -168,6 +172,7 @@ while True:
     time.sleep(0.5)
 PY
 edl pipelines --instance local
+edl lambdas --instance local
 
 step "lineage: which clinical_trials updates made each trials_by_site update"
 edl-api lineage trials_by_site --profile alice
