@@ -65,6 +65,7 @@ class LakeContext:
     # dataset → how tasks reach that dataset's data; None: s3_access(its home region)
     dataset_access: Callable[[DatasetRecord], S3Access] | None = None
     endpoint_url: str | None = None        # the local cloud's AWS endpoint; None in AWS
+    events: Callable[[str], object] | None = None   # region → an EventBridge client
 
     def data_access(self, dataset: DatasetRecord) -> S3Access:
         """How to reach `dataset`'s data (its parts, its manifests)."""
@@ -101,6 +102,10 @@ class LakeContext:
                                                config=sessions.client_config),
             is_local=inst.is_local,
             endpoint_url=sessions.endpoint_url,
+            events=lambda region: session.client("events",
+                                                 region_name=inst.check_region(region),
+                                                 endpoint_url=sessions.endpoint_url,
+                                                 config=sessions.client_config),
         )
 
     @classmethod

@@ -52,6 +52,7 @@ from edl.core_resources.pipelines.ingest.sources import parse_source
 from edl.errors import EdlError
 from edl.utils.catalog import GlueCatalog
 from edl.utils.context import LakeContext
+from edl.utils.events import publish_update_complete
 from edl.utils.metadata import DatasetRecord
 from edl.utils.schemas import (
     SchemaConflictError,
@@ -124,6 +125,7 @@ class IngestJob:
         log.info("%s - complete: %d files, %d rows (commit %d)", unit, complete.file_count,
                  complete.rows, complete.commit_seq)
         self._remove_staging(unit, complete, access)
+        publish_update_complete(self.ctx, complete, dataset.home_region)
         try:
             self.register(dataset, complete)
         except CatalogRegistrationError as exc:
