@@ -188,6 +188,25 @@ def test_render_with_a_pipeline_writes_its_glue_job_stack(capsys, aws_calls, tmp
     assert parameters["PackageLocation"].startswith("s3://")
 
 
+def test_render_with_a_lambda_project_writes_its_function_stack(capsys, aws_calls, tmp_path):
+    example = Path(__file__).resolve().parents[2] / "projects" / "example_lambda"
+    code, _, _ = run(capsys, "render", "--instance", "prod", "--lambda", str(example),
+                     "--tier", "sensitive", "--out", str(tmp_path))
+    assert code == 0 and aws_calls == []
+    body = (tmp_path / "edl-prod-lambda-example-lambda.yaml").read_text()
+    assert "AWS::Lambda::Function" in body and "AWS::Events::Rule" in body
+    parameters = json.loads((tmp_path / "edl-prod-lambda-example-lambda.parameters.json")
+                            .read_text())["Parameters"]
+    region = CONFIG.instance("prod").default_region
+    assert parameters["RoleName"] == "edl-prod-fn-example_lambda"
+    assert parameters["ReadObjectArns"] == \
+        f"arn:aws:s3:::sanofi-datalake-prod-sensitive-{region}/clinical_trials/*"
+    assert parameters["WriteObjectArns"] == ""           # it only reads
+    assert parameters["WatchedDatasets"] == "clinical_trials" and parameters["Schedule"] == ""
+    assert parameters["CodeS3Key"].startswith("lambdas/example_lambda/package-")
+    assert parameters["ProjectHandler"] == "handler.handle"
+
+
 # -- destroy's confirmation ------------------------------------------------------------------------
 
 @pytest.mark.parametrize("argv, told", [

@@ -8,6 +8,7 @@ from typing import Optional
 
 from edl.cloudformation.components.core import core_stacks
 from edl.cloudformation.components.dataset import dataset_stacks
+from edl.cloudformation.components.lambda_project import lambda_stacks
 from edl.cloudformation.components.pipeline import pipeline_stacks
 from edl.cloudformation.render import (
     lint_templates,
@@ -17,6 +18,7 @@ from edl.cloudformation.render import (
 )
 from edl.config import get_config
 from edl.installed_scripts.commands.options import CommonOptions
+from edl.lambda_config import load_lambda
 from edl.pipeline_config import load_pipeline
 from edl.ui import UI
 from edl.utils.metadata import DatasetRecord
@@ -37,6 +39,10 @@ class RenderOptions(CommonOptions):
     pipeline: Optional[str] = field(default=None, metadata={
         "metavar": "DIR", "help": "also render this pipeline folder's stack (its Glue job, role "
         "and schedule; its datasets taken to be of --tier, no AWS is asked)"})
+    lambda_project: Optional[str] = field(default=None, metadata={
+        "args": ["--lambda"], "metavar": "DIR",
+        "help": "also render this Lambda project's stack (its function, role and trigger; its "
+        "datasets taken to be of --tier)"})
 
 
 @dataclass
@@ -57,6 +63,11 @@ def render(options: RenderOptions, ui: UI) -> int:
                                     home_region=instance.default_region)
                    for d in {*pipeline.input_datasets(), *pipeline.output_datasets()}}
         specs += pipeline_stacks(config, instance, pipeline, records)
+    if options.lambda_project:
+        project = load_lambda(options.lambda_project)
+        specs += lambda_stacks(config, instance, project, {
+            d: DatasetRecord(dataset=d, tier=options.tier, owner="",
+                             home_region=instance.default_region) for d in project.datasets})
     rendered = {name: render_template(name, context) for name in {s.template for s in specs}}
     if options.out is None:
         for name in sorted(rendered):
