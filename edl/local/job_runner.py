@@ -366,7 +366,7 @@ class JobRunner:
         jobs = self._jobs or self._jobs_factory()
         sweeper = self._sweeper_factory() if self._sweeper_factory is not None else None
         reason = ("its runner stopped while it ran (the local runtime was stopped, restarted "
-                  "or killed); ingest again")
+                  "or killed); start it again (ingest, run-pipeline or invoke-lambda)")
         failed = []
         for item in jobs.running():
             if not self._runner_gone(item.get("runner_id", "")) or \
