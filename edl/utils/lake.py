@@ -25,8 +25,12 @@ position and its position in the update; one window per key, ordered by those tw
 last row; rows whose operation column holds the delete
 marker then remove their key. That is one shuffle whatever the number of deltas, so the cost grows
 with rows, not with deltas squared. The operation column is dropped from the result unless the
-snapshot itself has it. Every part is checked against the SHA-256 in its update's manifest
-(`edl.utils.lake_source`); the manifest itself against the checksum in the update's item.
+snapshot itself has it. Every part is checked against the SHA-256 in its update's manifest;
+the manifest itself against the checksum in the update's item.
+
+How Spark reaches the parts depends on the Spark (`edl.utils.lake_paths`): in the cloud (Glue 5
+runs Spark 3.5) Spark reads `s3://` itself; locally pyspark 4's Python data source streams them
+with pyarrow, and a pyspark 3.5 without S3 has RDD tasks do the same.
 """
 
 from __future__ import annotations
@@ -35,14 +39,10 @@ from dataclasses import dataclass, replace
 
 from edl.errors import EdlError, UsageError
 from edl.utils.context import LakeContext
+from edl.utils.lake_paths import UpdateParts, parts_path
 from edl.utils.metadata import DatasetRecord
-from edl.utils.schemas import (
-    schema_from_text,
-    schema_to_text,
-    spark_schema,
-    sparkable_schema,
-    unify_schemas,
-)
+from edl.utils.part_io import ORDER_COLUMN, ROW_COLUMN, PartToRead
+from edl.utils.schemas import schema_from_text, sparkable_schema, unify_schemas
 from edl.utils.staging import part_checksums, read_manifest
 from edl.utils.updates import (
     COMPLETE,
@@ -164,8 +164,6 @@ def _apply_deltas(reader: _PartsReader, record: DatasetRecord, plan: ReadPlan):
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    from edl.utils.lake_source import ORDER_COLUMN, ROW_COLUMN
-
     convention = record.delta
     if convention is None:
         raise EdlError(f"dataset {record.dataset!r} has delta updates but no delta convention",
@@ -194,32 +192,21 @@ def _apply_deltas(reader: _PartsReader, record: DatasetRecord, plan: ReadPlan):
 
 
 class _PartsReader:
-    """Turns update records into DataFrames through the `edl_parts` data source."""
+    """Turns update records into DataFrames, by the path this Spark has to the parts."""
 
     def __init__(self, spark, ctx: LakeContext, record: DatasetRecord) -> None:
-        from edl.utils.lake_source import EdlPartsDataSource
-
-        self.spark = spark
         self.access = ctx.data_access(record)
         self.dataset = record.dataset
-        spark.dataSource.register(EdlPartsDataSource)
+        self.path = parts_path(spark, self.access)
 
     def frame(self, updates: list[UpdateRecord], with_meta: bool, first_position: int = 0):
-        import pyarrow as pa
-
-        from edl.utils.lake_source import ORDER_COLUMN, ROW_COLUMN, SOURCE_NAME, read_options
-
         labelled = [(f"update {u.update_id}", schema_from_text(u.arrow_schema)) for u in updates]
         schema = sparkable_schema(unify_schemas(labelled, what=f"updates of {self.dataset}"))
-        declared = schema
-        if with_meta:
-            declared = pa.schema([*schema, pa.field(ORDER_COLUMN, pa.int64()),
-                                  pa.field(ROW_COLUMN, pa.int64())])
-        parts = []
-        for order, u in enumerate(updates, start=first_position):
+        reads = []
+        for order, (u, (_label, own)) in enumerate(zip(updates, labelled, strict=True),
+                                                  start=first_position):
             checksums = part_checksums(read_manifest(self.access.client(), u), u)
-            parts += [(u.bucket, key, u.update_id, i, order, checksums[i])
-                      for i, key in enumerate(u.part_keys())]
-        options = read_options(self.dataset, parts, schema_to_text(schema),
-                               spark_schema(declared).json(), self.access, with_meta)
-        return self.spark.read.format(SOURCE_NAME).options(**options).load()
+            reads.append(UpdateParts(u.update_id, own, tuple(
+                PartToRead(u.bucket, key, u.update_id, i, order, checksums[i])
+                for i, key in enumerate(u.part_keys()))))
+        return self.path.read(self.dataset, reads, schema, with_meta)

@@ -1,13 +1,13 @@
-"""A Spark data source that writes a DataFrame as parquet parts to S3 with pyarrow.
+"""A Spark data source that writes a DataFrame as parquet parts to S3 with pyarrow (pyspark 4).
 
-The writing twin of `edl.utils.lake_source`, for the same reason (no `s3a://` here, DESIGN §8):
+The writing twin of `edl.utils.lake_source`, for the same reason (no `s3://` here, DESIGN §8):
 each Spark task gets its partition as Arrow record batches (`DataSourceArrowWriter`: no row
 becomes a Python object) and streams them with pyarrow's S3 filesystem into one part,
-`<prefix>task-<partition>-<attempt>.parquet`; an empty partition writes nothing. When every
-task has succeeded, the job's commit writes the list of parts that count - one per partition,
-from the attempts Spark kept - to `<prefix>_edl_tasks.json`, which `written_parts` reads back;
-an aborted job deletes what its tasks wrote. Parts left by a failed attempt are not listed, and
-go with the staging folder they were written to.
+`<prefix>task-<partition>-<attempt>.parquet` (`edl.utils.part_io`); an empty partition writes
+nothing. When every task has succeeded, the job's commit writes the list of parts that count -
+one per partition, from the attempts Spark kept - to `<prefix>_edl_tasks.json`, which
+`written_parts` reads back; an aborted job deletes what its tasks wrote. Parts left by a failed
+attempt are not listed, and go with the staging folder they were written to.
 
     frame.write.format(SINK_NAME).mode("append").options(**sink_options(...)).save()
 """
@@ -22,6 +22,8 @@ import pyarrow as pa
 from pyspark.sql.datasource import DataSource, DataSourceArrowWriter, WriterCommitMessage
 from pyspark.sql.types import StructType
 
+from edl.utils.lake_source import access_from_options, access_options
+from edl.utils.part_io import task_part_key, write_part
 from edl.utils.schemas import schema_from_text
 from edl.utils.storage import S3Access
 
@@ -39,13 +41,8 @@ class PartWritten(WriterCommitMessage):
 
 def sink_options(bucket: str, prefix: str, arrow_schema_text: str,
                  access: S3Access) -> dict[str, str]:
-    options = {"bucket": bucket, "prefix": prefix, "arrow_schema": arrow_schema_text,
-               "region": access.region, "endpoint_url": access.endpoint_url or ""}
-    if access.access_key:
-        options.update(aws_access_key_id=access.access_key,
-                       aws_secret_access_key=access.secret_key or "",
-                       aws_session_token=access.session_token or "")
-    return options
+    return {"bucket": bucket, "prefix": prefix, "arrow_schema": arrow_schema_text,
+            **access_options(access)}
 
 
 def written_parts(access: S3Access, bucket: str, prefix: str) -> list[dict]:
@@ -53,13 +50,6 @@ def written_parts(access: S3Access, bucket: str, prefix: str) -> list[dict]:
     `key`, `rows`, `bytes`."""
     body = access.client().get_object(Bucket=bucket, Key=f"{prefix}{TASKS_FILE}")["Body"].read()
     return sorted(json.loads(body)["parts"], key=lambda p: p["partition"])
-
-
-def _access(options: dict[str, str]) -> S3Access:
-    return S3Access(region=options["region"], endpoint_url=options.get("endpoint_url") or None,
-                    access_key=options.get("aws_access_key_id") or None,
-                    secret_key=options.get("aws_secret_access_key") or None,
-                    session_token=options.get("aws_session_token") or None)
 
 
 class EdlPartsSink(DataSource):
@@ -79,47 +69,25 @@ class EdlPartsWriter(DataSourceArrowWriter):
         self.options = options
 
     def write(self, iterator: Iterator[pa.RecordBatch]) -> PartWritten:
-        import pyarrow.parquet as pq
         from pyspark import TaskContext
 
         context = TaskContext.get()
         partition = context.partitionId() if context is not None else 0
         attempt = context.attemptNumber() if context is not None else 0
-        key = f"{self.prefix}task-{partition:05d}-{attempt}.parquet"
-        schema = schema_from_text(self.arrow_schema)
-        fs = _access(self.options).filesystem()
-        rows = 0
-        stream = writer = None
-        try:
-            for batch in iterator:
-                if batch.num_rows == 0:
-                    continue
-                if writer is None:
-                    stream = fs.open_output_stream(f"{self.bucket}/{key}")
-                    writer = pq.ParquetWriter(stream, schema, compression="snappy")
-                table = pa.Table.from_batches([batch])
-                if not table.schema.equals(schema):
-                    table = table.rename_columns(schema.names).cast(schema)
-                writer.write_table(table)
-                rows += batch.num_rows
-        finally:
-            if writer is not None:
-                writer.close()
-            if stream is not None:
-                stream.close()
-        if not rows:
-            return PartWritten(partition, "", 0, 0)
-        return PartWritten(partition, key, rows, fs.get_file_info(f"{self.bucket}/{key}").size)
+        written = write_part(access_from_options(self.options), self.bucket,
+                             task_part_key(self.prefix, partition, attempt),
+                             schema_from_text(self.arrow_schema), iterator, partition)
+        return PartWritten(partition, written.key or "", written.rows, written.bytes)
 
     def commit(self, messages: list[WriterCommitMessage | None]) -> None:
         parts = [{"partition": m.partition, "key": m.key, "rows": m.rows, "bytes": m.bytes}
                  for m in messages if isinstance(m, PartWritten) and m.rows]
-        _access(self.options).client().put_object(
+        access_from_options(self.options).client().put_object(
             Bucket=self.bucket, Key=f"{self.prefix}{TASKS_FILE}",
             Body=json.dumps({"parts": parts}).encode())
 
     def abort(self, messages: list[WriterCommitMessage | None]) -> None:
-        client = _access(self.options).client()
+        client = access_from_options(self.options).client()
         for m in messages:
             if isinstance(m, PartWritten) and m.key:
                 client.delete_object(Bucket=self.bucket, Key=m.key)

@@ -212,10 +212,22 @@ def trino_type(t: pa.DataType) -> str:
 
 def spark_schema(schema: pa.Schema):
     """The Spark StructType for an Arrow schema, through `spark_holdable` (null columns become
-    strings, unsigned integers signed or decimal)."""
+    strings, unsigned integers signed or decimal; naive timestamps `TimestampNTZType`, which
+    pyspark 4 does by default and pyspark 3.5 only when asked)."""
     from pyspark.sql.pandas.types import from_arrow_schema
 
-    return from_arrow_schema(spark_holdable(schema))
+    return from_arrow_schema(spark_holdable(schema), prefer_timestamp_ntz=True)
+
+
+def arrow_schema_of_spark(struct) -> pa.Schema:
+    """Spark's own Arrow schema for a Spark StructType, timestamps labelled UTC: pyspark 4 is
+    told the zone, pyspark 3.5 (Glue 5) takes the schema alone and labels UTC itself."""
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    try:
+        return to_arrow_schema(struct, timezone="UTC", prefers_large_types=False)
+    except TypeError:
+        return to_arrow_schema(struct)
 
 
 def sparkable_schema(schema: pa.Schema) -> pa.Schema:
@@ -235,9 +247,7 @@ def sparkable_schema(schema: pa.Schema) -> pa.Schema:
       as NTZ it reads back as the very digits the file held;
     - `large_string` is `string`, `date64` is `date32`, lists and structs are translated
       member by member (list items are named `element`)."""
-    from pyspark.sql.pandas.types import to_arrow_schema
-
-    return to_arrow_schema(spark_schema(schema), timezone="UTC")
+    return arrow_schema_of_spark(spark_schema(schema))
 
 
 def spark_holdable(schema: pa.Schema) -> pa.Schema:

@@ -4,12 +4,15 @@
     staged = writer.stage(frame, pending_update, dataset)   # parts in the update's staging folder
     writer.commit(staged, lineage=...)                        # promoted, manifest, complete
 
-Each Spark task writes its partition as one parquet part with pyarrow straight to the update's
-staging folder (`_edl_staging/<dataset>/<update>/data/`, which no reader role can see), through
-the `edl_parts_sink` data source (`edl.utils.lake_sink`): no row becomes a Python object, and
-Spark needs no S3 connector (DESIGN §8). Empty partitions write nothing; an output with no rows at all still gets one empty part, so that it
-has a schema. The commit then does what the ingest's does (`edl.utils.staging`): the parts are
-copied server-side to `<dataset>/data/<update>/part-NNNNN.parquet` (numbered in partition order),
+Each Spark task writes its partition as one parquet part straight to the update's staging folder
+(`_edl_staging/<dataset>/<update>/data/`, which no reader role can see), by the path this Spark
+has to S3 (`edl.utils.lake_paths`): in the cloud Spark's own parquet writer (Glue 5 runs Spark
+3.5, whose EMRFS writes `s3://`), locally pyspark 4's `edl_parts_sink` data source
+(`edl.utils.lake_sink`: no row becomes a Python object, and Spark needs no S3 connector,
+DESIGN §8), and RDD tasks with pyarrow where Spark has neither. Empty partitions write
+nothing; an output with no rows at all still gets one empty part, so that it has a schema. The
+commit then does what the ingest's does (`edl.utils.staging`): the parts are copied
+server-side to `<dataset>/data/<update>/part-NNNNN.parquet` (numbered in partition order),
 S3 computing each part's SHA-256, the manifest is written, and the conditional write over
 `pending` makes the update complete. Until then nothing is visible; `discard` fails the update
 and removes whatever it wrote.
@@ -22,8 +25,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 from edl.utils.context import LakeContext
+from edl.utils.lake_paths import parts_path
 from edl.utils.metadata import DatasetRecord
-from edl.utils.schemas import describe_schema, schema_from_text, schema_to_text
+from edl.utils.schemas import (
+    arrow_schema_of_spark,
+    describe_schema,
+    schema_from_text,
+    schema_to_text,
+)
 from edl.utils.staging import PROMOTE_THREADS, fail_and_remove, write_manifest
 from edl.utils.storage import copy_object, delete_prefix
 from edl.utils.updates import UpdateRecord, part_name
@@ -45,26 +54,6 @@ class StagedOutput:
         return sum(rows for _, rows, _ in self.parts)
 
 
-def arrow_schema_of(frame):
-    """The Arrow schema Spark hands `mapInArrow` for `frame`'s rows (timestamps in UTC)."""
-    from pyspark.sql.pandas.types import to_arrow_schema
-
-    try:
-        return to_arrow_schema(frame.schema, timezone="UTC", prefers_large_types=False)
-    except TypeError:   # pyspark 3.5 (Glue 5) takes the schema alone, and labels UTC itself
-        return to_arrow_schema(frame.schema)
-
-
-def _make_active(spark) -> None:
-    """Spark finds a Python data source to write to in the *active* session of the calling
-    thread, not in the DataFrame's (reads resolve through their reader's session). The local
-    runtime runs jobs in a thread of its own, where no session is active: make it this one."""
-    jvm = getattr(spark, "_jvm", None)
-    session = getattr(spark, "_jsparkSession", None)
-    if jvm is not None and session is not None:
-        jvm.org.apache.spark.sql.SparkSession.setActiveSession(session)
-
-
 class OutputWriter:
     """Stages and commits pipeline outputs as updates of their datasets."""
 
@@ -76,30 +65,25 @@ class OutputWriter:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        from edl.utils.lake_sink import SINK_NAME, EdlPartsSink, sink_options, written_parts
-
         access = self.ctx.data_access(dataset)
-        schema = arrow_schema_of(frame)
-        schema_text = schema_to_text(schema)
+        schema = arrow_schema_of_spark(frame.schema)   # what the parts hold
         prefix = update.staging_data_prefix
         spark = frame.sparkSession
-        spark.dataSource.register(EdlPartsSink)
-        _make_active(spark)
+        path = parts_path(spark, access)
+        log.info("%s/%s - writing the output (%s)", dataset.dataset, update.update_id, path.name)
         spark.sparkContext.setJobDescription(
             f"pipeline output {dataset.dataset}/{update.update_id}")
         try:
-            frame.write.format(SINK_NAME).mode("append").options(
-                **sink_options(update.bucket, prefix, schema_text, access)).save()
+            written = path.write(frame, update.bucket, prefix, schema)
         finally:
             spark.sparkContext.setJobDescription(None)
-        parts = tuple((p["key"], int(p["rows"]), int(p["bytes"]))
-                      for p in written_parts(access, update.bucket, prefix))
+        parts = tuple((p.key, p.rows, p.bytes) for p in written)
         if not parts:   # no rows at all: one empty part, so that the update has a schema
             key = f"{prefix}empty.parquet"
             with access.filesystem().open_output_stream(f"{update.bucket}/{key}") as stream:
                 pq.write_table(pa.Table.from_batches([], schema), stream, compression="snappy")
             parts = ((key, 0, access.filesystem().get_file_info(f"{update.bucket}/{key}").size),)
-        return StagedOutput(update, dataset, schema_text, parts)
+        return StagedOutput(update, dataset, schema_to_text(schema), parts)
 
     def commit(self, staged: StagedOutput, *, lineage: dict | None = None) -> UpdateRecord:
         """Promote the staged parts, write the manifest and make the update complete."""
