@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 from edl.utils.context import LakeContext
+from edl.utils.events import publish_update_complete
 from edl.utils.lake_paths import parts_path
 from edl.utils.metadata import DatasetRecord
 from edl.utils.schemas import (
@@ -110,6 +111,7 @@ class OutputWriter:
         except Exception:  # nobody reads staging; the sweep deletes what is left
             log.warning("%s/%s - could not delete the staging folder", update.dataset,
                         update.update_id, exc_info=True)
+        publish_update_complete(self.ctx, complete, staged.dataset.home_region)
         return self._register(staged.dataset, complete)
 
     def _register(self, dataset: DatasetRecord, update: UpdateRecord) -> UpdateRecord:
