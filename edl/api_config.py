@@ -22,7 +22,8 @@ from edl.paths import CONFIG_DIR
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 ACCESS = ("authenticated", "dataset_writer")
-FIELD_TYPES = {"string": str, "boolean": bool, "integer": int}
+# `map`: a JSON object of text values (a body field only; `pattern` checks each value).
+FIELD_TYPES = {"string": str, "boolean": bool, "integer": int, "map": dict}
 _PARAM_RE = re.compile(r"\{([a-z_]+)\}")
 _HANDLER_RE = re.compile(r"[a-z_]+:[a-z_]+")
 
@@ -132,6 +133,7 @@ def _field(r: _Reader, where: str, name: str, raw: Any, *, body: bool) -> Field:
     r.check(isinstance(raw, dict), where, "must be a mapping")
     kind = r.get(raw, "type", where, str, required=False, default="string")
     r.check(kind in FIELD_TYPES, f"{where}.type", f"must be one of {', '.join(FIELD_TYPES)}")
+    r.check(body or kind != "map", f"{where}.type", "map is for body fields only")
     enum = r.get(raw, "enum", where, list, required=False, default=[])
     r.check(all(isinstance(v, str) for v in enum), f"{where}.enum", "must list strings")
     return Field(

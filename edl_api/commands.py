@@ -118,7 +118,7 @@ def ingest(opts: argparse.Namespace, s: Session) -> int:
         raise EdlError("the API's ingest answer has no job_id, so there is nothing to wait for",
                        hint=f"look at the update: edl-api update {opts.name} "
                             f"{started.get('update_id', 'ID')}")
-    with _JobView(s.ui) as view:
+    with JobView(s.ui) as view:
         final = s.api.wait_for_job(job_id, timeout=opts.timeout, on_poll=view.show,
                                    sleep=s.sleep, clock=s.clock)
     if opts.json:
@@ -160,7 +160,7 @@ class _UploadView:
             self._progress.stop()
 
 
-class _JobView:
+class JobView:
     """A spinner with the job's status and progress on a terminal; else a line per change."""
 
     def __init__(self, ui: UI) -> None:
@@ -168,7 +168,7 @@ class _JobView:
         self._status: Status | None = None
         self._last = ""
 
-    def __enter__(self) -> _JobView:
+    def __enter__(self) -> JobView:
         if self.ui.err.is_terminal:
             status = self.ui.err.status("waiting for the job")
             self._status = status

@@ -1,5 +1,6 @@
-"""`edl-api`: talk to the lake's REST API — list datasets and updates, ingest data, follow jobs,
-ask for and decide grants, get credentials from the broker, read the audit log, query with SQL.
+"""`edl-api`: talk to the lake's REST API — list datasets and updates, ingest data, start
+pipeline runs, follow jobs, ask for and decide grants, get credentials from the broker, read the
+audit log, query with SQL.
 
 Each sub-command has its own `--help` and the common options --instance, --profile, --json and
 --debug. The command layer is thin: parse, build the API client for the instance (the URL from the
@@ -24,7 +25,7 @@ from edl.durations import parse_duration
 from edl.errors import EdlError, describe_error
 from edl.naming import validate_dataset_name
 from edl.ui import UI
-from edl_api import access_commands, commands, query_command
+from edl_api import access_commands, commands, pipeline_command, query_command
 from edl_api.client import ApiClient
 from edl_api.lake_api import (
     FORMATS,
@@ -34,11 +35,12 @@ from edl_api.lake_api import (
     SOURCES_HELP,
     LakeApi,
     validate_grant_id,
+    validate_pipeline_name,
 )
 from edl_api.outside_sources import OutsideSources
 
 DESCRIPTION = """Talk to the Enterprise Data Lake's REST API: list datasets and updates, ingest
-data and follow ingest jobs; ask for access to a dataset, approve or revoke it, get short-lived
+data and follow ingest jobs, start pipeline runs; ask for access to a dataset, approve or revoke it, get short-lived
 credentials from the broker and read the audit log; query the lake with SQL. Requests are signed with your AWS credentials
 (--profile, AWS_PROFILE or the AWS_* variables); on the local cloud, profiles are its users
 (admin, alice, bob, carol). Durations read 90s, 15m, 12h, 30d."""
@@ -51,6 +53,7 @@ examples:
   edl-api lineage trials_by_site
   edl-api ingest clinical_trials --source ./batch1.zip --kind snapshot --wait --profile alice
   edl-api job JOB_ID --json
+  edl-api run-pipeline visits_by_site --as-of visits=0000000004 --wait --profile bob
   edl-api grant request trials --level read --for 30d --justification "Q3 review" --profile bob
   edl-api grants --pending --profile alice
   edl-api grant approve trials.3f9a2c1b7d40 --profile alice
@@ -138,7 +141,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --wait: give up waiting after S seconds (default: 900)")
 
     p = add("job", "one job: status, progress, its update and any error", commands.job)
-    p.add_argument("job_id", metavar="ID", help="the job's id (from `edl-api ingest`)")
+    p.add_argument("job_id", metavar="ID",
+                   help="the job's id (from `edl-api ingest` or `edl-api run-pipeline`)")
+
+    p = add("run-pipeline", pipeline_command.SUMMARY, pipeline_command.run_pipeline,
+            description=pipeline_command.DESCRIPTION)
+    p.add_argument("name", metavar="PIPELINE", type=_pipeline_name,
+                   help="the deployed pipeline's name")
+    p.add_argument("--as-of", nargs="+", action="extend", metavar="ALIAS=UPDATE",
+                   help="read this input as of this update (repeatable)")
+    p.add_argument("--wait", action="store_true",
+                   help="follow the run until it succeeds (exit 0) or fails (exit 1)")
+    p.add_argument("--timeout", type=_positive_float, default=3600.0, metavar="S",
+                   help="with --wait: give up waiting after S seconds (default: 3600; the run "
+                        "goes on)")
     _add_access_commands(sub, common, add)
     query_command.add_parser(add)
     return parser
@@ -250,6 +266,13 @@ def _duration(what: str) -> Callable[[str], str]:
             raise argparse.ArgumentTypeError(f"{exc.message} ({exc.hint})") from None
         return text.strip().lower()
     return read
+
+
+def _pipeline_name(text: str) -> str:
+    try:
+        return validate_pipeline_name(text)
+    except EdlError as exc:
+        raise argparse.ArgumentTypeError(f"{exc.message} ({exc.hint})") from None
 
 
 def _grant_id(text: str) -> str:

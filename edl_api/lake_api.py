@@ -7,8 +7,9 @@ Besides one method per endpoint, two flows a user wants in one step:
   source outside the lake is read as the caller into a local file first (`outside_sources`) and
   then uploaded the same way; any other source (the lake's own s3://, https://) goes to
   start_ingest as it is.
-- `wait_for_job()`: poll get_job until the job has succeeded or failed, with a growing interval
-  and a timeout; sleep and clock are injectable.
+- `wait_for_job()`: poll get_job until the job (an ingest, or a pipeline run started with
+  `start_pipeline_run`) has succeeded or failed, with a growing interval and a timeout; sleep
+  and clock are injectable.
 
 Grants, the credential broker and the audit log (issue 9's contract): a grant is named by its
 `grant_id` (`<dataset>.<12 hex>`), durations are text (`90s`, `15m`, `12h`, `30d`) checked here
@@ -38,6 +39,7 @@ JOB_DONE = ("succeeded", "failed")
 LEVELS = ACCESS_LEVELS
 GRANT_STATES = ("requested", "active", "rejected", "revoked", "expired")
 GRANT_ID_RE = re.compile(r"[a-z][a-z0-9_]{2,62}\.[0-9a-f]{12}")
+PIPELINE_NAME_RE = re.compile(r"[a-z][a-z0-9_]{2,62}")   # pipeline_config.yaml's `name`
 # The API's own list; plain http:// goes to the API too, which takes it on the local instance.
 REMOTE_SCHEMES = (*(f"{scheme}://" for scheme in SOURCE_SCHEMES), "http://")
 SOURCES_HELP = "a local file, " + ", ".join(f"{scheme}://…" for scheme in SOURCE_SCHEMES)
@@ -153,6 +155,16 @@ class LakeApi:
                  "since": _duration(since, "--since")}
         return list(self.client.paginate("/audit", query, max_items=max_items))
 
+    # -- pipelines ------------------------------------------------------------------------------
+
+    def start_pipeline_run(self, pipeline: str,
+                           as_of: dict[str, str] | None = None) -> dict[str, Any]:
+        """Start a run of a deployed pipeline, its inputs as of the given updates (alias →
+        update id; the others as of their newest): `{job_id, pipeline, status}`, to follow
+        with `wait_for_job`."""
+        path = f"/pipelines/{path_part(validate_pipeline_name(pipeline))}/runs"
+        return self.client.post(path, {"as_of": dict(as_of)} if as_of else {})
+
     # -- ingest ---------------------------------------------------------------------------------
 
     def create_upload(self, dataset: str, filename: str) -> dict[str, Any]:
@@ -263,6 +275,15 @@ def validate_grant_id(grant_id: str) -> str:
                          hint="a grant id reads <dataset>.<12 hex digits>, e.g. "
                               "trials.3f9a2c1b7d40; list them with `edl-api grants`")
     return grant_id
+
+
+def validate_pipeline_name(name: str) -> str:
+    """A pipeline's name, checked before any request."""
+    if not isinstance(name, str) or not PIPELINE_NAME_RE.fullmatch(name):
+        raise UsageError(f"invalid pipeline name {str(name)[:80]!r}",
+                         hint="a pipeline's name is 3-63 lowercase letters, digits and _, "
+                              "starting with a letter (its pipeline_config.yaml's name)")
+    return name
 
 
 def grant_path(grant_id: str) -> str:

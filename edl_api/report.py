@@ -232,6 +232,8 @@ def job_line(job: dict[str, Any]) -> str:
     text = f"job {job.get('job_id', '')} {status}"
     if job.get("update_id"):
         text += f" (update {job['update_id']} of {job.get('dataset', '?')})"
+    elif job.get("pipeline"):
+        text += f" (pipeline {job['pipeline']})"
     progress = progress_text(job)
     return f"{text}: {progress}" if progress else text
 
@@ -241,6 +243,8 @@ def job_details(ui: UI, job: dict[str, Any]) -> None:
         ("status", job.get("status")),
         ("dataset", job.get("dataset")),
         ("update", job.get("update_id")),
+        ("pipeline", job.get("pipeline")),
+        ("outputs", ", ".join(run_outputs(job))),
         ("progress", progress_text(job)),
         ("error", job_error(job) if job.get("error") else None),
         ("created", when(job.get("created_at"))),
@@ -256,3 +260,25 @@ def ingest_started(ui: UI, dataset: str, started: dict[str, Any]) -> None:
         ("status", started.get("status")),
         ("source", started.get("source")),
     ])
+
+
+def pipeline_run_started(ui: UI, started: dict[str, Any]) -> None:
+    details(ui, f"run of pipeline {started.get('pipeline', '?')}", [
+        ("job", started.get("job_id")),
+        ("status", started.get("status")),
+    ])
+
+
+def run_outputs(job: dict[str, Any]) -> list[str]:
+    """A pipeline run's outputs as `alias: dataset update N (R rows)`."""
+    outputs = job.get("outputs")
+    if not isinstance(outputs, dict):
+        return []
+    shown = []
+    for alias, output in sorted(outputs.items()):
+        output = output if isinstance(output, dict) else {}
+        rows = output.get("rows")
+        shown.append(f"{alias}: {output.get('dataset', '?')} update "
+                     f"{output.get('update_id', '?')}"
+                     + (f" ({count(rows)} rows)" if rows is not None else ""))
+    return shown

@@ -7,7 +7,8 @@ never updated or deleted (the roles that write it have neither right).
 
 An event: `event_id, at, dataset, action, actor, grant_id, level, decision, reason, detail`.
 Actions: `request`, `approve`, `reject`, `revoke`, `expire`, `vend`, `break_glass` (a platform
-admin's credentials without a grant) and `refuse` (any refused request; the action tried is
+admin's credentials without a grant), `run` (a pipeline run started through the API, one event
+per output it will write) and `refuse` (any refused request; the action tried is
 `detail.tried`). `decision` is `allowed`, or `refused` for `refuse`.
 """
 
@@ -23,7 +24,8 @@ from typing import Any
 from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
-ACTIONS = ("request", "approve", "reject", "revoke", "expire", "vend", "break_glass", "refuse")
+ACTIONS = ("request", "approve", "reject", "revoke", "expire", "vend", "break_glass", "run",
+           "refuse")
 ALLOWED, REFUSED = "allowed", "refused"
 # Events about no dataset (a refused listing of all grants, say): a dataset name never starts
 # with "_", so this subject is nobody's.

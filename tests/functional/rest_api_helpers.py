@@ -80,8 +80,10 @@ class ApiLake:
         """Empty every table and bucket; undo what a test changed."""
         for table in self.dynamodb.tables.all():
             keys = [k["AttributeName"] for k in table.key_schema]
+            names = {f"#k{i}": key for i, key in enumerate(keys)}   # a key may be a reserved word
             with table.batch_writer() as batch:
-                for item in read_all(table.scan, ProjectionExpression=", ".join(keys)):
+                for item in read_all(table.scan, ProjectionExpression=", ".join(names),
+                                     ExpressionAttributeNames=names):
                     batch.delete_item(Key={k: item[k] for k in keys})
         s3 = self.client("s3")
         for bucket in s3.list_buckets()["Buckets"]:

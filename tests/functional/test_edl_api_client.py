@@ -625,6 +625,96 @@ def test_job_prints_status_and_error(stub, cli):
     assert "failed" in out and "the source was not readable" in out and "0000000003" in out
 
 
+# -- run-pipeline --------------------------------------------------------------------------------
+
+RUN = "pipeline-visits_by_site-" + "0" * 31 + "7"
+RUNS = "/v1/pipelines/visits_by_site/runs"
+
+
+def run_job(status: str, **extra) -> tuple[int, dict]:
+    return 200, {"job_id": RUN, "type": "pipeline", "pipeline": "visits_by_site",
+                 "status": status, **extra}
+
+
+def test_run_pipeline_starts_a_run_with_its_as_of_and_prints_the_answer(stub, cli):
+    stub.on("POST", RUNS, (202, {"job_id": RUN, "pipeline": "visits_by_site",
+                                 "status": "queued"}))
+    code, out, err = cli("run-pipeline", "visits_by_site", "--as-of", "visits=4",
+                         "sites=0000000002", "--json")
+    assert code == 0, err
+    assert json.loads(out) == {"job_id": RUN, "pipeline": "visits_by_site", "status": "queued"}
+    (post,) = stub.requests
+    assert "Authorization" in post["headers"]
+    assert json.loads(post["body"]) == {"as_of": {"visits": "0000000004",
+                                                  "sites": "0000000002"}}
+
+    code, out, _ = cli("run-pipeline", "visits_by_site")
+    assert code == 0 and RUN in out and "queued" in out
+    assert json.loads(stub.requests[-1]["body"]) == {}   # every input as of its newest update
+    assert not stub.calls("GET")
+
+
+def test_run_pipeline_wait_follows_the_job_and_shows_the_updates_it_wrote(stub, cli):
+    stub.on("POST", RUNS, (202, {"job_id": RUN, "pipeline": "visits_by_site",
+                                 "status": "queued"}))
+    stub.on("GET", f"/v1/jobs/{RUN}", run_job("queued"),
+            run_job("running", progress="output site_counts: writing"),
+            run_job("succeeded", outputs={"site_counts": {
+                "dataset": "site_counts", "update_id": "0000000005", "rows": 1200}}))
+    code, out, err = cli("run-pipeline", "visits_by_site", "--wait")
+    assert code == 0, err
+    assert [r["method"] for r in stub.requests] == ["POST", "GET", "GET", "GET"]
+    assert RUN in out
+    assert "output site_counts: writing" in err
+    assert "site_counts: site_counts update 0000000005 (1,200 rows)" in err
+
+
+def test_run_pipeline_wait_json_prints_the_finished_run(stub, cli):
+    stub.on("POST", RUNS, (202, {"job_id": RUN, "pipeline": "visits_by_site",
+                                 "status": "queued"}))
+    stub.on("GET", f"/v1/jobs/{RUN}", run_job("succeeded"))
+    code, out, _ = cli("run-pipeline", "visits_by_site", "--wait", "--json")
+    assert code == 0
+    final = json.loads(out)
+    assert (final["job_id"], final["pipeline"], final["status"]) == (RUN, "visits_by_site",
+                                                                     "succeeded")
+
+
+def test_a_failed_run_exits_1_with_the_runs_error(stub, cli):
+    stub.on("POST", RUNS, (202, {"job_id": RUN, "pipeline": "visits_by_site",
+                                 "status": "queued"}))
+    stub.on("GET", f"/v1/jobs/{RUN}", run_job("failed", error="check rows > 0 failed"))
+    code, _, err = cli("run-pipeline", "visits_by_site", "--wait")
+    assert code == 1
+    assert f"Error: run {RUN} of pipeline visits_by_site failed: check rows > 0 failed" in err
+    assert f"edl-api job {RUN}" in err and "Traceback" not in err
+
+
+def test_a_refused_run_exits_1_with_the_apis_reason(stub, cli):
+    reason = ("arn:aws:iam::000000000000:user/bob may not start a run of pipeline "
+              "visits_by_site: a run writes every output (site_costs, site_counts), and you "
+              "may not write site_costs; only a platform admin or someone who may write them "
+              "all starts one. Ask with: edl-api grant request site_costs --level write")
+    stub.on("POST", RUNS, (403, {"error": {"code": "no_write", "message": reason}}))
+    code, _, err = cli("run-pipeline", "visits_by_site", "--wait")
+    assert code == 1
+    assert "may not write site_costs" in " ".join(err.split())
+    assert "check --profile" not in err   # a policy refusal, not a wrong identity
+    assert not stub.calls("GET")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["run-pipeline", "Visits-By-Site"], "invalid pipeline name"),
+    (["run-pipeline", "visits_by_site", "--as-of", "visits"], "is not ALIAS=UPDATE"),
+    (["run-pipeline", "visits_by_site", "--as-of", "visits=latest"], "is not an update id"),
+])
+def test_bad_run_pipeline_input_is_refused_before_any_request(stub, cli, argv, message):
+    code, _, err = cli(*argv)
+    assert code == 2
+    assert message in err
+    assert stub.requests == []
+
+
 def test_a_failed_upload_says_so(stub, cli, tmp_path):
     data = tmp_path / "batch.csv"
     data.write_text("id\n1\n")

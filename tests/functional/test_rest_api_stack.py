@@ -5,6 +5,7 @@ authorization and a Lambda proxy integration, one function per handler module, a
 from __future__ import annotations
 
 import io
+import json
 import subprocess
 import sys
 import zipfile
@@ -162,12 +163,16 @@ def _api_context_as_role(cloud, role_arn: str):
 
 
 def test_the_api_role_may_do_what_the_handlers_do_and_no_more(cloud):
-    from edl.core_resources.rest_api import common, datasets, ingest, jobs
+    from edl.core_resources.rest_api import common, datasets, ingest, jobs, pipelines
     from edl.utils.metadata import DatasetRecord, MetadataStore
 
     assert edl("deploy-core", "--instance", "local") == 0
-    MetadataStore(_as_deployer(cloud).resource("dynamodb"), "local").put_dataset(DatasetRecord(
+    deployer = _as_deployer(cloud).resource("dynamodb")
+    MetadataStore(deployer, "local").put_dataset(DatasetRecord(
         dataset="sales", tier="internal", owner="alice", home_region=REGION))
+    deployer.Table("edl-local-pipelines").put_item(Item={   # as deploy-pipeline registers
+        "pipeline": "sales_copy", "inputs": [], "outputs": ["sales"],
+        "config": json.dumps({"inputs": {}}), "job_name": "edl-local-pipeline-sales_copy"})
     api = _api_context_as_role(cloud, f"arn:aws:iam::{LOCAL.account_id}:role/edl-local-api")
     common.use_api_context(api)
     try:
@@ -189,6 +194,13 @@ def test_the_api_role_may_do_what_the_handlers_do_and_no_more(cloud):
         status, job = call(jobs.get_job, event("get_job", user="bob",
                                                path={"job_id": started["job_id"]}))
         assert status == 200 and job["status"] == "queued"
+
+        status, run = call(pipelines.start_pipeline_run, event(
+            "start_pipeline_run", user="alice", path={"pipeline": "sales_copy"}))
+        assert status == 202, run
+        status, job = call(jobs.get_job, event("get_job", user="bob",
+                                               path={"job_id": run["job_id"]}))
+        assert status == 200 and (job["pipeline"], job["status"]) == ("sales_copy", "queued")
     finally:
         common.use_api_context(None)
     # ... and no more: the role cannot read the lake's data.

@@ -514,6 +514,25 @@ def test_the_api_role_assumes_exactly_the_brokered_roles(instance):
         "sts:AssumeRole", "sts:SetSourceIdentity", "sts:TagSession"}
 
 
+def test_the_api_role_starts_runs_of_the_ingest_job_and_of_its_instances_pipeline_jobs(instance):
+    inst = CONFIG.instance(instance)
+
+    def job(name: str) -> str:
+        return naming.glue_job_arn(inst.default_region, inst.account_id, name)
+
+    started = [job(naming.ingest_job_name(instance)),
+               job(naming.pipeline_job_name(instance, "visits_by_site"))]
+    others = [job(naming.pipeline_job_name("zz" + instance[:10], "visits_by_site")),
+              job(f"edl-{instance}-other"), job("visits_by_site")]
+    for action in ("glue:StartJobRun", "glue:GetJobRun"):
+        for arn in started:
+            assert may(instance, "rest_api.yaml", "Role", action, arn), (action, arn)
+        for arn in others:
+            assert not may(instance, "rest_api.yaml", "Role", action, arn), (action, arn)
+    assert actions(rendered(instance, "rest_api.yaml"), "Role", "glue") == {
+        "glue:StartJobRun", "glue:GetJobRun"}
+
+
 def table(instance: str, name: str, index: bool = False) -> str:
     inst = CONFIG.instance(instance)
     arn = (f"arn:aws:dynamodb:{inst.default_region}:{inst.account_id}:table/"
@@ -536,6 +555,7 @@ TABLE_RIGHTS = {
                  "dynamodb:PutItem", "dynamodb:UpdateItem"},
         "grants": set(DYNAMODB_ACTIONS),  # DeleteItem: the active pointers
         "audit": {"dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:Query", "dynamodb:Scan"},
+        "pipelines": {"dynamodb:GetItem"},   # a run's registration; deploy-pipeline writes it
     },
     "ingest_job.yaml": {
         "datasets": {"dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query",

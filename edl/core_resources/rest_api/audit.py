@@ -1,8 +1,9 @@
 """`GET /audit`: the audit log as the API shows it, and how the access handlers write it.
 
-The grant, credential and audit handlers write every decision through `record_event` and have
-every refusal written by `audited`: a 4xx they raise (or a lake error that maps to one) becomes
-a `refuse` event - who, what they tried, why - before the answer goes out. When the log cannot
+The grant, credential, audit and pipeline-run handlers write every decision through
+`record_event` and have every refusal written by `audited`: a 4xx they raise (or a lake error
+that maps to one) becomes a `refuse` event - who, what they tried, why - before the answer goes
+out, under the dataset the request names (or each of the error's `subjects`). When the log cannot
 be written the answer is a 503: no credentials and no refusal go out unaudited (a grant change
 written just before stands, and the failure is logged as an error).
 
@@ -69,12 +70,13 @@ def audited(action: str):
                 error = exc if isinstance(exc, HttpError) else map_exception(exc)
                 if error is None or not 400 <= error.status < 500 or error.status == 429:
                     raise
-                record_event(
-                    api, request, "refuse", dataset=subject_of(request), decision=REFUSED,
-                    grant_id=request.path.get("grant_id"),
-                    level=request.body.get("level") or request.query.get("level"),
-                    reason=error.message,
-                    detail={"tried": action, "status": error.status, "code": error.code})
+                for subject in error.subjects or (subject_of(request),):
+                    record_event(
+                        api, request, "refuse", dataset=subject, decision=REFUSED,
+                        grant_id=request.path.get("grant_id"),
+                        level=request.body.get("level") or request.query.get("level"),
+                        reason=error.message,
+                        detail={"tried": action, "status": error.status, "code": error.code})
                 if error is exc:
                     raise
                 raise error from exc

@@ -322,6 +322,14 @@ def _check_value(spec: Field, value: Any, *, where: str, text: bool = False) -> 
         if not isinstance(value, bool):
             raise BadRequest(f"{label} must be true or false")
         return value
+    if spec.type == "map":
+        if not isinstance(value, dict):
+            raise BadRequest(f"{label} must be a JSON object")
+        for key, item in value.items():
+            if not isinstance(item, str) or (spec.pattern and not re.fullmatch(spec.pattern, item)):
+                raise BadRequest(f"{label}: the value of {key[:40]!r} is not valid "
+                                 f"({spec.description})")
+        return dict(value)
     if not isinstance(value, str):
         raise BadRequest(f"{label} must be a string")
     if spec.enum and value not in spec.enum:

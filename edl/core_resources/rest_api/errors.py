@@ -12,6 +12,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from edl.errors import NamingError
 from edl.utils.grants import DuplicateGrantError, GrantStateError, UnknownGrantError
 from edl.utils.metadata import UnknownDatasetError
+from edl.utils.pipelines import UnknownPipelineError
 from edl.utils.tier_policy import PolicyRefusal
 from edl.utils.updates import UnknownUpdateError, UpdateStateError
 
@@ -27,11 +28,15 @@ class HttpError(Exception):
     status = 400
     code = "bad_request"
 
-    def __init__(self, message: str, code: str | None = None) -> None:
+    def __init__(self, message: str, code: str | None = None, *,
+                 subjects: tuple[str, ...] = ()) -> None:
         super().__init__(message)
         self.message = message
         if code:
             self.code = code
+        # The datasets a refusal is about when the request's path names none (a pipeline run's
+        # outputs): the audit log records it under each of them.
+        self.subjects = subjects
 
 
 class BadRequest(HttpError):
@@ -81,6 +86,8 @@ def map_exception(exc: Exception) -> HttpError | None:
         return NotFound(exc.message)
     if isinstance(exc, UnknownGrantError):
         return NotFound(exc.message, code="unknown_grant")
+    if isinstance(exc, UnknownPipelineError):
+        return NotFound(exc.message, code="unknown_pipeline")
     if isinstance(exc, UpdateStateError):
         return Conflict(exc.message)
     if isinstance(exc, GrantStateError):

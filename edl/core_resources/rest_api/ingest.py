@@ -49,6 +49,7 @@ from edl.core_resources.rest_api.common import (
     endpoint,
     module_handler,
 )
+from edl.core_resources.rest_api.jobs import fail_job, note_glue_run
 from edl.naming import ingest_job_name
 from edl.utils.metadata import DatasetRecord
 
@@ -165,14 +166,9 @@ def _start_glue_job(api: ApiContext, dataset: str, update_id: str, job_id: str,
         reason = f"the ingest job could not be started ({exc})"
         log.error("%s/%s - %s", dataset, update_id, reason)
         api.lake.updates.fail_update(dataset, update_id, reason)
-        api.jobs_table().update_item(
-            Key={"job_id": job_id}, UpdateExpression="SET #s = :failed, #e = :error",
-            ExpressionAttributeNames={"#s": "status", "#e": "error"},
-            ExpressionAttributeValues={":failed": "failed", ":error": reason})
+        fail_job(api, job_id, reason)
         raise Unavailable("the ingest job could not be started; retry shortly") from None
-    api.jobs_table().update_item(
-        Key={"job_id": job_id}, UpdateExpression="SET glue_run_id = :run",
-        ExpressionAttributeValues={":run": run["JobRunId"]})
+    note_glue_run(api, job_id, run["JobRunId"])
 
 
 # -- may the caller read the source? -----------------------------------------------------------

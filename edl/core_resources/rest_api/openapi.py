@@ -22,7 +22,8 @@ from edl.api_config import ApiConfig, Endpoint, Field, get_api_config
 
 OPENAPI_FILE = Path(__file__).with_name("openapi.json")
 
-_SUCCESS = {"create_upload": "201", "start_ingest": "202", "request_grant": "201"}
+_SUCCESS = {"create_upload": "201", "start_ingest": "202", "request_grant": "201",
+            "start_pipeline_run": "202"}
 _TEXT = {"type": "string"}
 _NULLABLE_TEXT = {"type": "string", "nullable": True}
 _INT = {"type": "integer"}
@@ -95,8 +96,14 @@ _SCHEMAS: dict[str, Any] = {
         "type": "object", "required": ["update_id", "job_id", "status"],
         "properties": {"dataset": _TEXT, "update_id": _TEXT, "job_id": _TEXT,
                        "status": {"type": "string", "enum": ["queued"]}}},
+    "PipelineRunStarted": {
+        "type": "object", "required": ["job_id", "pipeline", "status"],
+        "properties": {"job_id": {**_TEXT, "description": "follow it at /jobs/{job_id}"},
+                       "pipeline": _TEXT, "status": {"type": "string", "enum": ["queued"]}}},
     "Job": {
         "type": "object", "required": ["job_id", "status"],
+        "description": "an ingest (dataset, update_id, request) or a pipeline run (pipeline, "
+                       "trigger, run_id, inputs, outputs, duration_seconds)",
         "properties": {
             "job_id": _TEXT, "type": _NULLABLE_TEXT, "dataset": _NULLABLE_TEXT,
             "update_id": _NULLABLE_TEXT,
@@ -104,7 +111,12 @@ _SCHEMAS: dict[str, Any] = {
             "requested_by": _NULLABLE_TEXT, "created_at": _NULLABLE_TEXT,
             "started_at": _NULLABLE_TEXT, "finished_at": _NULLABLE_TEXT,
             "progress": {"nullable": True}, "error": _NULLABLE_TEXT,
-            "request": {"type": "object", "nullable": True}}},
+            "request": {"type": "object", "nullable": True},
+            "pipeline": _NULLABLE_TEXT, "trigger": _NULLABLE_TEXT, "run_id": _NULLABLE_TEXT,
+            "inputs": {"type": "array", "nullable": True, "items": {"type": "object"}},
+            "outputs": {"type": "object", "nullable": True,
+                        "description": "output alias -> {dataset, update_id, rows}"},
+            "duration_seconds": {"type": "number", "nullable": True}}},
     "Grant": {
         "type": "object",
         "required": ["grant_id", "dataset", "tier", "grantee", "level", "state", "requester",
@@ -140,7 +152,8 @@ _SCHEMAS: dict[str, Any] = {
         "properties": {
             "event_id": _TEXT, "at": _TEXT, "dataset": _NULLABLE_TEXT,
             "action": {"type": "string", "enum": ["request", "approve", "reject", "revoke",
-                                                  "expire", "vend", "break_glass", "refuse"]},
+                                                  "expire", "vend", "break_glass", "run",
+                                                  "refuse"]},
             "actor": _TEXT, "grant_id": _NULLABLE_TEXT, "level": _NULLABLE_TEXT,
             "decision": {"type": "string", "enum": ["allowed", "refused"]},
             "reason": _NULLABLE_TEXT, "detail": {"type": "object"}}},
@@ -156,15 +169,17 @@ _RESULTS = {"list_datasets": "DatasetPage", "get_dataset": "DatasetDetails",
             "create_upload": "Upload", "start_ingest": "IngestStarted", "get_job": "Job",
             "request_grant": "Grant", "list_grants": "GrantPage", "get_grant": "Grant",
             "approve_grant": "Grant", "reject_grant": "Grant", "revoke_grant": "Grant",
-            "get_credentials": "Credentials", "list_audit": "AuditPage"}
+            "get_credentials": "Credentials", "list_audit": "AuditPage",
+            "start_pipeline_run": "PipelineRunStarted"}
 
 _ERRORS = {
     "400": "Bad request: malformed JSON, unknown or missing fields, wrong types or values, "
            "an invalid page token",
     "403": "Not signed, not of this account, or not allowed (e.g. ingest by a non-writer, "
-           "from a source the caller could not read, credentials without a grant, or a "
-           "decision the tier policy refuses)",
-    "404": "No such dataset, update, job, grant or grantee",
+           "from a source the caller could not read, credentials without a grant, a "
+           "decision the tier policy refuses, or a pipeline run by someone who may not write "
+           "every output)",
+    "404": "No such dataset, update, job, grant, grantee or pipeline",
     "405": "The method is not served on this path",
     "409": "Conflict with the current state (e.g. a grant in the wrong state, or one already "
            "requested)",
@@ -176,6 +191,12 @@ _ERRORS = {
 
 
 def _field_schema(field: Field) -> dict[str, Any]:
+    if field.type == "map":   # a JSON object of text values, each checked by the pattern
+        values: dict[str, Any] = {"type": "string"}
+        if field.pattern:
+            values["pattern"] = field.pattern
+        return {"type": "object", "additionalProperties": values,
+                **({"description": field.description} if field.description else {})}
     schema: dict[str, Any] = {"type": field.type}
     if field.enum:
         schema["enum"] = list(field.enum)
